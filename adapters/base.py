@@ -1,0 +1,102 @@
+"""The one interface every protocol adapter implements.
+
+An adapter owns the link to one device. The gateway starts it, consumes its
+event stream (readings and device-state changes), asks it to write, and stops it;
+it never knows which protocol is behind it.
+"""
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import ClassVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.model import DeviceState, DeviceStatus, Reading, Value, WriteResult, utcnow
+
+Event = Union[Reading, DeviceState]
+
+
+class DeviceConfig(BaseModel):
+    """Settings every device has, whatever its protocol. Adapters extend it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique in the site; used in topics")
+    adapter: str
+    area: str
+    zone: str | None = None
+    name: str = ""
+    enabled: bool = True
+    poll_interval: float = Field(1.0, gt=0, le=10, description="seconds; the mine rule is ≤ 10 s")
+
+    @property
+    def equipment_kind(self) -> str:
+        """What the device is (shearer, belt_conveyor, ...): names historian measurements."""
+        return self.adapter
+
+
+class Adapter(ABC):
+    """Base class: subclasses implement ``_run`` (their poll or subscription loop) and ``write``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: DeviceConfig, queue_size: int = 1000):
+        self.config = config
+        self.state = DeviceState(device=config.id)
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue(queue_size)
+        self._task: asyncio.Task | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run_guarded(), name=f"adapter:{self.id}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._close()
+        await self._events.put(None)
+
+    async def stream(self) -> AsyncIterator[Event]:
+        """Readings and state changes, in order, until the adapter stops."""
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    @abstractmethod
+    async def write(self, signal: str, value: Value) -> WriteResult: ...
+
+    @abstractmethod
+    async def _run(self) -> None: ...
+
+    async def _close(self) -> None:
+        """Release the link; called once on stop."""
+
+    async def _run_guarded(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in one adapter must not take the gateway down
+            self._set_status(DeviceStatus.OFFLINE, f"adapter crashed: {exc!r}")
+            raise
+
+    def _emit(self, event: Event) -> None:
+        # A consumer that cannot keep up loses the oldest reading, never blocks the poll loop.
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
+
+    def _set_status(self, status: DeviceStatus, reason: str) -> None:
+        """Record a status change and announce it; repeated same status+reason is quiet."""
+        if self.state.status == status and self.state.reason == reason:
+            return
+        self.state.status, self.state.reason, self.state.since = status, reason, utcnow()
+        self._emit(self.state.model_copy())

@@ -1,0 +1,202 @@
+"""Site configuration: one YAML file describes a site, its areas, devices, MQTT and historian.
+
+``load_site`` returns a validated :class:`SiteConfig` or raises :class:`ConfigError`
+carrying every problem with its location (``devices[3].poll_interval: ...``).
+Strings may name environment variables as ``${NAME}`` or ``${NAME:-default}``
+so secrets stay out of the file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from adapters.modbus.config import ModbusDeviceConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AreaKind(str, Enum):
+    LONGWALL_FACE = "longwall_face"
+    HEADING = "heading"
+    BELT_LINE = "belt_line"
+    ROADWAY = "roadway"
+    SURFACE = "surface"
+
+
+class Site(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = ""
+    gateway_id: str = Field("gateway-1", pattern=r"^[A-Za-z0-9_-]+$",
+                            description="this gateway, when a site runs several")
+
+
+class Area(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway' is reserved for gateway topics")
+    kind: AreaKind
+    name: str = ""
+    zones: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == "gateway":
+            raise ValueError("'gateway' is reserved for the gateway's own topics")
+        return v
+
+
+class Tls(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip hostname verification (test benches only)")
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: Tls | None = None
+    topic_prefix: str = Field("minegw", pattern=r"^[^#+]+$")
+    qos: Literal[0, 1, 2] = 1
+    keepalive: int = Field(30, ge=5, le=600)
+    queue_limit: int = Field(10000, ge=10, description="messages held while the broker is away")
+
+
+class HistorianConfig(Strict):
+    """InfluxDB settings (used by the historian sink)."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "minegw"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+
+
+DeviceConfig = ModbusDeviceConfig  # becomes a union on `adapter` as protocols are added
+
+
+class SiteConfig(Strict):
+    site: Site
+    areas: list[Area] = Field(min_length=1)
+    devices: list[DeviceConfig] = []
+    mqtt: MqttConfig | None = Field(None, description="absent: `minegw demo` embeds a broker")
+    historian: HistorianConfig | None = None
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> "SiteConfig":
+        problems: list[str] = []
+        area_ids = {a.id for a in self.areas}
+        seen: dict[str, int] = {}
+        endpoints: dict[tuple, str] = {}
+        for i, d in enumerate(self.devices):
+            if d.id in seen:
+                problems.append(f"devices[{i}].id: {d.id!r} already used by devices[{seen[d.id]}]")
+            seen.setdefault(d.id, i)
+            if d.area not in area_ids:
+                problems.append(f"devices[{i}].area: unknown area {d.area!r} (known: {', '.join(sorted(area_ids))})")
+            key = (d.host, d.port, d.unit_id)
+            if key in endpoints:
+                problems.append(f"devices[{i}]: {d.host}:{d.port} unit {d.unit_id} is also {endpoints[key]!r}")
+            endpoints.setdefault(key, d.id)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def area(self, area_id: str) -> Area:
+        return next(a for a in self.areas if a.id == area_id)
+
+
+class ConfigError(Exception):
+    """A site file that cannot be used; ``problems`` lists each with its location."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path, self.problems = str(path), problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(node: Any, where: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def sub(m: re.Match) -> str:
+            value = os.environ.get(m[1], m[2])
+            if value is None:
+                problems.append(f"{where}: environment variable {m[1]} is not set")
+                return ""
+            return value
+        return _ENV.sub(sub, node)
+    return node
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("function-after",) and not str(part).startswith("function-"):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "less_than_equal":
+        return f"must be ≤ {err['ctx']['le']:g}" + (" s" if err["loc"][-1] in _SECONDS else "")
+    return msg
+
+
+_SECONDS = {"poll_interval", "timeout", "backoff_initial", "backoff_max"}
+
+
+def parse_site(data: Any, path: str | Path = "<site>") -> SiteConfig:
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["the file must hold a mapping (site:, areas:, devices:, ...)"])
+    data = _expand_env(data, "", problems)
+    try:
+        site = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _location(err["loc"])
+            for line in _message(err).splitlines():
+                problems.append(line if line.startswith("devices[") or not loc else f"{loc}: {line}")
+    if problems:
+        raise ConfigError(path, problems)
+    return site
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_site(data, path)

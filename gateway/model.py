@@ -1,0 +1,82 @@
+"""The normalised data model every adapter produces and every sink consumes.
+
+Adapters build these with ``model_construct`` on the hot path (their values are
+already typed); sinks and consumers validate with the same models.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Value = Union[bool, int, float, str, None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    """UTC timestamp as ISO 8601 with milliseconds and a ``Z`` suffix."""
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Quality(str, Enum):
+    GOOD = "good"
+    BAD = "bad"  # the device answered, but not with a value (exception response, NaN)
+    COMM_FAIL = "comm-fail"  # the device did not answer (timeout, connection lost)
+    OUT_OF_RANGE = "out-of-range"  # decoded fine, outside the signal's engineering range
+    STALE = "stale"  # read fine, but the answer came later than one poll interval
+
+
+class Sample(BaseModel):
+    """One signal's value at one instant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signal: str
+    value: Value
+    unit: str = ""
+    quality: Quality = Quality.GOOD
+    ts: datetime
+
+
+class DeviceStatus(str, Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class DeviceState(BaseModel):
+    """What the gateway knows about a device's link, retained on MQTT."""
+
+    device: str
+    status: DeviceStatus = DeviceStatus.OFFLINE
+    reason: str = "not polled yet"
+    since: datetime = Field(default_factory=utcnow)
+    last_good_poll: datetime | None = None
+    polls: int = 0
+    errors: int = 0  # failed polls since start
+    consecutive_errors: int = 0
+    exception_responses: int = 0
+    timeouts: int = 0
+    reconnects: int = 0
+    last_poll_ms: float | None = None
+
+
+class Reading(BaseModel):
+    """All samples one device poll produced: one MQTT message, one historian point."""
+
+    device: str
+    ts: datetime  # when the poll started
+    poll_ms: float  # how long the poll took
+    samples: list[Sample]
+
+
+class WriteResult(BaseModel):
+    device: str
+    signal: str
+    ok: bool
+    value: Value = None
+    error: str | None = None

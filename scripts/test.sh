@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what is missing on a fresh
+# Debian/Ubuntu machine, then runs the whole suite. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v influxd >/dev/null || need_apt+=(influxdb)
+if ((${#need_apt[@]})); then
+  echo "installing ${need_apt[*]} (apt-get)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+# The packages start system services we do not use: tests run their own instances.
+for svc in mosquitto influxdb; do
+  systemctl is-active --quiet "$svc" 2>/dev/null && { systemctl stop "$svc" || true; }
+done
+
+VENV=${MINEGW_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+export PATH="$PWD/$VENV/bin:/usr/sbin:$PATH"
+exec "$VENV/bin/python" -m pytest "$@"
