@@ -108,7 +108,7 @@ class ModbusAdapter(Adapter):
             self._poll_failed(f"no answer: {exc}", timeout=True)
             self._emit(self._comm_fail_reading(started_at, started))
             return None
-        reading = Reading.model_construct(device=self.id, ts=started_at,
+        reading = Reading(device=self.id, ts=started_at,
                                           poll_ms=(time.monotonic() - started) * 1000,
                                           samples=samples)
         self._poll_succeeded(reading.poll_ms)
@@ -155,11 +155,11 @@ class ModbusAdapter(Adapter):
 
     @staticmethod
     def _sample(p: Point, value: Value, quality: Quality, ts) -> Sample:
-        return Sample.model_construct(signal=p.name, value=value, unit=p.unit, quality=quality, ts=ts)
+        return Sample(signal=p.name, value=value, unit=p.unit, quality=quality, ts=ts)
 
     def _comm_fail_reading(self, started_at, started: float) -> Reading:
         samples = [self._sample(p, None, Quality.COMM_FAIL, started_at) for p in self.profile.points]
-        return Reading.model_construct(device=self.id, ts=started_at,
+        return Reading(device=self.id, ts=started_at,
                                        poll_ms=(time.monotonic() - started) * 1000, samples=samples)
 
     # -- state ---------------------------------------------------------------------------
