@@ -190,3 +190,21 @@ async def test_writes_are_checked_then_reach_the_device(tmp_path):
             result = await adapter.write(signal, value)
             assert not result.ok and why in result.error, (signal, result.error)
         await adapter.stop()
+
+
+async def test_gateway_target_failure_is_comm_fail_not_bad_data(tmp_path):
+    profile = write_profile(tmp_path, POINTS)
+
+    async def target_silent(*_):
+        return ExcCodes.GATEWAY_NO_RESPONSE
+
+    async with raw_server(inputs=[regs(0, input_words())], action=target_silent) as (_, port):
+        adapter = ModbusAdapter(device(profile, port))
+        await adapter._connect()
+        assert await adapter.poll_once() is None
+        reading = await next_event(adapter, Reading)
+        assert {x.quality for x in reading.samples} == {Quality.COMM_FAIL}
+        assert adapter.state.status is DeviceStatus.OFFLINE
+        assert "gateway target failed to respond" in adapter.state.reason
+        assert adapter.client.connected  # the TCP link to the gateway stays up
+        await adapter.stop()

@@ -21,12 +21,17 @@ from .profile import Point, Table, load_profile
 log = logging.getLogger(__name__)
 
 ILLEGAL_ADDRESS = 2
+GATEWAY_CODES = {10: "gateway path unavailable", 11: "gateway target failed to respond"}
 
 
 class ExceptionResponse(Exception):
     def __init__(self, code: int):
         super().__init__(f"exception response code {code}")
         self.code = code
+
+
+class TargetUnreachable(Exception):
+    """A Modbus gateway (serial converter) answered that the device behind it did not."""
 
 
 def decode_point(point: Point, words: list[int] | list[bool]) -> tuple[Value, Quality]:
@@ -103,6 +108,10 @@ class ModbusAdapter(Adapter):
         try:
             for block in list(self.blocks):
                 samples.extend(await self._read_block(block, deadline))
+        except TargetUnreachable as exc:  # the TCP link is fine: keep it
+            self._poll_failed(str(exc), timeout=True)
+            self._emit(self._comm_fail_reading(started_at, started))
+            return None
         except (ModbusException, OSError, asyncio.TimeoutError) as exc:
             self.client.close()
             self._poll_failed(f"no answer: {exc}", timeout=True)
@@ -119,6 +128,8 @@ class ModbusAdapter(Adapter):
         try:
             words = await self._request(block)
         except ExceptionResponse as exc:
+            if exc.code in GATEWAY_CODES:
+                raise TargetUnreachable(f"unit {self.config.unit_id}: {GATEWAY_CODES[exc.code]}") from None
             self.state.exception_responses += 1
             if exc.code == ILLEGAL_ADDRESS and len(block.points) > 1:
                 # The device refuses a merged range (a hole it does not map): read point by point.

@@ -1,0 +1,187 @@
+"""``minegw``: the field engineer's command line."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from adapters.modbus.codec import DataType, Order
+from adapters.modbus.profile import Table
+from gateway.config import ConfigError, load_site
+from gateway.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
+config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
+modbus_app = typer.Typer(no_args_is_help=True, help="Probe Modbus TCP devices.")
+mqtt_app = typer.Typer(no_args_is_help=True, help="Look at an MQTT broker.")
+app.add_typer(config_app, name="config")
+app.add_typer(modbus_app, name="modbus")
+app.add_typer(mqtt_app, name="mqtt")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(1)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def _load(path: Path):
+    try:
+        return load_site(path)
+    except ConfigError as exc:
+        err.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)", highlight=False)
+        for p in exc.problems:
+            err.print(f"  {p}", highlight=False, markup=False)
+        raise typer.Exit(1)
+
+
+def _run(coro) -> None:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        pass
+    except UserError as exc:
+        fail(str(exc))
+
+
+# -- config ----------------------------------------------------------------------------
+@config_app.command("check")
+def config_check(file: Path = typer.Argument(..., help="site YAML file")) -> None:
+    """Validate a site file; print every problem with its location."""
+    site = _load(file)
+    out.print(f"[green]ok[/] {file}: site {site.site.id}, {len(site.areas)} areas, "
+              f"{len(site.devices)} devices", highlight=False)
+
+
+# -- run / sim / demo ------------------------------------------------------------------
+@app.command()
+def run(config: Path = typer.Argument(..., help="site YAML file"),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the gateway for a site: poll every device, publish to MQTT."""
+    from gateway.service import run_gateway
+
+    site = _load(config)
+    if site.mqtt is None:
+        fail(f"{config}: no mqtt: section (only `minegw demo` embeds a broker)")
+    _setup_logging(verbose)
+    _run(run_gateway(site))
+
+
+@app.command()
+def sim(config: Path = typer.Argument(..., help="site YAML file"),
+        scenario: Optional[Path] = typer.Option(None, help="fault scenario YAML"),
+        seed: int = typer.Option(1, help="random seed: same seed, same behaviour"),
+        control: str = typer.Option("127.0.0.1:15099", help="host:port of the fault-injection endpoint"),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Start a simulator for every device the site file names."""
+    from gateway.service import run_simulators
+
+    site = _load(config)
+    _setup_logging(verbose)
+    _run(run_simulators(site, scenario=scenario, seed=seed, control=_host_port(control)))
+
+
+@app.command("sim-fault")
+def sim_fault(device: str = typer.Argument(..., help="device id in the site file"),
+              fault: Optional[str] = typer.Argument(None, help="fault name (omit with --clear)"),
+              param: list[str] = typer.Option([], "--param", "-p", help="fault parameter NAME=VALUE"),
+              clear: bool = typer.Option(False, help="clear this fault (or all faults without a name)"),
+              control: str = typer.Option("127.0.0.1:15099", help="host:port of the running `minegw sim`")) -> None:
+    """Inject or clear a fault in a running `minegw sim`."""
+    from gateway.service import inject_fault
+
+    if not fault and not clear:
+        fail("name a fault, or pass --clear")
+    params = {}
+    for p in param:
+        name, sep, value = p.partition("=")
+        if not sep:
+            fail(f"--param {p!r}: expected NAME=VALUE")
+        params[name] = _number(value)
+    _run(inject_fault(_host_port(control), device, fault, params, clear))
+
+
+@app.command()
+def demo(duration: Optional[float] = typer.Option(None, help="stop after this many seconds"),
+         broker: Optional[str] = typer.Option(None, help="host:port of an MQTT broker; default: embedded"),
+         seed: int = typer.Option(1)) -> None:
+    """Simulators + gateway + MQTT broker on this machine, with a live view."""
+    from gateway.demo import run_demo
+
+    _run(run_demo(duration=duration, broker=_host_port(broker) if broker else None, seed=seed))
+
+
+# -- probes ----------------------------------------------------------------------------
+@modbus_app.command("read")
+def modbus_read(host: str = typer.Argument(...),
+                address: int = typer.Argument(..., min=0, max=65535),
+                port: int = typer.Option(502, min=1, max=65535),
+                unit: int = typer.Option(1, min=0, max=255, help="unit (slave) id"),
+                table: Table = typer.Option(Table.HOLDING_REGISTER),
+                count: int = typer.Option(1, min=1, max=125, help="values to read"),
+                type: DataType = typer.Option(DataType.UINT16, "--type"),
+                order: Order = typer.Option(Order.ABCD, help="word/byte order of 32/64-bit values"),
+                length: int = typer.Option(0, help="characters, for --type string"),
+                timeout: float = typer.Option(2.0)) -> None:
+    """Read and decode values from a Modbus TCP device."""
+    from gateway.probes import modbus_read as probe
+
+    _run(probe(out, host, port, unit, table, address, count, type, order, length, timeout))
+
+
+@mqtt_app.command("tail")
+def mqtt_tail(topic: str = typer.Argument("minegw/#"),
+              host: str = typer.Option("127.0.0.1"), port: int = typer.Option(1883),
+              config: Optional[Path] = typer.Option(None, help="take broker settings from a site file"),
+              count: Optional[int] = typer.Option(None, help="stop after N messages"),
+              timeout: Optional[float] = typer.Option(None, help="stop after N seconds")) -> None:
+    """Print messages from the broker as they arrive."""
+    from gateway.config import MqttConfig
+    from gateway.probes import mqtt_tail as probe
+
+    cfg = _load(config).mqtt if config else MqttConfig(host=host, port=port)
+    if cfg is None:
+        fail(f"{config}: no mqtt: section")
+    try:
+        probe(out, cfg, topic, count, timeout)
+    except UserError as exc:
+        fail(str(exc))
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"{text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def _number(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

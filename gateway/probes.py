@@ -1,0 +1,79 @@
+"""Field-engineer probes behind ``minegw modbus read`` and ``minegw mqtt tail``."""
+from __future__ import annotations
+
+import json
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from adapters.modbus import codec
+from adapters.modbus.codec import DataType, Order
+from adapters.modbus.profile import Table
+from gateway.errors import UserError
+from gateway.config import MqttConfig
+
+EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                   4: "device failure", 5: "acknowledge", 6: "device busy",
+                   10: "gateway path unavailable", 11: "gateway target failed to respond"}
+
+
+async def _read_raw(client: AsyncModbusTcpClient, table: Table, address: int, count: int, unit: int):
+    read = {Table.COIL: client.read_coils, Table.DISCRETE_INPUT: client.read_discrete_inputs,
+            Table.HOLDING_REGISTER: client.read_holding_registers,
+            Table.INPUT_REGISTER: client.read_input_registers}[table]
+    rr = await read(address, count=count, device_id=unit)
+    if rr.isError():
+        code = getattr(rr, "exception_code", 0)
+        raise UserError(f"device refused: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')}) "
+                        f"reading {table.value} {address}+{count} from unit {unit}")
+    return rr.bits[:count] if table.is_bit else rr.registers
+
+
+async def modbus_read(console: Console, host: str, port: int, unit: int, table: Table, address: int,
+                      count: int, dtype: DataType, order: Order, length: int, timeout: float) -> None:
+    if table.is_bit:
+        dtype = DataType.BOOL
+    if dtype is DataType.STRING and length == 0:
+        raise UserError("--type string needs --length (characters)")
+    width = 1 if table.is_bit else codec.register_count(dtype, length)
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0, reconnect_delay=0)
+    try:
+        if not await client.connect():
+            raise UserError(f"cannot connect to {host}:{port} (refused or unreachable)")
+        raw = await _read_raw(client, table, address, count * width, unit)
+    except ModbusException as exc:
+        raise UserError(f"{host}:{port}: no answer from unit {unit} within {timeout:g} s ({exc})") from None
+    finally:
+        client.close()
+    view = RichTable(title=f"{host}:{port} unit {unit} {table.value}")
+    for col in ("address", "raw", f"{dtype.value} {order.value if width > 1 else ''}".strip()):
+        view.add_column(col)
+    for i in range(count):
+        words = raw[i * width:(i + 1) * width]
+        try:
+            value = codec.decode(list(words), dtype, order) if not table.is_bit else bool(words[0])
+        except codec.DecodeError as exc:
+            value = f"undecodable: {exc}"
+        hex_words = " ".join(f"{w:04X}" for w in words) if not table.is_bit else str(int(words[0]))
+        view.add_row(str(address + i * width), hex_words, repr(value))
+    console.print(view)
+
+
+def mqtt_tail(console: Console, cfg: MqttConfig, topic: str, count: int | None, timeout: float | None) -> None:
+    from gateway.mqtt import MqttError, tail
+
+    def show(message) -> None:
+        text = message.payload.decode("utf-8", "replace")
+        try:
+            text = json.dumps(json.loads(text), ensure_ascii=False)
+        except ValueError:
+            pass
+        flag = " (retained)" if message.retain else ""
+        console.print(f"[cyan]{message.topic}[/]{flag} {text}", highlight=False, soft_wrap=True)
+
+    try:
+        tail(cfg, topic, count=count, timeout=timeout, on_message=show)
+    except MqttError as exc:
+        raise UserError(str(exc)) from None

@@ -1,0 +1,401 @@
+"""Modbus TCP device simulators on pymodbus's simulator API.
+
+A :class:`DeviceSimulator` is one device (one unit id): a dynamics model, the faults
+injected into it, and the pymodbus ``SimDevice`` that serves it. pymodbus calls the
+device's action on every request with its live register store; the action writes the
+model's values at that moment into the store (so values are computed lazily, per
+read), passes writes on to the model as commands, and applies the faults.
+
+A :class:`ModbusSimServer` is one TCP endpoint (host:port) with one or more units, like
+a Modbus gateway in front of an RS485 line.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simutils import SimUtils
+
+from adapters.modbus import codec
+from adapters.modbus.profile import Point, Profile, Table, load_profile
+
+from .dynamics import FaultParams, NoParams, make_model
+
+log = logging.getLogger(__name__)
+
+FC_TABLE: dict[int, Table] = {
+    1: Table.COIL, 5: Table.COIL, 15: Table.COIL,
+    2: Table.DISCRETE_INPUT,
+    4: Table.INPUT_REGISTER,
+    **{fc: Table.HOLDING_REGISTER for fc in (3, 6, 16, 22, 23)},
+}
+READ_FCS = frozenset({1, 2, 3, 4})
+# the order of SimDevice's non-shared simdata tuple
+SIM_TABLES = (Table.COIL, Table.DISCRETE_INPUT, Table.HOLDING_REGISTER, Table.INPUT_REGISTER)
+
+Image = dict[Table, list]  # per table, from address 0: registers, or bools for bit tables
+
+
+# -- faults the server side applies (model faults live in dynamics) ------------------------
+class SlowParams(FaultParams):
+    delay: float = Field(1.0, gt=0, le=60, description="seconds added before every response")
+
+
+class ExceptionParams(FaultParams):
+    code: ExcCodes = Field(ExcCodes.DEVICE_FAILURE, description="Modbus exception code to answer with")
+    table: Table | None = Field(None, description="only requests to this table; default: every table")
+
+
+class OutOfRangeParams(FaultParams):
+    signal: str = Field(description="numeric signal with a range")
+    value: float | None = Field(None, description="value served; default: 10 % of the span above the range")
+
+
+SERVER_FAULTS: dict[str, type[FaultParams]] = {
+    "offline": NoParams,  # connection refused (or exception 0x0B while other units share the port)
+    "slow": SlowParams,
+    "exception": ExceptionParams,
+    "stuck": NoParams,  # every value frozen where it was
+    "out_of_range": OutOfRangeParams,
+}
+
+
+class FaultError(ValueError):
+    """A fault the device does not know, or parameters it cannot take."""
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
+
+
+# -- register images ----------------------------------------------------------------------
+def table_sizes(profile: Profile) -> dict[Table, int]:
+    """Registers (or bits) served per table: from 0 up to the end of its last point."""
+    sizes = dict.fromkeys(Table, 0)
+    for p in profile.points:
+        sizes[p.table] = max(sizes[p.table], p.address + p.width)
+    return sizes
+
+
+def encode_point(point: Point, value: Any) -> list:
+    if point.table.is_bit:
+        return [bool(value)]
+    if not point.is_numeric:  # strings, and bools kept in registers
+        return codec.encode(value, point.type, point.order, point.length)
+    return codec.encode(point.to_raw(value), point.type, point.order)
+
+
+def decode_point(point: Point, words: list) -> Any:
+    """What a client decodes from a point's registers, in engineering units."""
+    if point.table.is_bit:
+        return bool(words[0])
+    raw = codec.decode(list(words), point.type, point.order)
+    return point.to_engineering(raw) if point.is_numeric else raw
+
+
+def _block(table: Table, size: int) -> SimData:
+    """One block per table from address 0, so every address up to the last point answers
+    (unused ones as 0). pymodbus needs a block even where the profile has no point; the
+    action refuses requests to such a table."""
+    count = max(size, 1)
+    if table.is_bit:
+        return SimData(0, values=[False] * count, datatype=DataType.BITS)
+    return SimData(0, values=[0] * count, datatype=DataType.REGISTERS)
+
+
+def _monotonic_clock() -> Callable[[], float]:
+    start = time.monotonic()
+    return lambda: time.monotonic() - start
+
+
+# -- one device ---------------------------------------------------------------------------
+class DeviceSimulator:
+    """One simulated device: a seeded model of its profile's kind, plus injected faults.
+
+    ``clock`` gives the model time in seconds (default: seconds since construction).
+    """
+
+    def __init__(self, device_id: str, profile: str | Profile, unit_id: int = 1, seed: int = 0,
+                 clock: Callable[[], float] | None = None):
+        self.device_id = device_id
+        self.unit_id = unit_id
+        self.seed = seed
+        self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
+        self.model = make_model(self.profile.kind, seed)
+        missing = [p.name for p in self.profile.points if p.name not in self.model.signals]
+        if missing:
+            raise ValueError(f"{device_id}: the {self.profile.kind} model has no signal(s) {', '.join(missing)}")
+        self.clock = clock or _monotonic_clock()
+        self.sizes = table_sizes(self.profile)
+        self._owner = {(p.table, a): p for p in self.profile.points for a in range(p.address, p.address + p.width)}
+        self._faults: dict[str, FaultParams] = {}
+        self._frozen: Image | None = None
+        self._listeners: list[Callable[[DeviceSimulator], None]] = []
+
+    def __repr__(self) -> str:
+        return f"DeviceSimulator({self.device_id!r}, {self.profile.kind}, unit {self.unit_id})"
+
+    # -- faults ---------------------------------------------------------------------------
+    @property
+    def fault_kinds(self) -> dict[str, type[FaultParams]]:
+        """Every fault this device takes, with its parameter model."""
+        return {**SERVER_FAULTS, **self.model.FAULTS}
+
+    @property
+    def faults(self) -> dict[str, dict[str, Any]]:
+        """Active faults and their parameters."""
+        return {name: params.model_dump(mode="json") for name, params in self._faults.items()}
+
+    @property
+    def offline(self) -> bool:
+        return "offline" in self._faults
+
+    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
+        """Validated parameters of a fault, or :class:`FaultError` saying what is wrong."""
+        spec = self.fault_kinds.get(name)
+        if spec is None:
+            raise FaultError(f"{self.device_id}: unknown fault {name!r} for a {self.profile.kind} "
+                             f"(known: {', '.join(self.fault_kinds)})")
+        try:
+            checked = spec(**(params or {}))
+        except ValidationError as exc:
+            raise FaultError(f"{self.device_id}: {name}: {_describe(exc)}") from None
+        if isinstance(checked, OutOfRangeParams):
+            checked = self._check_out_of_range(checked)
+        return checked
+
+    def set_fault(self, name: str, **params: Any) -> FaultParams:
+        """Inject a fault now (replacing the same fault's earlier parameters)."""
+        checked = self.check_fault(name, params)
+        now = self.clock()
+        if name in self.model.FAULTS:
+            self.model.set_fault(name, t=now, **checked.model_dump())
+        elif name == "stuck" and self._frozen is None:
+            self._frozen = self._image(now)
+        self._faults[name] = checked
+        self._notify()
+        return checked
+
+    def clear_fault(self, name: str | None = None) -> None:
+        """End one fault, or every fault. Clearing an inactive fault does nothing."""
+        if name is not None and name not in self.fault_kinds:
+            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(self.fault_kinds)})")
+        for gone in [name] if name else list(self._faults):
+            if self._faults.pop(gone, None) is None:
+                continue
+            if gone in self.model.FAULTS:
+                self.model.clear_fault(gone, t=self.clock())
+            elif gone == "stuck":
+                self._frozen = None
+        self._notify()
+
+    def subscribe(self, listener: Callable[[DeviceSimulator], None]) -> None:
+        """Call ``listener(self)`` after every fault change (the server watches ``offline``)."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener(self)
+
+    def _check_out_of_range(self, p: OutOfRangeParams) -> OutOfRangeParams:
+        try:
+            point = self.profile.point(p.signal)
+        except KeyError as exc:
+            raise FaultError(f"{self.device_id}: out_of_range: {exc.args[0]}") from None
+        if not point.is_numeric or point.range is None:
+            raise FaultError(f"{self.device_id}: out_of_range: {p.signal} has no range to leave")
+        low, high = point.range
+        value = p.value if p.value is not None else high + (0.1 * (high - low) or 1.0)
+        if low <= value <= high:
+            raise FaultError(f"{self.device_id}: out_of_range: {value:g} is inside "
+                             f"{p.signal}'s range {low:g}..{high:g}")
+        try:
+            encode_point(point, value)
+        except (struct.error, OverflowError) as exc:
+            raise FaultError(f"{self.device_id}: out_of_range: {value:g} does not fit "
+                             f"{p.signal} ({point.type.value}): {exc}") from None
+        return p.model_copy(update={"value": value})
+
+    # -- values ---------------------------------------------------------------------------
+    def served_values(self, t: float) -> dict[str, Any]:
+        """The model's values at ``t`` with the sensor faults applied (before encoding)."""
+        values = self.model.values(t)
+        if oor := self._faults.get("out_of_range"):
+            values[oor.signal] = oor.value
+        return values
+
+    def image(self) -> Image:
+        """The registers and bits served right now, per table."""
+        return self._frozen if self._frozen is not None else self._image(self.clock())
+
+    def current_values(self) -> dict[str, Any]:
+        """What the device serves right now, in engineering units, exactly as a client
+        decodes it (scale and float32 quantisation included)."""
+        image = self.image()
+        return {p.name: decode_point(p, image[p.table][p.address:p.address + p.width])
+                for p in self.profile.points}
+
+    def _image(self, t: float, tables: Iterable[Table] = Table) -> Image:
+        values = self.served_values(t)
+        image: Image = {table: [False if table.is_bit else 0] * self.sizes[table] for table in tables}
+        for p in self.profile.points:
+            if p.table in image:
+                image[p.table][p.address:p.address + p.width] = encode_point(p, values[p.name])
+        return image
+
+    # -- pymodbus -------------------------------------------------------------------------
+    def sim_device(self) -> SimDevice:
+        """A fresh pymodbus device (non-shared tables, bit addressing) driven by this simulator."""
+        blocks = tuple([_block(table, self.sizes[table])] for table in SIM_TABLES)
+        return SimDevice(id=self.unit_id, simdata=blocks, action=self._on_request)
+
+    async def _on_request(self, function_code: int, start_address: int, address: int, count: int,
+                          registers: list[int], set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+        """pymodbus's per-request hook. ``registers`` is the live store of the table
+        addressed (bit tables packed 16 to a register); ``set_values`` is what a write
+        request brings, applied by pymodbus after this returns."""
+        table = FC_TABLE.get(function_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if refusal := self._refusal(table):
+            return refusal
+        slow = self._faults.get("slow")
+        if slow and (set_values is not None or function_code in READ_FCS):  # once per request:
+            await asyncio.sleep(slow.delay)  # FC 5/6/23 call again to read back after writing
+        if not self.sizes[table]:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if set_values is not None and (error := self._write(table, address, list(set_values))):
+            return error
+        self._load(table, registers)
+        return None
+
+    def _refusal(self, table: Table) -> ExcCodes | None:
+        if self.offline:  # only reached while other units keep the port open
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        exception = self._faults.get("exception")
+        if exception and exception.table in (None, table):
+            return exception.code
+        return None
+
+    def _load(self, table: Table, registers: list[int]) -> None:
+        words = self._frozen[table] if self._frozen is not None else self._image(self.clock(), (table,))[table]
+        if table.is_bit:
+            words = SimUtils.bitsToRegisters(words + [False] * (-len(words) % 16))
+        registers[:len(words)] = words
+
+    def _write(self, table: Table, address: int, values: list) -> ExcCodes | None:
+        """Pass a write on to the model; refuse it unless it covers writable points only."""
+        end = address + len(values)
+        points: dict[str, Point] = {}
+        for a in range(address, end):
+            point = self._owner.get((table, a))
+            if point is None or not point.writable:
+                return ExcCodes.ILLEGAL_ADDRESS
+            points[point.name] = point
+        now = self.clock()
+        words = self._image(now, (table,))[table]
+        words[address:end] = values
+        decoded = {name: decode_point(p, words[p.address:p.address + p.width]) for name, p in points.items()}
+        for name, value in decoded.items():
+            low, high = points[name].range or (value, value)
+            if points[name].is_numeric and not low <= value <= high:  # NaN fails too
+                return ExcCodes.ILLEGAL_VALUE
+        for name, value in decoded.items():
+            self.model.command(name, value, t=now)
+        return None
+
+
+async def _no_such_unit(*_request: Any) -> ExcCodes:
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
+# -- one TCP endpoint ---------------------------------------------------------------------
+class ModbusSimServer:
+    """One host:port serving one ``SimDevice`` per unit id.
+
+    The port closes (connection refused) while every unit on it is ``offline``, and
+    opens again when one comes back. An offline unit on a port that stays open answers
+    exception 0x0B (gateway target failed to respond), as a real TCP/RTU gateway does;
+    so do unit ids nobody simulates.
+    """
+
+    def __init__(self, host: str, port: int, simulators: list[DeviceSimulator]):
+        if not simulators:
+            raise ValueError(f"{host}:{port}: no devices to serve")
+        units = [s.unit_id for s in simulators]
+        if len(set(units)) != len(units):
+            raise ValueError(f"{host}:{port}: unit ids must differ, got {units}")
+        self.host, self.port = host, port
+        self.simulators = list(simulators)
+        self._server: ModbusTcpServer | None = None
+        self._wanted = False
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task] = set()
+        for sim in self.simulators:
+            sim.subscribe(self._fault_changed)
+
+    def __repr__(self) -> str:
+        return f"ModbusSimServer({self.host}:{self.port}, units {[s.unit_id for s in self.simulators]})"
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (unless every unit is offline). Raises OSError if the port cannot be bound."""
+        self._wanted = True
+        await self._sync()
+
+    async def stop(self) -> None:
+        self._wanted = False
+        await self.settled()
+        await self._sync()
+
+    async def settled(self) -> None:
+        """Wait until the port state follows the latest ``offline`` changes."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def _fault_changed(self, _sim: DeviceSimulator) -> None:
+        if not self._wanted:
+            return  # start() looks at the faults anyway
+        task = asyncio.get_running_loop().create_task(self._sync_logged())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _sync_logged(self) -> None:
+        try:
+            await self._sync()
+        except OSError as exc:
+            log.error("%s", exc)
+
+    async def _sync(self) -> None:
+        async with self._lock:
+            online = self._wanted and not all(s.offline for s in self.simulators)
+            if online and self._server is None:
+                self._server = await self._listen()
+            elif not online and self._server is not None:
+                server, self._server = self._server, None
+                await server.shutdown()  # closes the listening socket and every connection
+
+    async def _listen(self) -> ModbusTcpServer:
+        devices = [s.sim_device() for s in self.simulators]
+        if all(s.unit_id != 0 for s in self.simulators):  # pymodbus' id 0 catches unknown unit ids
+            sizes = {t: max(s.sizes[t] for s in self.simulators) for t in SIM_TABLES}
+            blocks = tuple([_block(t, sizes[t])] for t in SIM_TABLES)
+            devices.append(SimDevice(id=0, simdata=blocks, action=_no_such_unit))
+        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError:
+            raise OSError(f"cannot listen on {self.host}:{self.port} "
+                          "(port in use, or not an address of this host)") from None
+        return server
