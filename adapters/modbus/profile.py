@@ -71,7 +71,9 @@ class Point(BaseModel):
     def is_numeric(self) -> bool:
         return self.type not in (DataType.BOOL, DataType.STRING)
 
-    def to_engineering(self, raw: int | float) -> float:
+    def to_engineering(self, raw: int | float) -> int | float:
+        if self.scale == 1 and self.offset == 0:
+            return raw  # counters and enumerations stay integers
         return raw * self.scale + self.offset
 
     def to_raw(self, value: float) -> float:

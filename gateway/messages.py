@@ -1,0 +1,117 @@
+"""The MQTT contract: one pydantic model per payload the gateway publishes.
+
+Consumers validate with these models (``DataMessage.model_validate_json(payload)``);
+docs/mqtt.md describes the same contract for people. Timestamps are ISO 8601 UTC
+with milliseconds and a ``Z`` suffix. Unknown fields are ignored on validation so
+older consumers keep working when fields are added.
+
+The gateway builds data payloads with :func:`data_payload`, not with the models:
+it runs once per device poll and is several times faster (tests check that its
+output validates and matches the model's own JSON).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import pydantic_core
+from pydantic import AwareDatetime, BaseModel, PlainSerializer
+
+from gateway.model import DeviceStatus, Quality, Reading, Value, iso
+
+Timestamp = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
+
+
+class SampleValue(BaseModel):
+    """One signal in a data message; the signal name is its key in ``samples``."""
+
+    value: Value  # null when quality is bad or comm-fail
+    unit: str
+    quality: Quality
+    ts: Timestamp
+
+
+class DataMessage(BaseModel):
+    """``{prefix}/{site}/{area}/{device}/data``: everything one device poll produced."""
+
+    site: str
+    area: str
+    zone: str | None
+    device: str
+    kind: str  # equipment kind: shearer, belt_conveyor, ...
+    ts: Timestamp  # when the poll started
+    poll_ms: float  # how long the poll took
+    samples: dict[str, SampleValue]
+
+
+class StateMessage(BaseModel):
+    """``{prefix}/{site}/{area}/{device}/state`` (retained): the device link's state and counters.
+
+    The fields after ``area`` are those of :class:`gateway.model.DeviceState`.
+    """
+
+    site: str
+    area: str
+    device: str
+    status: DeviceStatus
+    reason: str
+    since: Timestamp
+    last_good_poll: Timestamp | None
+    polls: int
+    errors: int
+    consecutive_errors: int
+    exception_responses: int
+    timeouts: int
+    reconnects: int
+    last_poll_ms: float | None
+
+
+class GatewayStatus(BaseModel):
+    """``{prefix}/{site}/gateway/{gateway}/status`` (retained): birth and last will."""
+
+    site: str
+    gateway: str
+    status: Literal["online", "offline"]
+    reason: str  # "connected", "stopped", "connection lost"
+    version: str
+    started: Timestamp  # when this gateway process started
+    devices: list[str]  # ids of the devices this gateway polls
+    ts: Timestamp
+
+
+class GatewayHealth(BaseModel):
+    """``{prefix}/{site}/gateway/{gateway}/health`` (retained): the MQTT sink's counters since start."""
+
+    site: str
+    gateway: str
+    connected: bool
+    published: int  # messages produced for MQTT, re-sends not counted again
+    delivered: int  # acknowledged by the broker (QoS 1/2) or written to the socket (QoS 0)
+    rejected: int  # refused by the broker in its acknowledgement (MQTT 5 only, e.g. not authorised)
+    dropped: int  # discarded because the queue was full (oldest first)
+    queued: int  # waiting to be sent or waiting for the broker's acknowledgement
+    reconnects: int  # connections made after the first
+    ts: Timestamp
+
+
+def data_payload(site: str, area: str, zone: str | None, kind: str, reading: Reading) -> bytes:
+    """JSON bytes of the :class:`DataMessage` for ``reading``.
+
+    Plain dicts with pre-formatted strings: pydantic_core serialises these several
+    times faster than nested models, or than dicts holding enums and datetimes.
+    Samples of one block share a timestamp object, so each instant is formatted once.
+    """
+    stamps: dict[datetime, str] = {}
+
+    def stamp(ts: datetime) -> str:
+        text = stamps.get(ts)
+        if text is None:
+            text = stamps[ts] = iso(ts)
+        return text
+
+    return pydantic_core.to_json({
+        "site": site, "area": area, "zone": zone, "device": reading.device, "kind": kind,
+        "ts": stamp(reading.ts), "poll_ms": reading.poll_ms,
+        "samples": {s.signal: {"value": s.value, "unit": s.unit, "quality": s.quality.value, "ts": stamp(s.ts)}
+                    for s in reading.samples},
+    }, inf_nan_mode="null")  # JSON has no NaN/inf; the models serialise them as null too

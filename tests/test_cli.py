@@ -1,0 +1,117 @@
+"""The `minegw` command, run as a user would: a subprocess, real servers, no tracebacks."""
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapters.modbus.codec import DataType, Order, encode
+from tests.modbus_util import raw_server, regs
+from tests.util import free_port
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "deploy" / "site.example.yaml"
+
+
+def minegw(*args, timeout=60, **kw):
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, **kw)
+
+
+async def aminegw(*args, timeout=60):
+    return await asyncio.to_thread(minegw, *args, timeout=timeout)
+
+
+def assert_one_clean_error(result, *needles):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_demo_runs_simulators_gateway_and_embedded_broker():
+    result = minegw("demo", "--duration", "6", timeout=90, env=os.environ | {"COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "embedded MQTT broker" in out
+    for device in ("shearer-1201", "afc-1201", "roadheader-1203", "belt-main-1", "belt-main-2"):
+        assert device in out
+    final = out[out.rfind("minegw demo: site"):]  # the last frame of the live view
+    assert final.count("online") == 5, final
+    assert "Traceback" not in result.stderr
+
+
+async def test_modbus_read_decodes_values_as_asked():
+    words = encode(123.5, DataType.FLOAT32, Order.CDAB) + [0xFFFF]
+    async with raw_server(inputs=[regs(10, words)]) as (host, port):
+        result = await aminegw("modbus", "read", host, "10", "--port", str(port), "--table", "input_register",
+                               "--type", "float32", "--order", "CDAB")
+        assert result.returncode == 0, result.stderr
+        assert "123.5" in result.stdout
+        refused = await aminegw("modbus", "read", host, "500", "--port", str(port), "--table", "input_register")
+        assert_one_clean_error(refused, "exception 2 (illegal data address)")
+
+
+def test_probe_failures_are_one_clear_line():
+    port = free_port()
+    assert_one_clean_error(minegw("modbus", "read", "127.0.0.1", "0", "--port", str(port)),
+                           f"cannot connect to 127.0.0.1:{port}")
+    assert_one_clean_error(minegw("mqtt", "tail", "--port", str(port), "--timeout", "2"), str(port))
+    assert_one_clean_error(minegw("sim-fault", "belt-main-1", "slip", "--control", f"127.0.0.1:{port}"),
+                           "no simulator control endpoint")
+    assert_one_clean_error(minegw("run", "no-such-site.yaml"), "cannot read")
+
+
+def test_mqtt_tail_prints_messages(mosquitto):
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    pub = paho.Client(CallbackAPIVersion.VERSION2)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    pub.publish("cli-test/hello", json.dumps({"value": 42}), qos=1, retain=True).wait_for_publish(5)
+    result = minegw("mqtt", "tail", "cli-test/#", "--host", mosquitto.host, "--port", str(mosquitto.port),
+                    "--count", "1", "--timeout", "10")
+    pub.publish("cli-test/hello", b"", retain=True).wait_for_publish(5)
+    pub.loop_stop()
+    assert result.returncode == 0, result.stderr
+    assert "cli-test/hello" in result.stdout and '"value": 42' in result.stdout
+
+
+def test_sim_serves_the_site_and_takes_faults_from_the_cli(tmp_path):
+    site = yaml.safe_load(EXAMPLE.read_text())
+    port, control = free_port(), free_port()
+    site["devices"] = [d | {"port": port} for d in site["devices"] if d["profile"] == "belt_conveyor"]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "sim", str(path), "--control",
+                             f"127.0.0.1:{control}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        read = ["modbus", "read", "127.0.0.1", "2", "--port", str(port), "--table", "discrete_input", "--unit", "1"]
+        deadline = time.monotonic() + 20
+        while (result := minegw(*read)).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert result.returncode == 0, result.stderr
+        assert "False" in result.stdout  # slip bit clear
+        injected = minegw("sim-fault", "belt-main-1", "slip", "-p", "ratio=0.3", "--control", f"127.0.0.1:{control}")
+        assert injected.returncode == 0, injected.stderr
+        assert "slip" in injected.stdout
+        deadline = time.monotonic() + 10
+        while "True" not in (result := minegw(*read)).stdout and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "True" in result.stdout  # the belt's slip protection tripped
+        unknown = minegw("sim-fault", "belt-main-1", "meltdown", "--control", f"127.0.0.1:{control}")
+        assert_one_clean_error(unknown, "meltdown")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
