@@ -73,6 +73,14 @@ class MqttConfig(Strict):
     queue_limit: int = Field(10000, ge=10, description="messages held while the broker is away")
 
 
+class BufferConfig(Strict):
+    """The durable store-and-forward buffer in front of the historian (SQLite, WAL)."""
+
+    path: Path = Path("/var/lib/minegw/buffer.sqlite3")
+    max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="disk budget; oldest dropped beyond it")
+    max_age_days: float = Field(30, gt=0, description="samples older than this are dropped, counted")
+
+
 class HistorianConfig(Strict):
     """InfluxDB settings (used by the historian sink)."""
 
@@ -85,6 +93,16 @@ class HistorianConfig(Strict):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
+    timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
+    batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
+    flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")
+    buffer: BufferConfig = BufferConfig()
+
+    @model_validator(mode="after")
+    def _api_settings(self) -> "HistorianConfig":
+        if self.api == "v2" and not (self.org and self.bucket):
+            raise ValueError("api v2 needs org and bucket")
+        return self
 
 
 DeviceConfig = ModbusDeviceConfig  # becomes a union on `adapter` as protocols are added

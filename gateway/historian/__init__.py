@@ -1,0 +1,1 @@
+"""The historian path: readings → line protocol → durable buffer → InfluxDB."""
