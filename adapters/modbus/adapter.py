@@ -36,17 +36,14 @@ class TargetUnreachable(Exception):
 
 def decode_point(point: Point, words: list[int] | list[bool]) -> tuple[Value, Quality]:
     """Registers or bits of one point -> engineering value and its quality."""
-    if point.table.is_bit:
-        return bool(words[0]), Quality.GOOD
     try:
-        raw = codec.decode(list(words), point.type, point.order)
+        value = point.decode(words)
     except codec.DecodeError:
         return None, Quality.BAD
     if not point.is_numeric:
-        return raw, Quality.GOOD
-    if isinstance(raw, float) and not math.isfinite(raw):
+        return value, Quality.GOOD
+    if not math.isfinite(value):
         return None, Quality.BAD
-    value = point.to_engineering(raw)
     if point.range and not point.range[0] <= value <= point.range[1]:
         return value, Quality.OUT_OF_RANGE
     return value, Quality.GOOD

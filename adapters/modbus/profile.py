@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import codec
 from .codec import DataType, Order, register_count
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -78,6 +79,21 @@ class Point(BaseModel):
 
     def to_raw(self, value: float) -> float:
         return (value - self.offset) / self.scale
+
+    def encode(self, value) -> list:
+        """Engineering value -> the registers (or bit) that carry it."""
+        if self.table.is_bit:
+            return [bool(value)]
+        if not self.is_numeric:
+            return codec.encode(value, self.type, self.order, self.length)
+        return codec.encode(self.to_raw(value), self.type, self.order)
+
+    def decode(self, words: list) -> bool | int | float | str:
+        """The registers (or bit) -> engineering value; raises codec.DecodeError."""
+        if self.table.is_bit:
+            return bool(words[0])
+        raw = codec.decode(list(words), self.type, self.order)
+        return self.to_engineering(raw) if self.is_numeric else raw
 
 
 class Profile(BaseModel):

@@ -24,7 +24,6 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
-from adapters.modbus import codec
 from adapters.modbus.profile import Point, Profile, Table, load_profile
 
 from .dynamics import FaultParams, NoParams, make_model
@@ -83,22 +82,6 @@ def table_sizes(profile: Profile) -> dict[Table, int]:
     for p in profile.points:
         sizes[p.table] = max(sizes[p.table], p.address + p.width)
     return sizes
-
-
-def encode_point(point: Point, value: Any) -> list:
-    if point.table.is_bit:
-        return [bool(value)]
-    if not point.is_numeric:  # strings, and bools kept in registers
-        return codec.encode(value, point.type, point.order, point.length)
-    return codec.encode(point.to_raw(value), point.type, point.order)
-
-
-def decode_point(point: Point, words: list) -> Any:
-    """What a client decodes from a point's registers, in engineering units."""
-    if point.table.is_bit:
-        return bool(words[0])
-    raw = codec.decode(list(words), point.type, point.order)
-    return point.to_engineering(raw) if point.is_numeric else raw
 
 
 def _block(table: Table, size: int) -> SimData:
@@ -218,7 +201,7 @@ class DeviceSimulator:
             raise FaultError(f"{self.device_id}: out_of_range: {value:g} is inside "
                              f"{p.signal}'s range {low:g}..{high:g}")
         try:
-            encode_point(point, value)
+            point.encode(value)
         except (struct.error, OverflowError) as exc:
             raise FaultError(f"{self.device_id}: out_of_range: {value:g} does not fit "
                              f"{p.signal} ({point.type.value}): {exc}") from None
@@ -240,7 +223,7 @@ class DeviceSimulator:
         """What the device serves right now, in engineering units, exactly as a client
         decodes it (scale and float32 quantisation included)."""
         image = self.image()
-        return {p.name: decode_point(p, image[p.table][p.address:p.address + p.width])
+        return {p.name: p.decode(image[p.table][p.address:p.address + p.width])
                 for p in self.profile.points}
 
     def _image(self, t: float, tables: Iterable[Table] = Table) -> Image:
@@ -248,7 +231,7 @@ class DeviceSimulator:
         image: Image = {table: [False if table.is_bit else 0] * self.sizes[table] for table in tables}
         for p in self.profile.points:
             if p.table in image:
-                image[p.table][p.address:p.address + p.width] = encode_point(p, values[p.name])
+                image[p.table][p.address:p.address + p.width] = p.encode(values[p.name])
         return image
 
     # -- pymodbus -------------------------------------------------------------------------
@@ -303,7 +286,7 @@ class DeviceSimulator:
         now = self.clock()
         words = self._image(now, (table,))[table]
         words[address:end] = values
-        decoded = {name: decode_point(p, words[p.address:p.address + p.width]) for name, p in points.items()}
+        decoded = {name: p.decode(words[p.address:p.address + p.width]) for name, p in points.items()}
         for name, value in decoded.items():
             low, high = points[name].range or (value, value)
             if points[name].is_numeric and not low <= value <= high:  # NaN fails too
