@@ -86,7 +86,7 @@ class HistorianConfig(Strict):
 
     url: str = "http://127.0.0.1:8086"
     api: Literal["v1", "v2"] = "v1"
-    database: str = "minegw"
+    database: str = Field("minegw", min_length=1)
     retention_policy: str | None = None
     username: str | None = None
     password: SecretStr | None = None

@@ -1,12 +1,17 @@
-"""Shared fixtures: real Mosquitto brokers on loopback (no mocks)."""
+"""Shared fixtures: real Mosquitto brokers and InfluxDB servers on loopback (no mocks)."""
 from __future__ import annotations
 
+import base64
 import getpass
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -126,3 +131,162 @@ def fresh_mosquitto(make_mosquitto) -> Mosquitto:
     """A broker this test may stop and restart. Persistence is on, as on a production broker,
     so kept sessions (see MqttCollector(persistent=True)) survive ``restart()``."""
     return make_mosquitto(persistence=True)
+
+
+# --- InfluxDB ------------------------------------------------------------------------------
+
+def influxd_binary() -> str:
+    """The influxd executable (1.x); skips the test (fails it in CI) when it is not installed."""
+    found = shutil.which("influxd") or next(
+        (p for p in ("/usr/bin/influxd", "/usr/local/bin/influxd") if os.access(p, os.X_OK)), None)
+    if found:
+        return found
+    message = "influxd is not installed (apt-get install influxdb, or run scripts/test.sh)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class Influx:
+    """One influxd (1.x) on 127.0.0.1 with its data in ``workdir``; the ports stay the same across restarts.
+
+    With ``auth=True`` authentication is on and ``admin`` (an admin user) exists.
+    """
+
+    host = "127.0.0.1"
+    admin = ("admin", "admin-secret")
+
+    def __init__(self, workdir: Path, *, auth: bool = False, max_body_size: int = 25_000_000):
+        self.binary = influxd_binary()
+        self.workdir = workdir
+        self.port = free_port(self.host)
+        self.rpc_port = free_port(self.host)  # the backup/restore service; default 8088 would clash
+        self.conf = workdir / "influxdb.conf"
+        self.log = workdir / "influxd.log"
+        self.auth = auth
+        self.max_body_size = max_body_size
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _write_conf(self) -> None:
+        off = ("enabled = false",)
+        sections = {
+            "meta": (f'dir = "{self.workdir}/meta"', "logging-enabled = false"),
+            "data": (f'dir = "{self.workdir}/data"', f'wal-dir = "{self.workdir}/wal"',
+                     'wal-fsync-delay = "0s"', "query-log-enabled = false"),
+            "monitor": ("store-enabled = false",),
+            "http": (f'bind-address = "{self.host}:{self.port}"', f"auth-enabled = {str(self.auth).lower()}",
+                     "log-enabled = false", f"max-body-size = {self.max_body_size}"),
+            "logging": ('level = "warn"', "suppress-logo = true"),
+            # nothing else runs: faster start, no other ports
+            "continuous_queries": off, "retention": off, "shard-precreation": off, "subscriber": off,
+            "[udp]": off, "[graphite]": off, "[opentsdb]": off, "[collectd]": off,
+        }
+        lines = ["reporting-disabled = true", f'bind-address = "{self.host}:{self.rpc_port}"']
+        for name, settings in sections.items():
+            lines += [f"[{name}]", *(f"  {s}" for s in settings)]
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._write_conf()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([self.binary, "-config", str(self.conf)],
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"influxd exited with {self.process.returncode}{self.log_tail()}")
+            try:
+                self.request("GET", "/ping", auth=False)
+                break
+            except OSError:
+                time.sleep(0.02)
+        else:
+            self.stop()
+            raise RuntimeError(f"influxd did not answer /ping on {self.url} within {timeout} s{self.log_tail()}")
+        if self.auth:  # with auth on and no user yet, 1.x lets anyone create the first admin
+            user, password = self.admin
+            self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def request(self, method: str, path: str, params: dict | None = None, body: bytes | None = None,
+                auth: bool = True) -> tuple[int, bytes]:
+        """One HTTP request (as admin when auth is on): status and body; HTTP errors are returned, not raised."""
+        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        req = urllib.request.Request(url, data=body, method=method)
+        if self.auth and auth:
+            token = base64.b64encode(":".join(self.admin).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def query(self, q: str, db: str | None = None) -> list[dict]:
+        """Run InfluxQL; the rows of every series as dicts (times in ns since the epoch, series tags included)."""
+        params = {"q": q, "epoch": "ns", **({"db": db} if db else {})}
+        status, body = self.request("POST", "/query", params)
+        answer = json.loads(body or b"{}")
+        errors = [answer.get("error")] + [r.get("error") for r in answer.get("results", [])]
+        if status != 200 or any(errors):
+            raise RuntimeError(f"{q}: HTTP {status}: {body.decode(errors='replace')}")
+        rows = []
+        for result in answer["results"]:
+            for series in result.get("series", []):
+                rows += [{**series.get("tags", {}), **dict(zip(series["columns"], values))}
+                         for values in series["values"]]
+        return rows
+
+    def create_database(self, name: str) -> str:
+        self.query(f'CREATE DATABASE "{name}"')
+        return name
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n--- influxd.log ---\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory) -> Influx:
+    """One influxd (no auth) for the whole session; tests keep apart by database."""
+    server = Influx(tmp_path_factory.mktemp("influxdb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_influx(tmp_path):
+    """Factory for influxd instances of this test only (own settings, may be stopped), all stopped at its end."""
+    servers: list[Influx] = []
+
+    def make(**options) -> Influx:
+        workdir = tmp_path / f"influxdb-{len(servers)}"
+        workdir.mkdir()
+        server = Influx(workdir, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

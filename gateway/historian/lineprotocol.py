@@ -1,0 +1,151 @@
+"""The historian schema as code: readings, device states and gateway health as InfluxDB line protocol.
+
+One point per reading in measurement ``<kind>`` (shearer, belt_conveyor, …) with tags
+``site``, ``area``, ``device`` and one field per sample:
+
+- good sample: ``<signal>=<value>``;
+- any other quality: ``<signal>__quality="<quality>"``, plus ``<signal>__value=<value>``
+  when the sample still has a value (out-of-range, stale). So ``<signal>`` only ever
+  holds good values, and a dashboard's ``mean("speed")`` needs no quality filter.
+
+The point's timestamp is the reading's ``ts`` in nanoseconds, never the time of the
+write: a batch written twice lands on the same points (InfluxDB overwrites them).
+docs/historian.md describes the schema for people.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Mapping
+
+from gateway.model import DeviceState, Quality, Reading, Value
+
+QUALITY_SUFFIX = "__quality"
+VALUE_SUFFIX = "__value"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})  # tag keys, tag values, field keys
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError if ``name`` cannot be written as a measurement, tag or field name.
+
+    Line protocol has no escape for control characters (newline ends the point) and
+    treats backslashes differently in 1.x (kept literally) and 2.x (escape character),
+    so names holding either are refused rather than stored differently per server.
+    """
+    if not name:
+        raise ValueError("empty name: InfluxDB needs a non-empty measurement, tag and field name")
+    if "\\" in name or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise ValueError(f"name {name!r} cannot be written to InfluxDB: no backslashes or control characters")
+
+
+@lru_cache(maxsize=4096)
+def _measurement(name: str) -> str:
+    check_name(name)
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+@lru_cache(maxsize=4096)
+def _key(name: str) -> str:
+    check_name(name)
+    return name.translate(_KEY_ESCAPES)
+
+
+def _string(text: str) -> str:
+    # Newlines stay as they are: inside a quoted string the parser does not end the point on them.
+    return '"' + text.translate(_STRING_ESCAPES) + '"'
+
+
+def field_value(value: Value) -> str | None:
+    """``value`` in line protocol, or None when it cannot be written (None, NaN, ±inf)."""
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        # repr is the shortest exact form and always marks a float ("4.0", "1e+16"), so the type never changes
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _string(value)
+    return None
+
+
+def timestamp_ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch, exact (integer arithmetic); naive datetimes are taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _tags(tags: Mapping[str, str]) -> str:
+    return "".join(f",{_key(k)}={_key(v)}" for k, v in tags.items())
+
+
+def _fields(fields: Mapping[str, Value]) -> str:
+    """``k=v,...`` for the fields that have a writable value."""
+    parts = []
+    for name, value in fields.items():
+        text = field_value(value)
+        if text is not None:
+            parts.append(f"{_key(name)}={text}")
+    return ",".join(parts)
+
+
+def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Value], ts: datetime) -> str | None:
+    """One line of line protocol, or None when no field has a writable value (InfluxDB needs one)."""
+    field_text = _fields(fields)
+    if not field_text:
+        return None
+    return f"{_measurement(measurement)}{_tags(tags)} {field_text} {timestamp_ns(ts)}"
+
+
+def sample_fields(signal: str, quality: Quality, value: Value) -> dict[str, Value]:
+    """The fields one sample contributes to its reading's point."""
+    if quality is Quality.GOOD:
+        if field_value(value) is not None:
+            return {signal: value}
+        quality = Quality.BAD  # a "good" sample without a usable value (None, NaN) is stored as what it is
+    fields: dict[str, Value] = {signal + QUALITY_SUFFIX: quality.value}
+    if field_value(value) is not None:
+        fields[signal + VALUE_SUFFIX] = value  # out-of-range and stale keep their value, apart from good ones
+    return fields
+
+
+def reading_lines(site: str, area: str, kind: str, reading: Reading) -> list[str]:
+    """The reading as one point in measurement ``kind`` (no line when it has no samples)."""
+    fields: dict[str, Value] = {}
+    for sample in reading.samples:
+        fields.update(sample_fields(sample.signal, sample.quality, sample.value))
+    line = point(kind, {"site": site, "area": area, "device": reading.device}, fields, reading.ts)
+    return [line] if line else []
+
+
+_STATE_COUNTERS = ("polls", "errors", "consecutive_errors", "timeouts", "exception_responses", "reconnects")
+
+
+def state_line(site: str, area: str, state: DeviceState) -> str:
+    """The device link state in measurement ``device_state``, stamped with ``since``.
+
+    A state re-published with the same ``since`` (same status and reason) overwrites its point
+    with the newer counters.
+    """
+    fields: dict[str, Value] = {"status": state.status.value, "reason": state.reason}
+    fields.update({name: getattr(state, name) for name in _STATE_COUNTERS})
+    if state.last_poll_ms is not None:
+        fields["last_poll_ms"] = float(state.last_poll_ms)
+    return point("device_state", {"site": site, "area": area, "device": state.device}, fields, state.since)
+
+
+def health_line(site: str, gateway: str, counters: Mapping[str, int | float | bool], ts: datetime) -> str:
+    """The gateway's counters in measurement ``gateway_health``; NaN and ±inf counters are left out.
+
+    Keep each counter's type stable (an int stays an int): InfluxDB refuses a field whose type changes.
+    """
+    line = point("gateway_health", {"site": site, "gateway": gateway}, counters, ts)
+    if line is None:
+        raise ValueError("health_line needs at least one counter with a finite value")
+    return line
