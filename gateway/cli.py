@@ -20,7 +20,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
 modbus_app = typer.Typer(no_args_is_help=True, help="Probe Modbus TCP devices.")
 mqtt_app = typer.Typer(no_args_is_help=True, help="Look at an MQTT broker.")
+historian_app = typer.Typer(no_args_is_help=True, help="The InfluxDB historian.")
 app.add_typer(config_app, name="config")
+app.add_typer(historian_app, name="historian")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(mqtt_app, name="mqtt")
 
@@ -36,7 +38,7 @@ def fail(message: str) -> None:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pymodbus", "amqtt", "transitions"):
+    for noisy in ("pymodbus", "amqtt", "transitions", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
@@ -161,6 +163,34 @@ def mqtt_tail(topic: str = typer.Argument("minegw/#"),
         probe(out, cfg, topic, count, timeout)
     except UserError as exc:
         fail(str(exc))
+
+
+@historian_app.command("check")
+def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:8086"),
+                    api: str = typer.Option("v1", help="v1 (InfluxDB 1.x) or v2 (2.x, 3.x, 1.8+)"),
+                    database: str = typer.Option("minegw", help="v1 database"),
+                    username: Optional[str] = typer.Option(None), password: Optional[str] = typer.Option(
+                        None, envvar="MINEGW_HISTORIAN_PASSWORD", help="or $MINEGW_HISTORIAN_PASSWORD"),
+                    token: Optional[str] = typer.Option(None, envvar="MINEGW_HISTORIAN_TOKEN",
+                                                        help="v2 token, or $MINEGW_HISTORIAN_TOKEN"),
+                    org: Optional[str] = typer.Option(None), bucket: Optional[str] = typer.Option(None),
+                    timeout: float = typer.Option(5.0)) -> None:
+    """Ping the historian, check credentials, write a probe point."""
+    from pydantic import ValidationError
+
+    from gateway.config import HistorianConfig
+    from gateway.historian.influx import check_historian
+
+    try:
+        cfg = HistorianConfig(url=url, api=api, database=database, username=username, password=password,
+                              token=token, org=org, bucket=bucket, timeout=timeout)
+    except ValidationError as exc:
+        fail("; ".join(f"--{'.'.join(map(str, e['loc'])) or 'api'}: {e['msg']}" for e in exc.errors()))
+    results = asyncio.run(check_historian(cfg))
+    for r in results:
+        out.print(f"[{'green' if r.ok else 'red'}]{r}[/]", highlight=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 def _host_port(text: str) -> tuple[str, int]:

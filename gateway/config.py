@@ -78,7 +78,7 @@ class BufferConfig(Strict):
 
     path: Path = Path("/var/lib/minegw/buffer.sqlite3")
     max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="disk budget; oldest dropped beyond it")
-    max_age_days: float = Field(30, gt=0, description="samples older than this are dropped, counted")
+    max_age_days: float = Field(30, gt=0, description="lines waiting longer than this are dropped, counted")
 
 
 class HistorianConfig(Strict):

@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from adapters.base import DeviceConfig
 from gateway.config import MqttConfig, SiteConfig
+from gateway.logutil import ThrottledWarning
 from gateway.messages import GatewayHealth, GatewayStatus, StateMessage, data_payload
 from gateway.model import DeviceState, Reading, utcnow
 
@@ -115,28 +116,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-class _Throttled:
-    """Counts events and logs one warning about them at most every ``every`` seconds.
-
-    ``text`` is a format string with ``{count}`` and ``{detail}``. Not thread-safe: callers hold a lock.
-    """
-
-    def __init__(self, text: str, every: float = 10.0):
-        self.text, self.every = text, every
-        self.count, self.detail, self._next = 0, "", 0.0
-
-    def add(self, n: int = 1, detail: str = "") -> None:
-        self.count += n
-        self.detail = detail or self.detail
-        self.flush()
-
-    def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.count and (force or now >= self._next):
-            log.warning(self.text.format(count=self.count, detail=self.detail))
-            self.count, self._next = 0, now + self.every
-
-
 class MqttSink:
     """Publishes readings and device states to an MQTT broker; see docs/mqtt.md.
 
@@ -181,9 +160,9 @@ class MqttSink:
         self._down_since: float | None = None
         self._refused: str | None = None  # last refusal reason logged, to log each reason once
         self.published = self.delivered = self.rejected = self.dropped = self.reconnects = 0
-        self._drops = _Throttled(f"MQTT: queue full ({cfg.queue_limit} messages, {{detail}}): "
+        self._drops = ThrottledWarning(log, f"MQTT: queue full ({cfg.queue_limit} messages, {{detail}}): "
                                  "dropped {count} message(s), oldest first, since the last warning")
-        self._rejects = _Throttled("MQTT: the broker rejected {count} message(s) since the last warning ({detail})")
+        self._rejects = ThrottledWarning(log, "MQTT: the broker rejected {count} message(s) since the last warning ({detail})")
 
         self._send_lock = threading.Lock()  # a publish batch and a reconnect's re-queueing never interleave
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-publisher", daemon=True)

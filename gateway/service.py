@@ -23,8 +23,18 @@ async def until_signalled() -> None:
     await stop.wait()
 
 
+def build_sinks(site: SiteConfig) -> list:
+    """MQTT always; the historian (durable buffer → InfluxDB) when the site file has one."""
+    sinks: list = [MqttSink(site.mqtt, site)]
+    if site.historian is not None:
+        from gateway.historian.sink import HistorianSink
+
+        sinks.append(HistorianSink(site.historian, site))
+    return sinks
+
+
 async def run_gateway(site: SiteConfig) -> None:
-    gateway = Gateway(site, [MqttSink(site.mqtt, site)])
+    gateway = Gateway(site, build_sinks(site))
     async with gateway:
         log.info("gateway %s/%s running: %d devices, broker %s:%d", site.site.id, site.site.gateway_id,
                  len(gateway.adapters), site.mqtt.host, site.mqtt.port)

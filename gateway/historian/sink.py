@@ -1,0 +1,258 @@
+"""The historian sink: readings and states → line protocol → durable buffer → InfluxDB.
+
+Tasks and threads: the asyncio loop only builds lines and appends them to a list.
+A commit task hands that list to the buffer every ``COMMIT_INTERVAL_S`` (one
+transaction, one fsync); a drain task takes batches from the buffer and awaits
+``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
+so the loop never waits on SQLite or the disk. See docs/historian.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import asdict
+from pathlib import Path
+
+from adapters.base import DeviceConfig
+from gateway.config import HistorianConfig, SiteConfig
+from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.historian.errors import AuthError, DataError, HistorianError
+from gateway.historian.influx import HistorianWriter, make_writer
+from gateway.historian.lineprotocol import health_line, reading_lines, state_line
+from gateway.model import DeviceState, Reading, utcnow
+from gateway.logutil import ThrottledWarning
+
+log = logging.getLogger(__name__)
+
+
+class _Backoff:
+    """Exponential delays with jitter, from ``first`` up to ``most``; a server's Retry-After wins if longer."""
+
+    def __init__(self, first: float, most: float):
+        self.first, self.most = first, most
+        self._ceiling = first
+
+    def next(self, retry_after: float | None = None) -> float:
+        delay = self._ceiling * random.uniform(0.5, 1.0)
+        self._ceiling = min(self.most, self._ceiling * 2)
+        return max(delay, retry_after or 0.0)
+
+    def reset(self) -> None:
+        self._ceiling = self.first
+
+
+class HistorianSink:
+    """Buffers every reading and state durably and back-fills InfluxDB; see docs/historian.md."""
+
+    COMMIT_INTERVAL_S = 0.1  # lines not yet committed are what a kill -9 loses
+    PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
+    BACKOFF_S = (1.0, 60.0)
+    BISECT_WRITES = 64  # writes spent isolating refused lines in one batch; failing parts left then go whole
+
+    def __init__(self, cfg: HistorianConfig, site: SiteConfig, writer: HistorianWriter | None = None,
+                 health_interval: float = 10.0):
+        self.cfg = cfg
+        self.site_id, self.gateway_id = site.site.id, site.site.gateway_id
+        self.health_interval = health_interval
+        self._writer = writer or make_writer(cfg)
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="historian-db")
+        self._buffer: DurableBuffer | None = None
+        self._stats: BufferStats | None = None  # refreshed off the loop, so health() never touches SQLite
+        self._pending: list[tuple[float, str]] = []  # (sample time, line), not committed yet
+        self._tasks: list[asyncio.Task] = []
+        self._backoff = _Backoff(*self.BACKOFF_S)
+        self._connected = False
+        self._last_error: str | None = None  # logged once until it changes or the server is back
+        self.buffered = self.written = self.retries = self.dead_lettered = self.unstored = 0
+        self._store_failures = ThrottledWarning(log, "Historian: cannot write the buffer file, {count} commit(s) failed "
+                                          "since the last warning ({detail}); lines wait in memory")
+        self._read_failures = ThrottledWarning(log, "Historian: cannot read the buffer file, {count} time(s) since the "
+                                         "last warning ({detail}); retrying")
+        self._refusals = ThrottledWarning(log, "Historian: InfluxDB refused {count} line(s) since the last warning, "
+                                    "kept in the buffer's dead letters for a replay: {detail}")
+
+    # ---- Sink interface (asyncio loop; never blocks) ----
+
+    async def start(self) -> None:
+        path = self.cfg.buffer.path
+        self._buffer = await self._in_db(DurableBuffer, path, self.cfg.buffer.max_bytes,
+                                         self.cfg.buffer.max_age_days * 86400)
+        await self._refresh_stats()
+        log.info("Historian: writing to %s; buffer %s holds %d lines", self.cfg.url, path, self._stats.depth)
+        self._tasks = [asyncio.create_task(coro, name=f"historian-{name}") for name, coro in (
+            ("commit", self._commit_loop()), ("drain", self._drain_loop()), ("health", self._health_loop()))]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._buffer is not None:  # else start() failed: nothing was buffered
+            self._put_health()
+            await self._commit()
+            await self._in_db(self._buffer.close)
+        self._db.shutdown(wait=False)  # nothing left: close() was its last job
+        await self._writer.close()
+        for throttled in (self._store_failures, self._read_failures, self._refusals):
+            throttled.flush(force=True)
+        if self._pending:
+            log.error("Historian: stopped with %d lines that could not be stored", len(self._pending))
+
+    def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
+        ts = reading.ts.timestamp()
+        for line in reading_lines(self.site_id, device.area, device.equipment_kind, reading):
+            self._pending.append((ts, line))
+
+    def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
+        self._pending.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
+
+    # ---- counters ----
+
+    def health(self) -> dict[str, int | float | bool]:
+        """Counters since start, and the buffer's state as of the last drain step."""
+        stats = self._stats
+        return {
+            "buffered": self.buffered, "written": self.written, "retries": self.retries,
+            "dead_lettered": self.dead_lettered, "dropped": stats.dropped + self.unstored,
+            "depth": stats.depth, "oldest_age_s": float(stats.oldest_age_s or 0.0),
+            "dead_letters": stats.dead_letters, "connected": self._connected,
+        }
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await self._refresh_stats()
+            self._put_health()
+
+    def _put_health(self) -> None:
+        """The health counters go through the buffer too: the historian keeps them, outages included."""
+        now = utcnow()
+        self._pending.append((now.timestamp(), health_line(self.site_id, self.gateway_id, self.health(), now)))
+
+    async def _refresh_stats(self) -> None:
+        self._stats = await self._in_db(self._buffer.stats)
+
+    # ---- into the buffer ----
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.COMMIT_INTERVAL_S)
+            await self._commit()
+
+    async def _commit(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
+            await asyncio.shield(self._in_db(self._buffer.put, rows))
+        except sqlite3.Error as exc:  # disk full, I/O error: keep the lines and try again next time
+            self._pending[:0] = rows
+            self._store_failures.add(detail=str(exc))
+            self._trim_pending()
+            return
+        self.buffered += len(rows)
+
+    def _trim_pending(self) -> None:
+        excess = len(self._pending) - self.PENDING_LIMIT
+        if excess > 0:
+            del self._pending[:excess]
+            self.unstored += excess
+            log.error("Historian: dropped the %d oldest lines held in memory: the buffer file cannot be written",
+                      excess)
+
+    # ---- out to InfluxDB ----
+
+    async def _drain_loop(self) -> None:
+        while True:
+            try:
+                busy = await self._drain_step()
+            except Exception as exc:  # noqa: BLE001 - the buffer failed (not the write): keep trying
+                self._read_failures.add(detail=f"{type(exc).__name__}: {exc}")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.cfg.flush_interval)
+
+    async def _drain_step(self) -> bool:
+        """Send one batch; True while rows remain, so the next batch goes at once."""
+        batch = await self._in_db(self._buffer.take_batch, self.cfg.batch_lines)
+        if batch is not None:
+            await self._deliver(batch)
+        await self._refresh_stats()
+        return batch is not None and batch.remaining > 0
+
+    async def _deliver(self, batch: Batch) -> None:
+        try:
+            await self._write_isolating(batch)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the rows stay in the buffer for a retry
+            await self._in_db(self._buffer.nack, batch)
+            await self._retry_later(exc)
+            return
+        if self._last_error is not None:
+            log.warning("Historian: InfluxDB at %s takes writes again; %d lines waiting", self.cfg.url, batch.remaining)
+        self._connected, self._last_error = True, None
+        self._backoff.reset()
+
+    async def _write_isolating(self, batch: Batch) -> None:
+        """Write the batch; when the server refuses data, bisect it so only the refused lines are dead-lettered.
+
+        Retryable and auth errors propagate: the caller nacks what is left of the batch.
+        """
+        parts, writes = [batch], 0
+        while parts:
+            part = parts.pop()
+            writes += 1
+            try:
+                await self._writer.write(part.lines)
+            except DataError as exc:
+                if len(part) == 1 or writes >= self.BISECT_WRITES:
+                    await self._in_db(self._buffer.dead_letter, part, str(exc))
+                    self.dead_lettered += len(part)
+                    self._refusals.add(len(part), str(exc))
+                else:
+                    parts.extend(reversed(part.split()))  # first half next
+                continue
+            await self._in_db(self._buffer.ack, part)
+            self.written += len(part)
+
+    async def _retry_later(self, exc: Exception) -> None:
+        self.retries += 1
+        self._connected = False
+        delay = self._backoff.next(getattr(exc, "retry_after", None))
+        if str(exc) != self._last_error:
+            self._last_error = str(exc)
+            if isinstance(exc, HistorianError):
+                log.log(logging.ERROR if isinstance(exc, AuthError) else logging.WARNING,
+                        "Historian: %s; data stays in the buffer, retrying", exc)
+            else:
+                log.error("Historian: unexpected write failure; data stays in the buffer, retrying", exc_info=exc)
+        await asyncio.sleep(delay)
+
+    async def _in_db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+
+# ---- for the CLI: work on the buffer file, also while the gateway runs (WAL) ----
+
+def buffer_status(path: str | Path) -> dict:
+    with closing(DurableBuffer(path, create=False)) as buffer:
+        return asdict(buffer.stats())
+
+
+def list_dead(path: str | Path, limit: int | None = None) -> list[dict]:
+    with closing(DurableBuffer(path, create=False)) as buffer:
+        return [asdict(dead) for dead in buffer.dead_letters(limit)]
+
+
+def replay_dead(path: str | Path, ids: list[int] | None = None) -> int:
+    """Back into the queue (all when ``ids`` is None); returns how many."""
+    with closing(DurableBuffer(path, create=False)) as buffer:
+        return buffer.replay(ids)
+
+
+def purge_dead(path: str | Path, ids: list[int] | None = None) -> int:
+    """Delete dead letters (all when ``ids`` is None); returns how many."""
+    with closing(DurableBuffer(path, create=False)) as buffer:
+        return buffer.purge(ids)

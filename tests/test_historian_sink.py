@@ -1,0 +1,141 @@
+"""The historian sink against a real influxd 1.x: buffer, outage and back-fill, dead letters, replay."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from adapters.base import DeviceConfig
+from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
+from gateway.historian.influx import InfluxV1Writer
+from gateway.historian.sink import HistorianSink, _Backoff, list_dead, replay_dead
+from gateway.model import DeviceState, DeviceStatus, Reading, Sample
+
+SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
+T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
+
+
+def device(device_id: str, kind: str = "shearer") -> DeviceConfig:
+    return DeviceConfig(id=device_id, adapter=kind, area="face-1")
+
+
+def reading(device_id: str, i: int, value=None, signal: str = "speed") -> Reading:
+    ts = T0 + timedelta(milliseconds=i)
+    return Reading(device=device_id, ts=ts, poll_ms=1.0,
+                   samples=[Sample(signal=signal, value=float(i) if value is None else value, ts=ts)])
+
+
+def historian(influx, database: str, tmp_path, **settings) -> HistorianConfig:
+    return HistorianConfig(url=influx.url, database=influx.create_database(database),
+                           buffer=BufferConfig(path=tmp_path / "buffer.sqlite3"), **settings)
+
+
+class RecordingWriter(InfluxV1Writer):
+    """The real v1 writer; also notes, in order, the lines of every write InfluxDB accepted."""
+
+    def __init__(self, cfg: HistorianConfig):
+        super().__init__(cfg)
+        self.landed: list[str] = []
+
+    async def write(self, lines: list[str]) -> None:
+        await super().write(lines)
+        self.landed += lines
+
+
+async def until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def counts(influx, database: str, measurement: str, field: str) -> dict[str, int]:
+    rows = influx.query(f'SELECT count("{field}") FROM "{measurement}" GROUP BY device', database)
+    return {row["device"]: row["count"] for row in rows}
+
+
+async def test_outage_backfills_exactly_once_with_live_data_first(make_influx, tmp_path, monkeypatch):
+    monkeypatch.setattr(HistorianSink, "BACKOFF_S", (0.05, 0.3))  # a test cannot wait a minute
+    influx = make_influx()
+    cfg = historian(influx, "outage", tmp_path, batch_lines=500, flush_interval=0.1)
+    writer = RecordingWriter(cfg)
+    sink = HistorianSink(cfg, SITE, writer)
+    shearers = [device(f"shearer-{n}") for n in range(4)]
+    live = device("live-1")
+    await sink.start()
+    try:
+        for i in range(100):
+            for d in shearers:
+                sink.on_reading(d, reading(d.id, i))
+        await until(lambda: sink.health()["written"] >= 400)
+
+        influx.stop()
+        for i in range(100, 5100):  # 20 000 points while InfluxDB is away
+            for d in shearers:
+                sink.on_reading(d, reading(d.id, i))
+        await until(lambda: sink.health()["buffered"] >= 20_400 and sink.health()["retries"] >= 2)
+        assert not sink.health()["connected"] and sink.health()["depth"] >= 20_000
+
+        influx.start()
+        fed = 0
+        while fed < 5 or sink.health()["depth"] > 0:  # live data keeps coming while the back-fill drains
+            sink.on_reading(live, reading(live.id, fed))
+            fed += 1
+            await asyncio.sleep(0.01)
+        await until(lambda: counts(influx, "outage", "shearer", "speed").get(live.id) == fed)
+    finally:
+        await sink.stop()
+
+    assert counts(influx, "outage", "shearer", "speed") == {**{d.id: 5100 for d in shearers}, live.id: fed}
+    landed = [line for line in writer.landed if line.startswith("shearer,")]
+    assert set(Counter(landed).values()) == {1}  # each point written once: acks are exact
+    first_live = next(i for i, line in enumerate(landed) if "device=live-1" in line)
+    last_backlog = max(i for i, line in enumerate(landed) if "device=shearer" in line)
+    assert first_live < last_backlog / 4, "live data waited for the back-fill"
+    health = sink.health()
+    assert health["connected"] and health["retries"] >= 2 and health["dropped"] == 0
+
+
+async def test_refused_line_is_dead_lettered_good_lines_land_and_replay_after_fix(influxdb, tmp_path):
+    cfg = historian(influxdb, "poison", tmp_path, batch_lines=200, flush_interval=0.2)
+    sink = HistorianSink(cfg, SITE, health_interval=0.2)
+    shearer, gas = device("shearer-1"), device("gas-1", "gas_monitor")
+    await sink.start()
+    try:
+        sink.on_reading(gas, reading(gas.id, 0, "n/a", signal="ch4"))  # a misconfigured profile wrote text
+        await until(lambda: sink.health()["written"] >= 1)
+
+        for i in range(1, 81):  # one batch: 80 good lines around one the server refuses (ch4 is text there)
+            sink.on_reading(shearer, reading(shearer.id, i))
+            if i == 40:
+                sink.on_reading(gas, reading(gas.id, i, 0.5, signal="ch4"))
+        await until(lambda: sink.health()["dead_lettered"] == 1 and sink.health()["depth"] == 0)
+        assert counts(influxdb, "poison", "shearer", "speed") == {shearer.id: 80}  # bisected: the good ones landed
+        [dead] = list_dead(cfg.buffer.path)
+        assert "ch4=0.5" in dead["line"] and "field type conflict" in dead["error"]
+
+        for i in range(81, 91):  # later batches flow
+            sink.on_reading(shearer, reading(shearer.id, i))
+        sink.on_state(shearer, DeviceState(device=shearer.id, status=DeviceStatus.ONLINE, reason="polling", since=T0))
+        await until(lambda: counts(influxdb, "poison", "shearer", "speed") == {shearer.id: 90})
+        await until(lambda: counts(influxdb, "poison", "device_state", "status") == {shearer.id: 1})
+
+        influxdb.query('DROP MEASUREMENT "gas_monitor"', "poison")  # the fix: remove the mistyped data
+        assert replay_dead(cfg.buffer.path) == 1
+        await until(lambda: counts(influxdb, "poison", "gas_monitor", "ch4") == {gas.id: 1})
+        assert influxdb.query('SELECT "ch4" FROM "gas_monitor"', "poison")[0]["ch4"] == 0.5
+        assert influxdb.query('SELECT count("depth") FROM "gateway_health"', "poison")[0]["count"] > 0
+    finally:
+        await sink.stop()
+    assert list_dead(cfg.buffer.path) == [] and sink.health()["dead_letters"] == 0
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap_and_honours_retry_after():
+    backoff = _Backoff(1.0, 60.0)
+    delays = [backoff.next() for _ in range(2000)]  # an outage of a day and more: no overflow
+    assert 0.5 <= delays[0] <= 1.0 and 1.0 <= delays[1] <= 2.0 and 2.0 <= delays[2] <= 4.0
+    assert all(30.0 <= d <= 60.0 for d in delays[6:])
+    assert backoff.next(retry_after=120.0) == 120.0
+    backoff.reset()
+    assert backoff.next() <= 1.0
