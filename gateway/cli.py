@@ -22,7 +22,9 @@ modbus_app = typer.Typer(no_args_is_help=True, help="Probe Modbus TCP devices.")
 mqtt_app = typer.Typer(no_args_is_help=True, help="Look at an MQTT broker.")
 historian_app = typer.Typer(no_args_is_help=True, help="The InfluxDB historian.")
 app.add_typer(config_app, name="config")
+buffer_app = typer.Typer(no_args_is_help=True, help="The durable buffer in front of the historian.")
 app.add_typer(historian_app, name="historian")
+app.add_typer(buffer_app, name="buffer")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(mqtt_app, name="mqtt")
 
@@ -191,6 +193,73 @@ def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:80
         out.print(f"[{'green' if r.ok else 'red'}]{r}[/]", highlight=False)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _buffer_path(config: Optional[Path], path: Optional[Path]) -> Path:
+    if path:
+        return path
+    if config:
+        site = _load(config)
+        if site.historian is None:
+            fail(f"{config}: no historian: section, so no buffer")
+        return site.historian.buffer.path
+    fail("name the buffer: --config SITE.yaml or --path FILE")
+
+
+_CONFIG_OPT = typer.Option(None, "--config", "-c", help="site file (its historian.buffer.path)")
+_PATH_OPT = typer.Option(None, "--path", help="buffer file")
+
+
+def _on_buffer(fn, *args):
+    import sqlite3
+
+    try:
+        return fn(*args)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        fail(str(exc))
+
+
+@buffer_app.command("status")
+def buffer_status(config: Optional[Path] = _CONFIG_OPT, path: Optional[Path] = _PATH_OPT) -> None:
+    """Depth, oldest sample's age, in/out rates, drops and dead letters."""
+    from gateway.historian.sink import buffer_status as status
+
+    where = _buffer_path(config, path)
+    s = _on_buffer(status, where)
+    age = "-" if s["oldest_age_s"] is None else f"{s['oldest_age_s']:.1f} s"
+    out.print(f"buffer {where}\n  depth {s['depth']} lines, {s['bytes'] / 1e6:.1f} MB, oldest {age}\n"
+              f"  in {s['in_per_s']:.1f}/s, out {s['out_per_s']:.1f}/s\n"
+              f"  dropped (disk budget) {s['dropped']}, dead letters {s['dead_letters']}", highlight=False)
+
+
+@buffer_app.command("dead")
+def buffer_dead(config: Optional[Path] = _CONFIG_OPT, path: Optional[Path] = _PATH_OPT,
+                limit: int = typer.Option(20, help="show at most N")) -> None:
+    """List dead letters: lines InfluxDB refused, with its message."""
+    from gateway.historian.sink import list_dead
+
+    dead = _on_buffer(list_dead, _buffer_path(config, path), limit)
+    for d in dead:
+        out.print(f"[bold]{d['id']}[/] {d['error']}\n    {d['line'][:200]}", highlight=False)
+    out.print(f"{len(dead)} shown")
+
+
+@buffer_app.command("replay")
+def buffer_replay(ids: list[int] = typer.Argument(None, help="dead-letter ids; none: all"),
+                  config: Optional[Path] = _CONFIG_OPT, path: Optional[Path] = _PATH_OPT) -> None:
+    """Put dead letters back into the queue (after fixing the cause)."""
+    from gateway.historian.sink import replay_dead
+
+    out.print(f"replayed {_on_buffer(replay_dead, _buffer_path(config, path), ids or None)} dead letter(s)")
+
+
+@buffer_app.command("purge")
+def buffer_purge(ids: list[int] = typer.Argument(None, help="dead-letter ids; none: all"),
+                 config: Optional[Path] = _CONFIG_OPT, path: Optional[Path] = _PATH_OPT) -> None:
+    """Delete dead letters for good."""
+    from gateway.historian.sink import purge_dead
+
+    out.print(f"purged {_on_buffer(purge_dead, _buffer_path(config, path), ids or None)} dead letter(s)")
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -115,3 +115,33 @@ def test_sim_serves_the_site_and_takes_faults_from_the_cli(tmp_path):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_historian_check_against_a_real_influxdb(influxdb):
+    ok = minegw("historian", "check", f"http://{influxdb.host}:{influxdb.port}", "--database", "cli_check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ok  ping: " in ok.stdout and "ok  write" in ok.stdout
+    port = free_port()
+    down = minegw("historian", "check", f"http://127.0.0.1:{port}")
+    assert down.returncode == 1 and "FAILED  ping" in down.stdout and "Traceback" not in down.stderr
+
+
+def test_buffer_commands_show_replay_and_purge_dead_letters(tmp_path):
+    from gateway.historian.buffer import DurableBuffer
+
+    path = tmp_path / "buffer.sqlite3"
+    buffer = DurableBuffer(path)
+    buffer.put([(time.time(), 'belt_conveyor,device=b1 speed=1.0 1'), (time.time(), 'belt_conveyor,device=b1 speed="x" 2')])
+    batch = buffer.take_batch(1)
+    buffer.dead_letter(batch, "field type conflict")
+    buffer.close()
+
+    status = minegw("buffer", "status", "--path", str(path))
+    assert status.returncode == 0, status.stderr
+    assert "depth 1 lines" in status.stdout and "dead letters 1" in status.stdout
+    dead = minegw("buffer", "dead", "--path", str(path))
+    assert "field type conflict" in dead.stdout and "1 shown" in dead.stdout
+    assert "replayed 1" in minegw("buffer", "replay", "--path", str(path)).stdout
+    assert "depth 2 lines" in minegw("buffer", "status", "--path", str(path)).stdout
+    assert "purged 0" in minegw("buffer", "purge", "--path", str(path)).stdout
+    assert_one_clean_error(minegw("buffer", "status", "--path", str(tmp_path / "none.sqlite3")), "no historian buffer")

@@ -1,4 +1,5 @@
 """Simulators → gateway → real Mosquitto → a subscriber: the documented payloads, end to end."""
+import asyncio
 import json
 import time
 import uuid
@@ -146,3 +147,41 @@ async def test_unit_behind_a_shared_port_going_silent_is_offline_and_its_neighbo
     assert {s.quality for s in neighbour.samples.values()} <= {"good", "out-of-range"}
     sims.simulator("belt-2").clear_fault()
     await sub.until(latest_state(prefix, "belt-2", "belt")("online"), timeout=10)
+
+
+async def test_gateway_writes_every_machine_kind_to_the_historian(mosquitto, influxdb, tmp_path):
+    from gateway.service import build_sinks
+
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    data = e2e_site(mosquitto, prefix).model_dump(mode="json")
+    data["historian"] = {"url": f"http://{influxdb.host}:{influxdb.port}", "database": prefix.replace("-", "_"),
+                         "flush_interval": 0.2, "buffer": {"path": str(tmp_path / "buffer.sqlite3")}}
+    data["mqtt"]["password"] = None
+    site = parse_site(data)
+    async with SiteSimulator(site, seed=3) as sims:
+        for d in site.devices:
+            sims.simulator(d.id).set_fault("stuck")
+        async with Gateway(site, build_sinks(site)):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                rows = _query_or_empty(influxdb, 'SELECT last("speed") FROM "belt_conveyor" GROUP BY "device"',
+                                       site.historian.database)
+                if len(rows) == 2:
+                    break
+                await asyncio.sleep(0.3)
+        for d in site.devices:
+            served = sims.simulator(d.id).current_values()
+            row = influxdb.query(f'SELECT * FROM "{KINDS[d.id]}" WHERE "device" = \'{d.id}\' ORDER BY time DESC '
+                                 'LIMIT 1', site.historian.database)[0]
+            assert (row["site"], row["area"]) == ("e2e", d.area)
+            for signal, value in served.items():
+                assert row[signal] == (pytest.approx(value) if isinstance(value, float) else value), (d.id, signal)
+        states = influxdb.query('SELECT last("status") FROM "device_state" GROUP BY "device"', site.historian.database)
+        assert {r["device"] for r in states} == set(KINDS)
+
+
+def _query_or_empty(influxdb, q, db):
+    try:
+        return influxdb.query(q, db)
+    except RuntimeError:  # database not created yet by the first write
+        return []
