@@ -79,6 +79,22 @@ class GatewayStatus(BaseModel):
     ts: Timestamp
 
 
+class GatewayAlarmMessage(BaseModel):
+    """``{prefix}/{site}/gateway/{gateway}/alarm/{id}`` (retained): the gateway is losing data.
+
+    Raised when a queue or buffer drops data (``count``: items lost so far); cleared
+    (``active: false``) after a minute without drops.
+    """
+
+    site: str
+    gateway: str
+    id: str
+    active: bool
+    message: str
+    count: int
+    ts: Timestamp
+
+
 class GatewayHealth(BaseModel):
     """``{prefix}/{site}/gateway/{gateway}/health`` (retained): the MQTT sink's counters since start."""
 

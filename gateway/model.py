@@ -80,3 +80,17 @@ class WriteResult(BaseModel):
     ok: bool
     value: Value = None
     error: str | None = None
+
+
+class GatewayAlarm(BaseModel):
+    """An alarm about the gateway itself, e.g. data dropped at a full buffer or queue.
+
+    Device and process alarms (limits, ISA-18.2 lifecycle) belong to the alarm engine;
+    these say that the gateway is losing data, which must never be silent.
+    """
+
+    id: str  # e.g. "historian-dropping"
+    active: bool
+    message: str
+    count: int  # items lost so far
+    ts: datetime = Field(default_factory=utcnow)

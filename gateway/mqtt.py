@@ -29,8 +29,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from adapters.base import DeviceConfig
 from gateway.config import MqttConfig, SiteConfig
 from gateway.logutil import ThrottledWarning
-from gateway.messages import GatewayHealth, GatewayStatus, StateMessage, data_payload
-from gateway.model import DeviceState, Reading, utcnow
+from gateway.messages import GatewayAlarmMessage, GatewayHealth, GatewayStatus, StateMessage, data_payload
+from gateway.model import DeviceState, GatewayAlarm, Reading, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ class Topics:
     def gateway_health(self, gateway: str) -> str:
         return f"{self.prefix}/{self.site}/gateway/{gateway}/health"
 
+    def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
+
     def everything(self) -> str:
         return f"{self.prefix}/{self.site}/#"
 
@@ -125,6 +128,7 @@ class MqttSink:
     queued while disconnected: every retained topic is re-published on connect.
     """
 
+    name = "mqtt"
     WINDOW = 100  # messages handed to paho and not yet acknowledged; lowered to the broker's Receive Maximum
     STOP_DRAIN_S = 3.0  # how long stop() waits for queued and in-flight messages
 
@@ -211,6 +215,15 @@ class MqttSink:
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         topic = self.topics.state(device.area, device.id)
         payload = StateMessage(site=self.site_id, area=device.area, **state.model_dump()).model_dump_json().encode()
+        self._publish_latest(topic, payload)
+
+    def on_alarm(self, alarm: GatewayAlarm) -> None:
+        topic = self.topics.gateway_alarm(self.gateway_id, alarm.id)
+        payload = GatewayAlarmMessage(site=self.site_id, gateway=self.gateway_id, **alarm.model_dump())
+        self._publish_latest(topic, payload.model_dump_json().encode())
+
+    def _publish_latest(self, topic: str, payload: bytes) -> None:
+        """A retained topic: keep its latest payload for re-publication on every connect."""
         with self._cond:
             self._latest_states[topic] = payload
             if not self._connected:  # re-published on connect; queueing it would only add an older copy

@@ -3,22 +3,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from adapters.base import Adapter, DeviceConfig
 from adapters.registry import build_adapter
 from gateway.config import SiteConfig
-from gateway.model import DeviceState, Reading
+from gateway.model import DeviceState, GatewayAlarm, Reading
 from gateway.sinks import Sink
 
 log = logging.getLogger(__name__)
 
 
+class DropWatch:
+    """Turns a sink's growing ``dropped`` counter into a gateway alarm, cleared after a quiet spell."""
+
+    def __init__(self, sink: Sink, quiet_to_clear: float):
+        self.sink, self.quiet_to_clear = sink, quiet_to_clear
+        self.alarm_id = f"{sink.name}-dropping"
+        self.seen = _dropped(sink)
+        self.active = False
+        self.last_drop = 0.0
+
+    def check(self, now: float) -> GatewayAlarm | None:
+        dropped = _dropped(self.sink)
+        if dropped > self.seen:
+            self.seen, self.last_drop = dropped, now
+            if not self.active:
+                self.active = True
+                return GatewayAlarm(id=self.alarm_id, active=True, count=dropped,
+                                    message=f"{self.sink.name}: data dropped (queue or buffer full), oldest first")
+        elif self.active and now - self.last_drop >= self.quiet_to_clear:
+            self.active = False
+            return GatewayAlarm(id=self.alarm_id, active=False, count=dropped,
+                                message=f"{self.sink.name}: no more drops for {self.quiet_to_clear:g} s")
+        return None
+
+
+def _dropped(sink: Sink) -> int:
+    health = sink.health()
+    return int(health["dropped"] if isinstance(health, dict) else health.dropped)
+
+
 class Gateway:
     """Adapters feed the router; the router fans out to sinks. Neither knows the other's kind."""
+
+    WATCH_INTERVAL_S = 5.0
+    QUIET_TO_CLEAR_S = 60.0
 
     def __init__(self, site: SiteConfig, sinks: list[Sink]):
         self.site = site
         self.sinks = sinks
+        self._watch_task: asyncio.Task | None = None
         self.adapters: dict[str, Adapter] = {
             d.id: build_adapter(d) for d in site.devices if d.enabled}
         self._routes: list[asyncio.Task] = []
@@ -30,8 +65,13 @@ class Gateway:
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
             await adapter.start()
+        watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks if hasattr(s, "health")]
+        self._watch_task = asyncio.create_task(self._watch_drops(watches), name="drop-watch")
 
     async def stop(self) -> None:
+        if self._watch_task:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
         await asyncio.gather(*self._routes, return_exceptions=True)
         for sink in reversed(self.sinks):
@@ -55,6 +95,23 @@ class Gateway:
                 self._dispatch("on_reading", device, event)
             else:
                 self._dispatch("on_state", device, event)
+
+    async def _watch_drops(self, watches: list[DropWatch]) -> None:
+        while True:
+            await asyncio.sleep(self.WATCH_INTERVAL_S)
+            for watch in watches:
+                if alarm := watch.check(time.monotonic()):
+                    log.warning("gateway alarm %s %s: %s (%d lost so far)", alarm.id,
+                                "raised" if alarm.active else "cleared", alarm.message, alarm.count)
+                    self._announce(alarm)
+
+    def _announce(self, alarm: GatewayAlarm) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "on_alarm"):
+                try:
+                    sink.on_alarm(alarm)
+                except Exception:
+                    log.exception("sink %s failed on alarm %s", type(sink).__name__, alarm.id)
 
     def _dispatch(self, handler: str, device: DeviceConfig, event) -> None:
         for sink in self.sinks:

@@ -4,11 +4,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from adapters.base import DeviceConfig
-from gateway.model import DeviceState, Reading
+from gateway.model import DeviceState, GatewayAlarm, Reading
 
 
 class Sink(Protocol):
-    """Handlers are called on the event loop and must not block: sinks queue internally."""
+    """Handlers are called on the event loop and must not block: sinks queue internally.
+
+    ``name`` names the sink in gateway alarms; ``health()`` returns its counters, of which
+    ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm when it grows.
+    """
+
+    name: str
 
     async def start(self) -> None: ...
 
@@ -17,3 +23,7 @@ class Sink(Protocol):
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None: ...
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None: ...
+
+    def on_alarm(self, alarm: GatewayAlarm) -> None: ...
+
+    def health(self) -> dict: ...

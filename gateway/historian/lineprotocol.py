@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Mapping
 
-from gateway.model import DeviceState, Quality, Reading, Value
+from gateway.model import DeviceState, GatewayAlarm, Quality, Reading, Value
 
 QUALITY_SUFFIX = "__quality"
 VALUE_SUFFIX = "__value"
@@ -149,3 +149,9 @@ def health_line(site: str, gateway: str, counters: Mapping[str, int | float | bo
     if line is None:
         raise ValueError("health_line needs at least one counter with a finite value")
     return line
+
+
+def alarm_line(site: str, gateway: str, alarm: GatewayAlarm) -> str:
+    """A gateway alarm's raise or clear, in measurement ``gateway_alarm``."""
+    return point("gateway_alarm", {"site": site, "gateway": gateway, "alarm": alarm.id},
+                 {"active": alarm.active, "message": alarm.message, "count": alarm.count}, alarm.ts)

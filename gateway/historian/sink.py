@@ -22,9 +22,9 @@ from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import health_line, reading_lines, state_line
-from gateway.model import DeviceState, Reading, utcnow
+from gateway.historian.lineprotocol import alarm_line, health_line, reading_lines, state_line
 from gateway.logutil import ThrottledWarning
+from gateway.model import DeviceState, GatewayAlarm, Reading, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class _Backoff:
 class HistorianSink:
     """Buffers every reading and state durably and back-fills InfluxDB; see docs/historian.md."""
 
+    name = "historian"
     COMMIT_INTERVAL_S = 0.1  # lines not yet committed are what a kill -9 loses
     PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
     BACKOFF_S = (1.0, 60.0)
@@ -108,6 +109,9 @@ class HistorianSink:
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         self._pending.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
+
+    def on_alarm(self, alarm: GatewayAlarm) -> None:
+        self._pending.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))
 
     # ---- counters ----
 
