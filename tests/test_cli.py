@@ -145,3 +145,30 @@ def test_buffer_commands_show_replay_and_purge_dead_letters(tmp_path):
     assert "depth 2 lines" in minegw("buffer", "status", "--path", str(path)).stdout
     assert "purged 0" in minegw("buffer", "purge", "--path", str(path)).stdout
     assert_one_clean_error(minegw("buffer", "status", "--path", str(tmp_path / "none.sqlite3")), "no historian buffer")
+
+
+async def test_run_publishes_and_stops_cleanly_on_sigterm(mosquitto, tmp_path):
+    from simulators.site import SiteSimulator
+    from tests.mqtt_util import MqttCollector
+
+    site = yaml.safe_load(EXAMPLE.read_text())
+    port = free_port()
+    site["devices"] = [d | {"port": port} for d in site["devices"] if d["profile"] == "belt_conveyor"]
+    site["mqtt"] = {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": "cli-run"}
+    del site["historian"]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    async with SiteSimulator(path):
+        with MqttCollector(mosquitto.host, mosquitto.port, "cli-run/#") as sub:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "run", str(path),
+                                                        cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+            data = await sub.until(lambda ms: [m for m in ms if m.topic.endswith("/belt-main-2/data")], timeout=15)
+            assert json.loads(data[0].payload)["kind"] == "belt_conveyor"
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 15)
+            assert proc.returncode == 0, err.decode()
+            status = "cli-run/demo-mine/gateway/gateway-1/status"
+            stopped = await sub.until(lambda ms: [m for m in ms if m.topic == status and
+                                                  json.loads(m.payload)["status"] == "offline"], timeout=5)
+            assert json.loads(stopped[-1].payload)["reason"] == "stopped"
+            assert b"Traceback" not in err
