@@ -7,6 +7,7 @@ it never knows which protocol is behind it.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import ClassVar, Union
@@ -47,6 +48,7 @@ class Adapter(ABC):
         self.state = DeviceState(device=config.id)
         self._events: asyncio.Queue[Event | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task | None = None
+        self.stopping = False  # loops check it: see stop()
 
     @property
     def id(self) -> str:
@@ -56,14 +58,14 @@ class Adapter(ABC):
         self._task = asyncio.create_task(self._run_guarded(), name=f"adapter:{self.id}")
 
     async def stop(self) -> None:
-        if self._task:
+        self.stopping = True
+        # Cancel until done: a cancel that lands as a response arrives can be swallowed
+        # by asyncio.wait_for inside client libraries (Python 3.11), so one is not enough.
+        while self._task and not self._task.done():
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._task}, timeout=0.5)
         await self._close()
-        await self._events.put(None)
+        self._emit(None)  # end of stream
 
     async def stream(self) -> AsyncIterator[Event]:
         """Readings and state changes, in order, until the adapter stops."""
@@ -79,6 +81,12 @@ class Adapter(ABC):
     async def _close(self) -> None:
         """Release the link; called once on stop."""
 
+    def first_poll_delay(self) -> float:
+        """Where in its poll interval this device is polled: spread by its id, so a
+        hundred devices are not all asked at the same instant (smoother load on the
+        gateway, the network and serial gateways; lower latency)."""
+        return (zlib.crc32(self.id.encode()) % 1000) / 1000 * self.config.poll_interval
+
     async def _run_guarded(self) -> None:
         try:
             await self._run()
@@ -88,7 +96,7 @@ class Adapter(ABC):
             self._set_status(DeviceStatus.OFFLINE, f"adapter crashed: {exc!r}")
             raise
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event | None) -> None:
         # A consumer that cannot keep up loses the oldest reading, never blocks the poll loop.
         if self._events.full():
             self._events.get_nowait()

@@ -485,3 +485,24 @@ async def test_control_endpoint_sets_and_clears_faults():
         await send_fault(host, port, "shearer-1", "offline", clear=True)
         _, writer = await asyncio.open_connection(HOST, shearer_port)
         writer.close()
+
+
+async def test_a_custom_profile_gets_a_generic_model_inside_its_ranges(tmp_path):
+    import yaml as _yaml
+
+    from adapters.modbus.profile import Profile
+    from simulators.modbus.dynamics import GenericModel
+
+    profile = Profile.model_validate({"kind": "pump_station", "points": [
+        {"name": "flow", "unit": "m3/h", "table": "input_register", "address": 0, "type": "float32",
+         "range": [0, 500]},
+        {"name": "level", "table": "input_register", "address": 2, "type": "uint16", "scale": 0.1, "range": [0, 10]},
+        {"name": "running", "table": "discrete_input", "address": 0, "type": "bool"},
+        {"name": "tag", "table": "holding_register", "address": 0, "type": "string", "length": 4}]})
+    model = make_model(profile, 3)
+    assert isinstance(model, GenericModel)
+    seen = [model.values(t) for t in range(0, 300, 7)]
+    assert all(0 <= v["flow"] <= 500 and 0 <= v["level"] <= 10 for v in seen)
+    assert len({round(v["flow"], 3) for v in seen}) > 10  # it moves
+    assert seen[0]["running"] is False and seen[0]["tag"] == "pump"
+    assert make_model(profile, 3).values(42.0) == make_model(profile, 3).values(42.0)

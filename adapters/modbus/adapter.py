@@ -67,8 +67,9 @@ class ModbusAdapter(Adapter):
     async def _run(self) -> None:
         interval = self.config.poll_interval
         backoff = self.config.backoff_initial
+        await asyncio.sleep(self.first_poll_delay())
         next_due = time.monotonic()
-        while True:
+        while not self.stopping:
             if not self.client.connected and not await self._connect():
                 delay = min(backoff, self.config.backoff_max) * random.uniform(0.5, 1.5)
                 backoff = min(backoff * 2, self.config.backoff_max)

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.modbus.profile import load_profile
+from adapters.modbus.codec import DataType
+from adapters.modbus.profile import Profile, load_profile
 
 STEP = 0.25  # s: state integration step; an event takes effect at the next step boundary
 
@@ -130,10 +131,10 @@ class MachineModel:
     kind: ClassVar[str]
     FAULTS: ClassVar[dict[str, type[FaultParams]]] = {"emergency_stop": NoParams}
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, profile: Profile | None = None):
         self.seed = seed
         self.noise = Noise(seed)
-        self.profile = load_profile(self.kind)
+        self.profile = profile or load_profile(self.kind)
         self.signals = [p.name for p in self.profile.points]
         self._ranges = {p.name: p.range for p in self.profile.points if p.range}
         self._writable = {p.name for p in self.profile.points if p.writable}
@@ -812,9 +813,40 @@ MODELS: dict[str, type[MachineModel]] = {
     m.kind: m for m in (ShearerModel, RoadheaderModel, FaceConveyorModel, BeltConveyorModel)}
 
 
-def make_model(kind: str, seed: int = 0) -> MachineModel:
-    """The dynamics model for a profile kind."""
-    try:
-        return MODELS[kind](seed)
-    except KeyError:
-        raise ValueError(f"no simulator model for kind {kind!r} (known: {', '.join(MODELS)})") from None
+class GenericModel(MachineModel):
+    """For profiles without a machine model of their own (a site's custom register map):
+    every numeric signal a slow sine wave well inside its range, with its own seeded
+    phase and period; bits false; strings the profile's kind."""
+
+    kind = "generic"
+
+    def _init_state(self) -> None:
+        u = self.noise.uniform
+        self._fixed: dict[str, Any] = {}
+        self._waves: list[tuple[str, float, float, float, float]] = []
+        for p in self.profile.points:
+            if not p.is_numeric:
+                self._fixed[p.name] = False if p.type is DataType.BOOL else self.profile.kind[:p.length]
+            else:
+                low, high = p.range or (0.0, 1000.0)
+                self._waves.append((p.name, (low + high) / 2, (high - low) * 0.4,
+                                    2 * math.pi * u(p.name), 2 * math.pi / (20 + 100 * u(p.name, 1))))
+
+    def _step(self, t: float, dt: float) -> None:
+        pass  # stateless: a function of t
+
+    def _outputs(self, t: float) -> dict[str, Any]:
+        out = dict(self._fixed)
+        for name, mid, amp, phase, omega in self._waves:
+            out[name] = mid + amp * math.sin(omega * t + phase)
+        return out
+
+
+def make_model(profile: str | Profile, seed: int = 0) -> MachineModel:
+    """The dynamics model for a profile (or built-in kind); a generic one for custom profiles."""
+    if isinstance(profile, str):
+        if profile not in MODELS:
+            raise ValueError(f"no simulator model for kind {profile!r} (known: {', '.join(MODELS)})")
+        return MODELS[profile](seed)
+    model = MODELS.get(profile.kind, GenericModel)
+    return model(seed, profile)

@@ -112,7 +112,7 @@ class DeviceSimulator:
         self.unit_id = unit_id
         self.seed = seed
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
-        self.model = make_model(self.profile.kind, seed)
+        self.model = make_model(self.profile, seed)
         missing = [p.name for p in self.profile.points if p.name not in self.model.signals]
         if missing:
             raise ValueError(f"{device_id}: the {self.profile.kind} model has no signal(s) {', '.join(missing)}")
