@@ -108,19 +108,25 @@ def mosquitto(tmp_path_factory) -> Mosquitto:
     broker.stop()
 
 
+def _own_servers(server_class, tmp_path: Path):
+    """A factory of servers for one test (each in its own workdir), and the list to stop at its end."""
+    servers = []
+
+    def make(**options):
+        workdir = tmp_path / f"{server_class.__name__.lower()}-{len(servers)}"
+        workdir.mkdir()
+        server = server_class(workdir, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    return make, servers
+
+
 @pytest.fixture
 def make_mosquitto(tmp_path):
     """Factory for brokers of this test only (own config), all stopped at its end."""
-    brokers: list[Mosquitto] = []
-
-    def make(**options) -> Mosquitto:
-        workdir = tmp_path / f"mosquitto-{len(brokers)}"
-        workdir.mkdir()
-        broker = Mosquitto(workdir, **options)
-        brokers.append(broker)
-        broker.start()
-        return broker
-
+    make, brokers = _own_servers(Mosquitto, tmp_path)
     yield make
     for broker in brokers:
         broker.stop()
@@ -277,16 +283,7 @@ def influxdb(tmp_path_factory) -> Influx:
 @pytest.fixture
 def make_influx(tmp_path):
     """Factory for influxd instances of this test only (own settings, may be stopped), all stopped at its end."""
-    servers: list[Influx] = []
-
-    def make(**options) -> Influx:
-        workdir = tmp_path / f"influxdb-{len(servers)}"
-        workdir.mkdir()
-        server = Influx(workdir, **options)
-        servers.append(server)
-        server.start()
-        return server
-
+    make, servers = _own_servers(Influx, tmp_path)
     yield make
     for server in servers:
         server.stop()
