@@ -14,9 +14,9 @@ from typing import ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.model import DeviceState, DeviceStatus, Reading, Value, WriteResult, utcnow
+from gateway.model import DeviceState, DeviceStatus, Inventory, Reading, Value, WriteResult, utcnow
 
-Event = Union[Reading, DeviceState]
+Event = Union[Reading, DeviceState, Inventory]
 
 
 class DeviceConfig(BaseModel):
@@ -68,7 +68,7 @@ class Adapter(ABC):
         self._emit(None)  # end of stream
 
     async def stream(self) -> AsyncIterator[Event]:
-        """Readings and state changes, in order, until the adapter stops."""
+        """Readings, state changes and inventories, in order, until the adapter stops."""
         while (event := await self._events.get()) is not None:
             yield event
 

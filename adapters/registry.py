@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from adapters.base import Adapter, DeviceConfig
 from adapters.modbus.adapter import ModbusAdapter
+from adapters.onvif.adapter import OnvifAdapter
+from adapters.opcua.adapter import OpcUaAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {ModbusAdapter.kind: ModbusAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {ModbusAdapter.kind: ModbusAdapter, OpcUaAdapter.kind: OpcUaAdapter,
+                                      OnvifAdapter.kind: OnvifAdapter}
 
 
 def build_adapter(device: DeviceConfig) -> Adapter:

@@ -20,13 +20,17 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
 modbus_app = typer.Typer(no_args_is_help=True, help="Probe Modbus TCP devices.")
 mqtt_app = typer.Typer(no_args_is_help=True, help="Look at an MQTT broker.")
+onvif_app = typer.Typer(no_args_is_help=True, help="Find and probe ONVIF cameras.")
 historian_app = typer.Typer(no_args_is_help=True, help="The InfluxDB historian.")
 app.add_typer(config_app, name="config")
 buffer_app = typer.Typer(no_args_is_help=True, help="The durable buffer in front of the historian.")
 app.add_typer(historian_app, name="historian")
 app.add_typer(buffer_app, name="buffer")
+opcua_app = typer.Typer(no_args_is_help=True, help="Browse and read OPC UA servers.")
+app.add_typer(opcua_app, name="opcua")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(mqtt_app, name="mqtt")
+app.add_typer(onvif_app, name="onvif")
 
 out = Console()
 err = Console(stderr=True)
@@ -167,6 +171,39 @@ def mqtt_tail(topic: str = typer.Argument("minegw/#"),
         fail(str(exc))
 
 
+@onvif_app.command("discover")
+def onvif_discover(addresses: list[str] = typer.Argument(None, help="HOST[:PORT] to probe by unicast too"),
+                   timeout: float = typer.Option(3.0, help="seconds to wait for answers"),
+                   multicast: bool = typer.Option(True, help="probe 239.255.255.250:3702 on every interface")) -> None:
+    """Send a WS-Discovery probe (UDP 3702) and list the ONVIF devices that answer."""
+    from adapters.onvif.tools import discover_command
+
+    _run(discover_command(out, addresses or [], timeout, multicast))
+
+
+@onvif_app.command("info")
+def onvif_info(url: str = typer.Argument(..., help="http://HOST[:PORT] or HOST[:PORT]"),
+               user: Optional[str] = typer.Option(None, "--user", "-u"),
+               password: Optional[str] = typer.Option(None, envvar="MINEGW_ONVIF_PASSWORD",
+                                                      help="or $MINEGW_ONVIF_PASSWORD"),
+               timeout: float = typer.Option(5.0)) -> None:
+    """Print what the gateway reads from one camera: device, services, profiles, stream URIs."""
+    from adapters.onvif.tools import info_command
+
+    _run(info_command(out, url, user, password, timeout))
+
+
+@onvif_app.command("snapshot")
+def onvif_snapshot(camera: str = typer.Argument(..., help="camera id in the site file"),
+                   config: Path = typer.Option(..., "--config", "-c", help="site file"),
+                   directory: Optional[Path] = typer.Option(None, "--dir", help="default: the site's snapshots.directory")
+                   ) -> None:
+    """Take a JPEG snapshot into the snapshot store; print its reference."""
+    from adapters.onvif.tools import snapshot_command
+
+    _run(snapshot_command(out, _load(config), camera, directory))
+
+
 @historian_app.command("check")
 def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:8086"),
                     api: str = typer.Option("v1", help="v1 (InfluxDB 1.x) or v2 (2.x, 3.x, 1.8+)"),
@@ -193,6 +230,60 @@ def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:80
         out.print(f"[{'green' if r.ok else 'red'}]{r}[/]", highlight=False)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+_USER_OPT = typer.Option(None, "--user", help="username (default: anonymous)")
+_PASSWORD_OPT = typer.Option(None, "--password", envvar="MINEGW_OPCUA_PASSWORD", help="or $MINEGW_OPCUA_PASSWORD")
+
+
+async def _opcua(call, url: str, *args, user: Optional[str], password: Optional[str]):
+    from adapters.opcua.client import Security
+
+    try:
+        return await call(url, *args, security=Security(username=user, password=password))
+    except Exception as exc:  # asyncua raises many kinds; each is one line for a field engineer
+        name = type(exc).__name__
+        raise UserError(f"{url}: {name}: {exc}" if str(exc) else f"{url}: {name}") from None
+
+
+@opcua_app.command("browse")
+def opcua_browse(url: str = typer.Argument(..., help="opc.tcp://host:port"),
+                 node: Optional[str] = typer.Argument(None, help="start node id (default: Objects)"),
+                 depth: int = typer.Option(3, min=0, max=10), user: Optional[str] = _USER_OPT,
+                 password: Optional[str] = _PASSWORD_OPT) -> None:
+    """Print the address space tree with node ids, data types and current values."""
+    from adapters.opcua.tools import browse
+
+    async def go():
+        rows = await _opcua(browse, url, node, depth, user=user, password=password)
+        for r in rows:
+            value = "" if r.node_class != "Variable" else f" = {r.value!r} [{r.data_type}, {r.status}]"
+            out.print(f"{'  ' * r.depth}{r.browse_name}  [dim]{r.node_id}[/]{value}", highlight=False)
+    _run(go())
+
+
+@opcua_app.command("read")
+def opcua_read(url: str = typer.Argument(..., help="opc.tcp://host:port"),
+               node: str = typer.Argument(..., help="node id, e.g. ns=2;s=Longwall.Support001.FrontLegPressure"),
+               user: Optional[str] = _USER_OPT, password: Optional[str] = _PASSWORD_OPT) -> None:
+    """Read one node: value, status, source timestamp."""
+    from adapters.opcua.tools import read
+
+    async def go():
+        value, status, ts = await _opcua(read, url, node, user=user, password=password)
+        out.print(f"{node} = {value!r}  status {status}  source {ts.isoformat() if ts else '-'}", highlight=False)
+    _run(go())
+
+
+@opcua_app.command("cert")
+def opcua_cert(directory: Path = typer.Argument(..., help="where to write the certificate and key"),
+               name: str = typer.Option("minegw", help="common name; URI urn:minegw:gateway:NAME")) -> None:
+    """Create this gateway's OPC UA client certificate and private key."""
+    from adapters.opcua.tools import make_client_certificate
+
+    cert, key = make_client_certificate(directory, name)
+    out.print(f"certificate {cert}\nprivate key {key} (keep it private: mode 0600)\n"
+              "set them as certificate: and private_key: of the device, and trust the certificate on the server")
 
 
 def _buffer_path(config: Optional[Path], path: Optional[Path]) -> Path:

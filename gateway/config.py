@@ -11,12 +11,16 @@ import os
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError,
+                      field_validator, model_validator)
 
 from adapters.modbus.config import ModbusDeviceConfig
+from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
+from adapters.opcua.config import OpcUaDeviceConfig
+from gateway.derived.roof_pressure import RoofPressureConfig
 
 
 class Strict(BaseModel):
@@ -59,6 +63,14 @@ class Tls(Strict):
     insecure: bool = Field(False, description="skip hostname verification (test benches only)")
 
 
+class BufferConfig(Strict):
+    """The durable store-and-forward buffer in front of the historian (SQLite, WAL)."""
+
+    path: Path = Path("/var/lib/minegw/buffer.sqlite3")
+    max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="disk budget; oldest dropped beyond it")
+    max_age_days: float = Field(30, gt=0, description="lines waiting longer than this are dropped, counted")
+
+
 class MqttConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -71,14 +83,7 @@ class MqttConfig(Strict):
     qos: Literal[0, 1, 2] = 1
     keepalive: int = Field(30, ge=5, le=600)
     queue_limit: int = Field(10000, ge=10, description="messages held while the broker is away")
-
-
-class BufferConfig(Strict):
-    """The durable store-and-forward buffer in front of the historian (SQLite, WAL)."""
-
-    path: Path = Path("/var/lib/minegw/buffer.sqlite3")
-    max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="disk budget; oldest dropped beyond it")
-    max_age_days: float = Field(30, gt=0, description="lines waiting longer than this are dropped, counted")
+    spool: BufferConfig | None = Field(None, description="data the broker has not acknowledged, kept on disk")
 
 
 class HistorianConfig(Strict):
@@ -105,7 +110,20 @@ class HistorianConfig(Strict):
         return self
 
 
-DeviceConfig = ModbusDeviceConfig  # becomes a union on `adapter` as protocols are added
+def _adapter_of(device: Any) -> str | None:
+    # Site files written before there was a choice may omit ``adapter:``: they mean Modbus.
+    if isinstance(device, dict):
+        return device.get("adapter", "modbus")
+    return getattr(device, "adapter", None)
+
+
+DeviceConfig = Annotated[
+    Union[Annotated[ModbusDeviceConfig, Tag("modbus")], Annotated[OpcUaDeviceConfig, Tag("opcua")],
+          Annotated[OnvifDeviceConfig, Tag("onvif")]],
+    Discriminator(_adapter_of, custom_error_type="unknown_adapter",
+                  custom_error_message="unknown adapter", custom_error_context={}),
+]
+ADAPTER_KINDS = ("modbus", "opcua", "onvif")
 
 
 class SiteConfig(Strict):
@@ -114,6 +132,9 @@ class SiteConfig(Strict):
     devices: list[DeviceConfig] = []
     mqtt: MqttConfig | None = Field(None, description="absent: `minegw demo` embeds a broker")
     historian: HistorianConfig | None = None
+    roof_pressure: RoofPressureConfig = Field(default_factory=RoofPressureConfig,
+                                              description="thresholds of the derived roof-pressure metrics")
+    snapshots: SnapshotConfig = Field(SnapshotConfig(), description="camera snapshots taken on alarms")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -127,10 +148,16 @@ class SiteConfig(Strict):
             seen.setdefault(d.id, i)
             if d.area not in area_ids:
                 problems.append(f"devices[{i}].area: unknown area {d.area!r} (known: {', '.join(sorted(area_ids))})")
-            key = (d.host, d.port, d.unit_id)
+            if not isinstance(d, ModbusDeviceConfig):
+                continue
+            key = (d.host, d.port, d.unit_id)  # a Modbus unit answers one device only
             if key in endpoints:
                 problems.append(f"devices[{i}]: {d.host}:{d.port} unit {d.unit_id} is also {endpoints[key]!r}")
             endpoints.setdefault(key, d.id)
+        if (self.mqtt and self.mqtt.spool and self.historian
+                and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
+            problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "
+                            "give each its own file")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -168,7 +195,9 @@ def _expand_env(node: Any, where: str, problems: list[str]) -> Any:
 
 def _location(loc: tuple) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i and isinstance(loc[i - 1], int) and part in ADAPTER_KINDS:
+            continue  # the union's tag (devices[3].modbus.port): the adapter key says it already
         if isinstance(part, int):
             out += f"[{part}]"
         elif part not in ("function-after",) and not str(part).startswith("function-"):
@@ -180,12 +209,16 @@ def _message(err: dict) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return "unknown key"
+    if err["type"] == "unknown_adapter":
+        given = err["input"].get("adapter") if isinstance(err["input"], dict) else None
+        return f"unknown adapter {given!r} (known: {', '.join(ADAPTER_KINDS)})"
     if err["type"] == "less_than_equal":
         return f"must be ≤ {err['ctx']['le']:g}" + (" s" if err["loc"][-1] in _SECONDS else "")
     return msg
 
 
-_SECONDS = {"poll_interval", "timeout", "backoff_initial", "backoff_max"}
+_SECONDS = {"poll_interval", "timeout", "backoff_initial", "backoff_max", "sampling_interval",
+            "publishing_interval"}
 
 
 def parse_site(data: Any, path: str | Path = "<site>") -> SiteConfig:
@@ -197,7 +230,7 @@ def parse_site(data: Any, path: str | Path = "<site>") -> SiteConfig:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = _location(err["loc"])
+            loc = _location(err["loc"]) + (".adapter" if err["type"] == "unknown_adapter" else "")
             for line in _message(err).splitlines():
                 problems.append(line if line.startswith("devices[") or not loc else f"{loc}: {line}")
     if problems:

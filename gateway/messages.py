@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import pydantic_core
 from pydantic import AwareDatetime, BaseModel, PlainSerializer
 
-from gateway.model import DeviceStatus, Quality, Reading, Value, iso
+from gateway.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso
 
 Timestamp = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
 
@@ -64,6 +64,34 @@ class StateMessage(BaseModel):
     timeouts: int
     reconnects: int
     last_poll_ms: float | None
+
+
+class InventoryMessage(BaseModel):
+    """``{prefix}/{site}/{area}/{device}/inventory`` (retained): what a device is and offers.
+
+    For cameras: model, firmware, media profiles with their stream and snapshot URIs
+    (never with credentials) and whether the camera is online. The fields after ``kind``
+    are those of :class:`gateway.model.Inventory`.
+    """
+
+    site: str
+    area: str
+    zone: str | None
+    device: str
+    kind: str  # equipment kind: camera, ...
+    ts: Timestamp  # when read, or when the online state changed
+    online: bool
+    reason: str  # why offline; empty when online
+    manufacturer: str | None
+    model: str | None
+    firmware: str | None
+    serial: str | None
+    hardware_id: str | None
+    services: list[str]
+    ptz: bool
+    event_topics: list[str]
+    profiles: list[MediaProfile]
+    clock_offset_s: float | None  # the device's clock minus the gateway's
 
 
 class GatewayStatus(BaseModel):

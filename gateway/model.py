@@ -94,3 +94,40 @@ class GatewayAlarm(BaseModel):
     message: str
     count: int  # items lost so far
     ts: datetime = Field(default_factory=utcnow)
+
+
+class MediaProfile(BaseModel):
+    """One video stream a camera offers (an ONVIF media profile). URIs never carry credentials."""
+
+    token: str
+    name: str
+    encoding: str | None = None  # H264, JPEG, MPEG4, H265
+    width: int | None = None
+    height: int | None = None
+    frame_rate: float | None = None
+    stream_uri: str | None = None  # RTSP
+    snapshot_uri: str | None = None  # HTTP, JPEG
+    ptz: bool = False  # the profile has a PTZ configuration
+
+
+class Inventory(BaseModel):
+    """What a device is and offers, for lists and dispatch screens (cameras: their streams).
+
+    Announced after the device was read, when it changes, and when the device goes
+    online or offline (then with what was last read).
+    """
+
+    device: str
+    ts: datetime
+    online: bool
+    reason: str = ""  # why offline
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    serial: str | None = None
+    hardware_id: str | None = None
+    services: list[str] = []  # device, media, events, ptz, imaging, ...
+    ptz: bool = False
+    event_topics: list[str] = []
+    profiles: list[MediaProfile] = []
+    clock_offset_s: float | None = None  # the device's clock minus the gateway's

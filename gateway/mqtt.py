@@ -8,16 +8,21 @@ them to a bounded queue; one publisher thread hands them to paho; paho's own
 network thread (``loop_start``) reads acknowledgements and reconnects.
 ``client.publish`` is never called while holding ``_cond``, because paho calls
 our ``on_publish`` while holding its own lock and that callback takes ``_cond``.
+With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`_Spool`) does all
+the SQLite work of the spool; the others only hand it messages under ``_cond``.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import metadata
 from typing import NamedTuple
@@ -27,10 +32,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from adapters.base import DeviceConfig
-from gateway.config import MqttConfig, SiteConfig
+from gateway.config import BufferConfig, MqttConfig, SiteConfig
+from gateway.errors import UserError
+from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.logutil import ThrottledWarning
-from gateway.messages import GatewayAlarmMessage, GatewayHealth, GatewayStatus, StateMessage, data_payload
-from gateway.model import DeviceState, GatewayAlarm, Reading, utcnow
+from gateway.messages import (GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, StateMessage,
+                              data_payload)
+from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,9 @@ class Topics:
     def state(self, area: str, device: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/{device}/state"
 
+    def inventory(self, area: str, device: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/inventory"
+
     def gateway_status(self, gateway: str) -> str:
         return f"{self.prefix}/{self.site}/gateway/{gateway}/status"
 
@@ -110,6 +121,21 @@ class _Message(NamedTuple):
     topic: str
     payload: bytes
     retain: bool
+    spool_id: int | None = None  # its row in the spool, when it was taken from there
+
+
+def _encode(msg: _Message) -> str:
+    """One spool line: ``["topic", retain]``, a newline, the payload (UTF-8 JSON, kept as it is).
+
+    The header is JSON because a topic may hold any character, a newline included.
+    """
+    return f"{json.dumps([msg.topic, msg.retain])}\n{msg.payload.decode()}"
+
+
+def _decode(line: str, spool_id: int) -> _Message:
+    header, _, payload = line.partition("\n")
+    topic, retain = json.loads(header)
+    return _Message(topic, payload.encode(), retain, spool_id)
 
 
 def _version() -> str:
@@ -126,11 +152,13 @@ class MqttSink:
     when it is full the oldest message is dropped (live data matters more than
     old data, and the historian keeps the record). Retained messages are not
     queued while disconnected: every retained topic is re-published on connect.
+    With ``cfg.spool``, data that cannot be sent now goes to a file instead (:class:`_Spool`).
     """
 
     name = "mqtt"
     WINDOW = 100  # messages handed to paho and not yet acknowledged; lowered to the broker's Receive Maximum
     STOP_DRAIN_S = 3.0  # how long stop() waits for queued and in-flight messages
+    SPOOL_AFTER = 1000  # with a spool: data queued in memory beyond this goes to disk (a broker too slow)
 
     def __init__(self, cfg: MqttConfig, site: SiteConfig, health_interval: float = 10.0):
         self.cfg = cfg
@@ -151,7 +179,8 @@ class MqttSink:
         for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish"):
             setattr(self._client, name, getattr(self, f"_{name}"))
 
-        self._cond = threading.Condition()  # guards everything below
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)  # guards everything below, the spool's state included
         self._pending: deque[_Message] = deque()  # in publish order, bounded by cfg.queue_limit
         self._urgent: deque[_Message] = deque()  # birth and retained re-publication: sent before _pending
         self._latest_states: dict[str, bytes] = {}  # state topic -> last payload, re-published on connect
@@ -168,13 +197,24 @@ class MqttSink:
                                  "dropped {count} message(s), oldest first, since the last warning")
         self._rejects = ThrottledWarning(log, "MQTT: the broker rejected {count} message(s) since the last warning ({detail})")
 
+        self._spool = self._make_spool(cfg.spool, site)
+        self._spool_after = min(self.SPOOL_AFTER, cfg.queue_limit)
+
         self._send_lock = threading.Lock()  # a publish batch and a reconnect's re-queueing never interleave
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-publisher", daemon=True)
         self._health_task: asyncio.Task | None = None
 
+    def _make_spool(self, cfg: BufferConfig | None, site: SiteConfig) -> _Spool | None:
+        if cfg is None:
+            return None
+        return _Spool(cfg, self._lock, self._cond, stash_limit=self.cfg.queue_limit)
+
     # ---- Sink interface (asyncio loop; never blocks) ----
 
     async def start(self) -> None:
+        if self._spool:
+            held = await self._spool.start()
+            log.info("MQTT: spool %s holds %d messages from before, sent once connected", self.cfg.spool.path, held)
         log.info("MQTT: publishing to %s as %s (MQTT %s, QoS %d)", self._where,
                  self.client_id, self.cfg.protocol, self.cfg.qos)
         self._publisher.start()
@@ -188,6 +228,9 @@ class MqttSink:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
         self._closing = True
+        if self._spool:
+            with self._cond:
+                self._spool.stop_sending()  # what it holds waits on disk for the next start
         if self._connected:
             self._queue(self.topics.gateway_health(self.gateway_id), self._health_payload(), retain=True)
             self._queue(self._status_topic, self._status("offline", "stopped"), retain=True)
@@ -196,11 +239,13 @@ class MqttSink:
             self._stopping = True
             self._cond.notify_all()
             left = len(self._pending) + len(self._urgent) + self._unacked
-        await asyncio.to_thread(self._shut_down_threads)
+        kept = await asyncio.to_thread(self._shut_down_threads)
         with self._cond:
             self._drops.flush(force=True)
             self._rejects.flush(force=True)
-        if left:
+        if kept:
+            log.warning("MQTT: stopped; %d messages wait in the spool %s for the next start", kept, self.cfg.spool.path)
+        elif left and not self._spool:
             log.warning("MQTT: stopped with %d messages not delivered", left)
 
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
@@ -216,6 +261,11 @@ class MqttSink:
         topic = self.topics.state(device.area, device.id)
         payload = StateMessage(site=self.site_id, area=device.area, **state.model_dump()).model_dump_json().encode()
         self._publish_latest(topic, payload)
+
+    def on_inventory(self, device: DeviceConfig, inventory: Inventory) -> None:
+        payload = InventoryMessage(site=self.site_id, area=device.area, zone=device.zone, kind=device.equipment_kind,
+                                   **inventory.model_dump())
+        self._publish_latest(self.topics.inventory(device.area, device.id), payload.model_dump_json().encode())
 
     def on_alarm(self, alarm: GatewayAlarm) -> None:
         topic = self.topics.gateway_alarm(self.gateway_id, alarm.id)
@@ -234,10 +284,12 @@ class MqttSink:
 
     def health(self) -> GatewayHealth:
         with self._cond:
+            spooled, spool_dropped = (self._spool.waiting, self._spool.dropped) if self._spool else (0, 0)
             return GatewayHealth(
                 site=self.site_id, gateway=self.gateway_id, connected=self._connected,
                 published=self.published, delivered=self.delivered, rejected=self.rejected,
-                dropped=self.dropped, queued=len(self._pending) + len(self._urgent) + self._unacked,
+                dropped=self.dropped + spool_dropped,
+                queued=len(self._pending) + len(self._urgent) + self._unacked + spooled,
                 reconnects=self.reconnects, ts=utcnow())
 
     def _health_payload(self) -> bytes:
@@ -261,8 +313,15 @@ class MqttSink:
     def _queue(self, topic: str, payload: bytes, retain: bool) -> None:
         with self._cond:
             self.published += 1
+            if self._spool and not retain and self._spool_first():
+                self._spool.stash(_Message(topic, payload, retain))
+                return
             self._append(_Message(topic, payload, retain))
             self._cond.notify()
+
+    def _spool_first(self) -> bool:
+        """Data goes to disk when it cannot be sent now, and behind older data on disk (the lanes order them)."""
+        return not self._connected or self._spool.backlog or len(self._pending) >= self._spool_after
 
     def _append(self, msg: _Message) -> None:
         if len(self._pending) >= self.cfg.queue_limit:
@@ -272,14 +331,23 @@ class MqttSink:
         self._pending.append(msg)
 
     def _sendable(self) -> bool:
-        return self._connected and bool(self._urgent or self._pending) and self._unacked < self._window
+        return self._connected and self._has_next() and self._unacked < self._window
+
+    def _has_next(self) -> bool:
+        return bool(self._urgent or self._pending) or bool(self._spool and self._spool.has_unsent)
 
     def _take_batch(self) -> list[_Message]:
         batch = []
         while self._sendable():
-            batch.append((self._urgent or self._pending).popleft())
+            batch.append(self._next_message())
             self._unacked += 1
         return batch
+
+    def _next_message(self) -> _Message:
+        """Birth and retained states first, then data from memory, then data from the spool."""
+        if self._urgent or self._pending:
+            return (self._urgent or self._pending).popleft()
+        return self._spool.next_unsent()
 
     def _publish_loop(self) -> None:
         while True:
@@ -290,8 +358,10 @@ class MqttSink:
             with self._send_lock:
                 with self._cond:
                     batch = self._take_batch()
-                for msg in batch:
-                    self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain)
+                mids = [self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain).mid for msg in batch]
+                if self._spool:
+                    with self._cond:
+                        self._spool.sent(zip(mids, batch))
 
     async def _drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -301,10 +371,27 @@ class MqttSink:
                     return
             await asyncio.sleep(0.02)
 
-    def _shut_down_threads(self) -> None:
+    def _shut_down_threads(self) -> int:
+        """Returns how many messages the spool keeps for the next start."""
         self._publisher.join(timeout=2)
         self._client.disconnect()  # a clean DISCONNECT: the broker discards the will
         self._client.loop_stop()
+        if not self._spool:
+            return 0
+        self._move_to_spool()  # no acknowledgement can come any more
+        return self._spool.close()
+
+    def _move_to_spool(self) -> None:
+        """The connection is gone: data waiting in memory or in flight goes to disk, so a kill -9 during
+        the outage loses none of it; the spool's own batch goes back to it, less what was acknowledged."""
+        with self._send_lock:  # a publish batch under way ends first: its messages are in paho's list below
+            returned = self._client.drop_out_messages()
+            with self._cond:
+                data = [_Message(m.topic, m.payload, m.retain) for m in returned if not self._spool.owns(m.mid)]
+                data += self._pending
+                self._pending.clear()
+                self._unacked = 0
+                self._spool.connection_lost([m for m in data if not m.retain])  # retained: re-published on connect
 
     # ---- paho callbacks (paho's network thread) ----
 
@@ -325,8 +412,11 @@ class MqttSink:
                 if self._ever_connected:
                     self.reconnects += 1
                 self._ever_connected = True
+                if self._spool:
+                    self._spool.connection_up()
+                queued = len(self._pending) + (self._spool.waiting if self._spool else 0)
                 self._cond.notify()
-        self._log_connected(len(returned))
+        self._log_connected(queued, len(returned))
 
     def _requeue(self, unacked: list[_Message]) -> None:
         """Queue order after a (re)connect: birth, latest states, then unacknowledged and queued data.
@@ -345,11 +435,11 @@ class MqttSink:
                              + [_Message(t, p, True) for t, p in self._latest_states.items()])
         self.published += len(self._urgent)
 
-    def _log_connected(self, resent: int) -> None:
+    def _log_connected(self, queued: int, resent: int) -> None:
         down = "" if self._down_since is None else f" after {time.monotonic() - self._down_since:.1f} s"
         log.log(logging.WARNING if down else logging.INFO,
                 "MQTT: connected to %s%s; %d queued messages to send (%d of them unacknowledged before)",
-                self._where, down, len(self._pending), resent)
+                self._where, down, queued, resent)
         self._down_since = None
 
     def _log_refusal(self, reason: str) -> None:
@@ -360,16 +450,21 @@ class MqttSink:
     def _on_connect_fail(self, client, userdata) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("MQTT: cannot reach broker %s; queueing up to %d messages and retrying",
-                        self._where, self.cfg.queue_limit)
+            log.warning("MQTT: cannot reach broker %s; %s and retrying", self._where, self._queueing())
 
     def _on_disconnect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
         with self._cond:
             was_connected, self._connected = self._connected, False
-        if was_connected and not self._stopping:
+        if was_connected and not self._stopping:  # on stop, _shut_down_threads spools what is left
+            if self._spool:
+                self._move_to_spool()
             self._down_since = time.monotonic()
-            log.warning("MQTT: connection to %s lost (%s); queueing up to %d messages",
-                        self._where, reason, self.cfg.queue_limit)
+            log.warning("MQTT: connection to %s lost (%s); %s", self._where, reason, self._queueing())
+
+    def _queueing(self) -> str:
+        if self._spool:
+            return f"keeping data in the spool {self.cfg.spool.path}"
+        return f"queueing up to {self.cfg.queue_limit} messages"
 
     def _on_publish(self, client, userdata, mid, reason: ReasonCode, properties) -> None:
         with self._cond:
@@ -379,7 +474,255 @@ class MqttSink:
                 self._rejects.add(detail=str(reason))
             else:
                 self.delivered += 1
+            if self._spool:
+                self._spool.acknowledged(mid)
             self._cond.notify()
+
+
+class _Spool:
+    """Data messages kept on disk (a :class:`DurableBuffer`) until the broker acknowledges them; see docs/mqtt.md.
+
+    The sink calls the public methods with its lock held; they never touch SQLite. The spool's
+    thread does all the SQLite work: every ``COMMIT_INTERVAL_S`` it commits what was stashed and,
+    while connected, takes one batch at a time from the buffer's lanes (live first, back-fill
+    oldest first) for the publisher. A batch is deleted once the broker acknowledged all of it;
+    if the connection drops under it, what was acknowledged is deleted and the rest goes back
+    (to the back-fill lane).
+    """
+
+    COMMIT_INTERVAL_S = 0.1  # stashed messages not committed yet are what a kill -9 loses
+    BATCH = 500  # messages taken from the file at a time
+    RETRY_S = 1.0  # pause after the file failed
+
+    def __init__(self, cfg: BufferConfig, lock: threading.RLock, publisher: threading.Condition, stash_limit: int):
+        self.cfg = cfg
+        self._publisher = publisher  # notified when a batch is ready to send
+        self._wake = threading.Condition(lock)  # the spool thread waits on it
+        self._stash_limit = stash_limit
+        self._buffer: DurableBuffer | None = None
+        self._opened: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, name="mqtt-spool", daemon=True)
+        # Guarded by the lock:
+        self._stashed: list[_Message] = []  # not committed yet
+        self._behind = 0  # rows in the file, the current batch not included
+        self._batch: Batch | None = None  # taken from the file and not settled
+        self._unsent: deque[_Message] = deque()  # of the batch, not handed to paho yet
+        self._mids: dict[int, int] = {}  # paho message id -> row id, for the batch's messages in flight
+        self._early_acks: set[int] = set()  # acknowledgements that came before publish() returned their mid
+        self._acked: list[int] = []  # rows of the batch the broker acknowledged
+        self._broken = False  # the connection dropped under the batch: settle it as it is
+        self._connected = self._closing = self._closed = False
+        self._dropped_on_disk = 0  # the buffer's count (budget, age), ever: it is kept in the file
+        self._unstored = 0  # lost because the file could not be written
+        # The spool thread's own:
+        self._failures = ThrottledWarning(log, "MQTT spool: the file failed {count} time(s) since the last warning "
+                                          "({detail}); retrying")
+
+    # ---- for the sink, its lock held ----
+
+    @property
+    def backlog(self) -> bool:
+        return bool(self._stashed or self._batch or self._behind)
+
+    @property
+    def waiting(self) -> int:
+        """For ``health.queued``: stashed, in the file or not sent yet (the sink counts those in flight)."""
+        return len(self._stashed) + self._behind + len(self._unsent)
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped_on_disk + self._unstored
+
+    @property
+    def has_unsent(self) -> bool:
+        return bool(self._unsent) and not self._closing
+
+    def stash(self, msg: _Message) -> None:
+        self._stashed.append(msg)
+
+    def next_unsent(self) -> _Message:
+        return self._unsent.popleft()
+
+    def sent(self, sent: Iterable[tuple[int, _Message]]) -> None:
+        """The publisher handed these to paho; it reports every batch, so early acks never pile up."""
+        for mid, msg in sent:
+            if msg.spool_id is None:
+                continue
+            if mid in self._early_acks:
+                self._acked.append(msg.spool_id)
+            else:
+                self._mids[mid] = msg.spool_id
+        self._early_acks.clear()
+        self._wake_if_done()
+
+    def acknowledged(self, mid: int) -> None:
+        row = self._mids.pop(mid, None)
+        if row is None:  # from memory, or from the spool and its publish() has not returned yet
+            self._early_acks.add(mid)
+            return
+        self._acked.append(row)
+        self._wake_if_done()
+
+    def owns(self, mid: int) -> bool:
+        return mid in self._mids
+
+    def connection_up(self) -> None:
+        self._connected = True
+        self._wake.notify()
+
+    def connection_lost(self, unacknowledged: list[_Message]) -> None:
+        """Data that was in memory or in flight: stashed ahead of the newer data stashed meanwhile."""
+        self._connected = False
+        self._stashed[:0] = unacknowledged
+        self._unsent.clear()
+        self._mids.clear()
+        self._broken = self._batch is not None
+        self._wake.notify()
+
+    def stop_sending(self) -> None:
+        self._closing = True
+
+    def _wake_if_done(self) -> None:
+        if self._batch is not None and len(self._acked) == len(self._batch):
+            self._wake.notify()
+
+    # ---- start and close (the asyncio loop and the sink's stopping thread) ----
+
+    async def start(self) -> int:
+        """Opens the file on the spool's thread; returns how many messages it holds from before."""
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(self._opened)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open the MQTT spool {self.cfg.path}: {exc}") from None
+        return self._behind
+
+    def close(self) -> int:
+        """Settles the batch, commits what is stashed and closes the file; returns how many messages it keeps."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+        return self._behind + len(self._stashed)
+
+    # ---- the spool thread ----
+
+    def _run(self) -> None:
+        try:
+            self._buffer = DurableBuffer(self.cfg.path, self.cfg.max_bytes, self.cfg.max_age_days * 86400,
+                                         label="MQTT spool")
+            stats = self._buffer.stats()
+        except BaseException as exc:  # noqa: BLE001 - start() raises it
+            self._opened.set_exception(exc)
+            return
+        self._behind, self._dropped_on_disk = stats.depth, stats.dropped
+        self._opened.set_result(None)
+        while self._step():
+            pass
+        self._buffer.close()
+        self._failures.flush(force=True)
+        if self._stashed:
+            log.error("MQTT spool: stopped with %d messages the file did not take", len(self._stashed))
+
+    def _step(self) -> bool:
+        """Settle the batch, commit what was stashed, take the next batch; False once closed."""
+        with self._wake:
+            self._wake.wait_for(self._due, timeout=self.COMMIT_INTERVAL_S)
+            settled = self._settled()
+            stashed, self._stashed = self._stashed, []
+            closed = self._closed
+        try:
+            if settled:
+                self._settle(*settled)
+            if stashed:
+                self._commit(stashed)
+            self._count(self._buffer.stats())  # also after a failure, or rows added by the CLI (a replay)
+            if not closed:
+                self._take()
+        except Exception as exc:  # noqa: BLE001 - disk full, I/O error: what is not settled stays, retried
+            self._failures.add(detail=f"{type(exc).__name__}: {exc}")
+            if not closed:
+                time.sleep(self.RETRY_S)
+        return not closed
+
+    def _due(self) -> bool:
+        if self._closed or self._broken:
+            return True
+        if self._batch is not None:
+            return len(self._acked) == len(self._batch)
+        return self._may_take()
+
+    def _may_take(self) -> bool:
+        return self._batch is None and self._connected and not self._closing and self._behind > 0
+
+    def _settled(self) -> tuple[Batch, Batch] | None:
+        """The batch split into acknowledged and not, once all is acknowledged or no more can be."""
+        batch = self._batch
+        if batch is None or not (self._broken or self._closed or len(self._acked) == len(batch)):
+            return None
+        acked = set(self._acked)
+        self._batch, self._acked, self._broken = None, [], False
+        self._unsent.clear()
+        self._mids.clear()
+        return (Batch([row for row in batch.ids if row in acked], [], batch.lane),
+                Batch([row for row in batch.ids if row not in acked], [], batch.lane))
+
+    def _settle(self, acked: Batch, rest: Batch) -> None:
+        self._buffer.nack(rest)  # back-fill from now on
+        if acked.ids:
+            self._settle_or_nack(self._buffer.ack, acked)
+
+    def _settle_or_nack(self, settle: Callable, batch: Batch, *args) -> None:
+        """If the file refuses to settle the rows, they stay in it (and are sent again)."""
+        try:
+            settle(batch, *args)
+        except Exception:
+            self._buffer.nack(batch)
+            raise
+
+    def _commit(self, messages: list[_Message]) -> None:
+        now = time.time()
+        try:
+            self._buffer.put([(now, _encode(msg)) for msg in messages])
+        except Exception:
+            with self._wake:
+                self._stashed[:0] = messages
+                self._trim_stash()
+            raise
+
+    def _trim_stash(self) -> None:
+        excess = len(self._stashed) - self._stash_limit
+        if excess > 0:
+            del self._stashed[:excess]
+            self._unstored += excess
+            log.error("MQTT spool: dropped the %d oldest messages held in memory: the file cannot be written", excess)
+
+    def _count(self, stats: BufferStats) -> None:
+        with self._wake:
+            self._behind = stats.depth - (len(self._batch) if self._batch else 0)
+            self._dropped_on_disk = stats.dropped  # the buffer logs its own drops
+
+    def _take(self) -> None:
+        with self._wake:
+            if not self._may_take():
+                return
+        batch = self._buffer.take_batch(self.BATCH)
+        messages = self._decode(batch) if batch else []
+        with self._wake:
+            self._behind = batch.remaining if batch else 0
+            if messages:
+                self._batch, self._unsent = batch, deque(messages)
+                self._broken = not self._connected  # lost meanwhile: it goes back at once
+                self._publisher.notify()
+
+    def _decode(self, batch: Batch) -> list[_Message]:
+        try:
+            return [_decode(line, row) for row, line in zip(batch.ids, batch.lines)]
+        except (ValueError, TypeError, AttributeError) as exc:  # not written by us: kept aside, not retried forever
+            error = f"not a spooled MQTT message: {exc}"
+        self._settle_or_nack(self._buffer.dead_letter, batch, error)
+        log.error("MQTT spool: %d rows moved to the dead letters (%s)", len(batch), error)
+        return []
 
 
 def tail(cfg: MqttConfig, topic: str, count: int | None, timeout: float | None,

@@ -8,7 +8,8 @@ import time
 from adapters.base import Adapter, DeviceConfig
 from adapters.registry import build_adapter
 from gateway.config import SiteConfig
-from gateway.model import DeviceState, GatewayAlarm, Reading
+from gateway.derived import processor_for
+from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading
 from gateway.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Gateway:
             d.id: build_adapter(d) for d in site.devices if d.enabled}
         self._routes: list[asyncio.Task] = []
         self.latest: dict[str, Reading] = {}  # last reading per device, for live views
+        self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site))}
 
     async def start(self) -> None:
         for sink in self.sinks:
@@ -93,6 +95,9 @@ class Gateway:
             if isinstance(event, Reading):
                 self.latest[device.id] = event
                 self._dispatch("on_reading", device, event)
+                self._derive(device, event)
+            elif isinstance(event, Inventory):
+                self._dispatch("on_inventory", device, event)
             else:
                 self._dispatch("on_state", device, event)
 
@@ -113,8 +118,23 @@ class Gateway:
                 except Exception:
                     log.exception("sink %s failed on alarm %s", type(sink).__name__, alarm.id)
 
+    def _derive(self, device: DeviceConfig, reading: Reading) -> None:
+        """Derived signals travel as readings of the device they are computed from."""
+        processor = self.processors.get(device.id)
+        if processor is None:
+            return
+        try:
+            derived = processor.process(reading)
+        except Exception:  # a bug in a metric must not stop the raw data
+            log.exception("deriving signals of %s failed", device.id)
+            return
+        if derived is not None:
+            self._dispatch("on_reading", device, derived)
+
     def _dispatch(self, handler: str, device: DeviceConfig, event) -> None:
         for sink in self.sinks:
+            if not hasattr(sink, handler):  # on_inventory is optional: not every sink keeps inventories
+                continue
             try:
                 getattr(sink, handler)(device, event)
             except Exception:  # one broken sink must not starve the others

@@ -12,6 +12,8 @@ class Sink(Protocol):
 
     ``name`` names the sink in gateway alarms; ``health()`` returns its counters, of which
     ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm when it grows.
+    Optional: ``on_inventory(device, inventory)`` (:class:`gateway.model.Inventory`); sinks
+    without it do not receive inventories.
     """
 
     name: str

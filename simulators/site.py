@@ -1,7 +1,9 @@
-"""Simulate every Modbus device of a site file, with optional scenario and fault control.
+"""Simulate every Modbus, OPC UA and ONVIF device of a site file, with optional scenario and fault control.
 
-Devices that share host:port are served by one server, one unit id each (a gateway in
-front of an RS485 line). Every device gets its own seed, derived from the site seed
+Modbus devices that share host:port are served by one server, one unit id each (a
+gateway in front of an RS485 line). OPC UA devices get one server per endpoint URL
+(see simulators/opcua), ONVIF cameras one each, plus one WS-Discovery responder for
+them all (see simulators/onvif). Every device gets its own seed, derived from the site seed
 and its id, and all share one clock: seconds since :meth:`SiteSimulator.start`.
 
 The control endpoint lets another process inject faults: TCP, one JSON object per
@@ -24,39 +26,58 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.onvif.config import OnvifDeviceConfig
+from adapters.opcua.config import OpcUaDeviceConfig
+from adapters.opcua.nodemap import load_nodemap
 from gateway.config import SiteConfig, load_site
 from simulators.modbus.dynamics import derive_seed
 from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.modbus.server import DeviceSimulator, FaultError, ModbusSimServer
+from simulators.onvif.camera import CameraSimulator
+from simulators.onvif.site import site_cameras
+from simulators.opcua.server import FaceSimulator, OpcUaSimServer
 
 log = logging.getLogger(__name__)
 
 
 class SiteSimulator:
-    """Serve every Modbus device of ``site`` (a SiteConfig or a site file path).
+    """Serve every Modbus, OPC UA and ONVIF device of ``site`` (a SiteConfig or a site file path).
 
     ``bind_host`` overrides the devices' hosts for listening (e.g. "0.0.0.0" when the
     site file names this machine's LAN address). ``control_port`` opens the fault
     control endpoint on ``control_host`` (0: any free port, see ``control_address``).
+    OPC UA faces run ``opcua_time_scale`` times faster than the clock (a shearer pass
+    takes ~40 min at 1); their server certificates go to ``opcua_certificate_dir``
+    (default: a temporary directory per server). Cameras answer WS-Discovery probes on UDP
+    ``onvif_discovery_port`` (None: no responder).
     """
 
     def __init__(self, site: SiteConfig | str | Path, seed: int = 0,
                  scenario: Scenario | str | Path | None = None, *, bind_host: str | None = None,
-                 control_port: int | None = None, control_host: str = "127.0.0.1"):
+                 control_port: int | None = None, control_host: str = "127.0.0.1",
+                 opcua_time_scale: float = 1.0, opcua_certificate_dir: str | Path | None = None,
+                 onvif_discovery_port: int | None = 3702):
         self.site = site if isinstance(site, SiteConfig) else load_site(site)
         self.seed = seed
         self._started_at: float | None = None
-        self._simulators = {
+        self._simulators: dict[str, DeviceSimulator | FaceSimulator | CameraSimulator] = {
             d.id: DeviceSimulator(d.id, d.profile, d.unit_id, derive_seed(seed, d.id), clock=self.clock)
             for d in self.site.devices if d.adapter == "modbus"}
         endpoints: dict[tuple[str, int], list[DeviceSimulator]] = defaultdict(list)
         for d in self.site.devices:
             if d.id in self._simulators:
                 endpoints[bind_host or d.host, d.port].append(self._simulators[d.id])
-        self.servers = [ModbusSimServer(host, port, sims) for (host, port), sims in endpoints.items()]
+        self.servers: list[ModbusSimServer | OpcUaSimServer] = [
+            ModbusSimServer(host, port, sims) for (host, port), sims in endpoints.items()]
+        self.servers += self._opcua_servers(bind_host, opcua_time_scale, opcua_certificate_dir)
+        cameras, camera_servers = site_cameras([d for d in self.site.devices if isinstance(d, OnvifDeviceConfig)],
+                                               bind_host, onvif_discovery_port)
+        self._simulators.update(cameras)
+        self.servers += camera_servers
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = Scenario.load(scenario)
         if scenario is not None:
@@ -66,16 +87,40 @@ class SiteSimulator:
         self._control_at = (control_host, control_port) if control_port is not None else None
         self._scenario_task: asyncio.Task | None = None
 
+    def _opcua_servers(self, bind_host: str | None, time_scale: float,
+                       certificate_dir: str | Path | None) -> list[OpcUaSimServer]:
+        """One server per endpoint URL. It accepts the logins the site file uses; anonymous
+        sessions only where no device logs in."""
+        by_url: dict[str, list[OpcUaDeviceConfig]] = defaultdict(list)
+        for d in self.site.devices:
+            if isinstance(d, OpcUaDeviceConfig):
+                by_url[d.url].append(d)
+        servers = []
+        for url, devices in by_url.items():
+            faces = [self._face(d, time_scale) for d in devices]
+            users = {d.username: d.password.get_secret_value() if d.password else "" for d in devices if d.username}
+            where = urlparse(url)
+            own_dir = Path(certificate_dir) / f"{where.hostname}_{where.port}" if certificate_dir else None
+            servers.append(OpcUaSimServer(url, faces, users=users, allow_anonymous=not users,
+                                          certificate_dir=own_dir, bind_host=bind_host))
+        return servers
+
+    def _face(self, d: OpcUaDeviceConfig, time_scale: float) -> FaceSimulator:
+        self._simulators[d.id] = face = FaceSimulator(
+            d.id, load_nodemap(d.nodemap, d.supports), derive_seed(self.seed, d.id), clock=self.clock,
+            time_scale=time_scale)
+        return face
+
     # -- access ---------------------------------------------------------------------------
     def clock(self) -> float:
         """Seconds since start (0 before)."""
         return 0.0 if self._started_at is None else time.monotonic() - self._started_at
 
     @property
-    def simulators(self) -> dict[str, DeviceSimulator]:
+    def simulators(self) -> dict[str, DeviceSimulator | FaceSimulator]:
         return dict(self._simulators)
 
-    def simulator(self, device_id: str) -> DeviceSimulator:
+    def simulator(self, device_id: str) -> DeviceSimulator | FaceSimulator:
         try:
             return self._simulators[device_id]
         except KeyError:

@@ -172,3 +172,25 @@ async def test_run_publishes_and_stops_cleanly_on_sigterm(mosquitto, tmp_path):
                                                   json.loads(m.payload)["status"] == "offline"], timeout=5)
             assert json.loads(stopped[-1].payload)["reason"] == "stopped"
             assert b"Traceback" not in err
+
+
+async def test_opcua_browse_read_and_cert(tmp_path):
+    from adapters.opcua.nodemap import load_nodemap
+    from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+
+    face = FaceSimulator("rp", load_nodemap("longwall", supports=3), seed=1)
+    server = OpcUaSimServer(f"opc.tcp://127.0.0.1:{free_port()}", [face], certificate_dir=tmp_path / "sim")
+    await server.start()
+    try:
+        tree = await aminegw("opcua", "browse", server.url, "--depth", "4")
+        assert tree.returncode == 0, tree.stderr
+        assert "Support001" in tree.stdout and "FrontLegPressure" in tree.stdout
+        node = next(w for w in tree.stdout.split() if w.endswith("Support001.FrontLegPressure"))
+        value = await aminegw("opcua", "read", server.url, node)
+        assert value.returncode == 0, value.stderr
+        assert "status Good" in value.stdout
+    finally:
+        await server.stop()
+    cert = minegw("opcua", "cert", str(tmp_path / "pki"))
+    assert cert.returncode == 0 and (tmp_path / "pki" / "minegw.der").is_file()
+    assert_one_clean_error(minegw("opcua", "read", f"opc.tcp://127.0.0.1:{free_port()}", "ns=2;s=x"), "Connect")

@@ -108,11 +108,11 @@ class DurableBuffer:
 
     ``max_bytes`` and ``max_age_s`` are the disk budget, enforced on every ``put``;
     ``None`` means no limit (tools that only inspect or replay). ``create=False``
-    refuses to create a missing file.
+    refuses to create a missing file; ``label`` names the buffer in its warnings.
     """
 
     def __init__(self, path: str | Path, max_bytes: int | None = None, max_age_s: float | None = None,
-                 *, create: bool = True):
+                 *, create: bool = True, label: str = "Historian buffer"):
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no historian buffer at {self.path}")
@@ -124,8 +124,8 @@ class DurableBuffer:
         self._live_mark = _get(self._db, "next_id") - 1  # all that is in the file already is back-fill
         self._next_lane = "live"
         self._in_flight: set[int] = set()
-        self._drops = ThrottledWarning(log, "Historian buffer: dropped {count} line(s), oldest first, since the last "
-                                 "warning ({detail}); see `dropped` in the historian health")
+        self._drops = ThrottledWarning(log, label + ": dropped {count} line(s), oldest first, since the last "
+                                       "warning ({detail}); see `dropped` in its health")
 
     def _configure(self) -> None:
         db = self._db

@@ -14,12 +14,13 @@ docs/historian.md describes the schema for people.
 """
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Mapping
 
-from gateway.model import DeviceState, GatewayAlarm, Quality, Reading, Value
+from gateway.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Value
 
 QUALITY_SUFFIX = "__quality"
 VALUE_SUFFIX = "__value"
@@ -138,6 +139,19 @@ def state_line(site: str, area: str, state: DeviceState) -> str:
     if state.last_poll_ms is not None:
         fields["last_poll_ms"] = float(state.last_poll_ms)
     return point("device_state", {"site": site, "area": area, "device": state.device}, fields, state.since)
+
+
+def inventory_line(site: str, area: str, inventory: Inventory) -> str:
+    """What a device is and offers, in measurement ``device_inventory``, stamped with its ``ts``.
+
+    ``profiles`` holds the media profiles as JSON text (stream URIs carry no credentials).
+    """
+    fields: dict[str, Value] = {"online": inventory.online, "reason": inventory.reason, "ptz": inventory.ptz,
+                                "profiles": json.dumps([p.model_dump() for p in inventory.profiles])}
+    for name in ("manufacturer", "model", "firmware", "serial"):
+        if getattr(inventory, name) is not None:
+            fields[name] = getattr(inventory, name)
+    return point("device_inventory", {"site": site, "area": area, "device": inventory.device}, fields, inventory.ts)
 
 
 def health_line(site: str, gateway: str, counters: Mapping[str, int | float | bool], ts: datetime) -> str:

@@ -22,9 +22,9 @@ from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import alarm_line, health_line, reading_lines, state_line
+from gateway.historian.lineprotocol import alarm_line, health_line, inventory_line, reading_lines, state_line
 from gateway.logutil import ThrottledWarning
-from gateway.model import DeviceState, GatewayAlarm, Reading, utcnow
+from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,9 @@ class HistorianSink:
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         self._pending.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
+
+    def on_inventory(self, device: DeviceConfig, inventory: Inventory) -> None:
+        self._pending.append((inventory.ts.timestamp(), inventory_line(self.site_id, device.area, inventory)))
 
     def on_alarm(self, alarm: GatewayAlarm) -> None:
         self._pending.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))

@@ -1,0 +1,425 @@
+"""OPC UA adapter: follows one roof-pressure system's node map with asyncua.
+
+One connection at a time (a :class:`Link`): connect, resolve the node map (namespace
+URIs to indices, browse paths to node ids), then either one subscription with a
+monitored item per signal, or polling. Items the server refuses to monitor are polled
+on the same link. Each publish response becomes one Reading (all of its data changes,
+however many), each poll one Reading.
+
+When the link dies (socket closed, the server stops answering its watchdog reads, the
+subscription ends or falls silent) the device goes offline with the reason, a
+comm-fail reading marks the gap, and the adapter connects again with a fresh session
+and subscription, backing off with jitter while it fails.
+
+Status codes → quality:
+
+- Good → ``good``, or ``out-of-range`` outside the signal's engineering range;
+- Uncertain → ``stale``, value kept (the server doubts it: last usable value, sensor
+  not accurate, substituted...), but ``UncertainEngineeringUnitsExceeded`` → ``out-of-range``;
+- Bad that says the server lost its field device (BadNoCommunication, BadNotConnected,
+  BadCommunicationError, BadServerNotConnected, BadWaitingForInitialData) → ``comm-fail``;
+  any other Bad → ``bad``; both without a value.
+
+A sample's time is the value's source timestamp, else the server timestamp, else
+the time the gateway received it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from datetime import datetime
+
+from asyncua import Client, ua
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from adapters.base import Adapter
+from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
+
+from .client import Security, close_quietly, make_client
+from .config import OpcUaDeviceConfig
+from .nodemap import DataType, Signal, load_nodemap
+
+log = logging.getLogger(__name__)
+
+SC = ua.StatusCodes
+COMM_FAIL_CODES = frozenset({SC.BadNoCommunication, SC.BadNotConnected, SC.BadCommunicationError,
+                             SC.BadServerNotConnected, SC.BadWaitingForInitialData})
+AUTH_CODES = frozenset({SC.BadUserAccessDenied, SC.BadIdentityTokenInvalid, SC.BadIdentityTokenRejected,
+                        SC.BadUserSignatureInvalid})
+UNCERTAIN, BAD = 1, 2  # status code severities (top two bits)
+ITEMS_PER_CALL = 500  # monitored items / reads / browse paths per request: below common server limits
+KEEPALIVE_S = 5.0  # the server sends a keep-alive at least this often when nothing changes
+
+
+# -- status codes and values --------------------------------------------------------------
+def judge(signal: Signal, code: int, value: Value) -> tuple[Value, Quality]:
+    """(value, quality) of one data value, from its status code and the signal's range."""
+    severity = code >> 30
+    if severity >= BAD:
+        return None, Quality.COMM_FAIL if (code & 0xFFFF0000) in COMM_FAIL_CODES else Quality.BAD
+    if value is None:
+        return None, Quality.BAD
+    if signal.type.is_numeric:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None, Quality.BAD
+        if signal.range and not signal.range[0] <= value <= signal.range[1]:
+            return value, Quality.OUT_OF_RANGE
+    elif signal.type is DataType.BOOLEAN and not isinstance(value, bool):
+        return None, Quality.BAD
+    elif signal.type is DataType.STRING and not isinstance(value, str):
+        value = str(value)  # LocalizedText and the like: their text
+    if severity == UNCERTAIN:
+        if (code & 0xFFFF0000) == SC.UncertainEngineeringUnitsExceeded:
+            return value, Quality.OUT_OF_RANGE
+        return value, Quality.STALE
+    return value, Quality.GOOD
+
+
+def to_sample(signal: Signal, dv: ua.DataValue, received: datetime) -> Sample:
+    code = dv.StatusCode.value if dv.StatusCode is not None else 0
+    value, quality = judge(signal, code, dv.Value.Value if dv.Value is not None else None)
+    ts = dv.SourceTimestamp or dv.ServerTimestamp
+    if ts is None or ts.year < 1971:  # absent, or the OPC UA minimum date
+        ts = received
+    return Sample(signal=signal.name, value=value, unit=signal.unit, quality=quality, ts=ts)
+
+
+def describe(exc: BaseException, config: OpcUaDeviceConfig) -> str:
+    """One line saying why a connection failed or died, for the device state."""
+    where = config.url
+    if isinstance(exc, UaStatusCodeError):
+        code = getattr(exc, "code", None) or 0
+        name, doc = ua.StatusCode(code).name, ua.StatusCode(code).doc
+        if code in AUTH_CODES:
+            who = f"user {config.username!r}" if config.username else "anonymous user"
+            return f"authentication failed for {who}: {name} ({doc})"
+        if "Certificate" in name or "Security" in name:
+            return f"security rejected by {where}: {name} ({doc})"
+        return f"{where} answered {name} ({doc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot connect to {where}: connection refused"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return f"no answer from {where} within {config.timeout:g} s"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {exc.strerror or exc}"
+    if isinstance(exc, UaError):
+        return f"{where}: {exc}"
+    return f"{where}: {exc!r}"
+
+
+class LinkFailed(Exception):
+    """The server answered, but this node map cannot be followed there (reason in the message)."""
+
+
+# -- one connection -----------------------------------------------------------------------
+class Link:
+    """One connection: a session, its subscription and/or poll loop, until it dies."""
+
+    def __init__(self, adapter: OpcUaAdapter):
+        self.adapter = adapter
+        self.config = adapter.config
+        self.client: Client | None = None
+        self.node_ids: list[ua.NodeId | None] = []
+        self.subscribed: list[int] = []  # signal indexes with a monitored item
+        self.polled: list[int] = []
+        self.refusals: dict[str, int] = {}  # status name → items the server would not monitor
+        self.subscription: ua.CreateSubscriptionResult | None = None
+        self.last_publish = time.monotonic()
+        self._lost: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task] = []
+        self._early: list[Reading] | None = []  # data that came before the device was announced online
+
+    # -- opening --------------------------------------------------------------------------
+    async def open(self) -> None:
+        cfg = self.config
+        self.client = await make_client(cfg.url, self.adapter.security, cfg.timeout)
+        self.client.connection_lost_callback = self._on_connection_lost
+        await self.client.connect()
+        self.node_ids = await self._resolve()
+        present = [i for i, node in enumerate(self.node_ids) if node is not None]
+        if not present:
+            raise LinkFailed(f"none of the node map's {len(self.node_ids)} signals exist on {cfg.url}")
+        if cfg.mode == "subscribe":
+            await self._subscribe(present)
+        subscribed = set(self.subscribed)
+        self.polled = [i for i in present if i not in subscribed]
+        if self.subscribed:
+            self._tasks.append(asyncio.create_task(self._watch_silence(), name=f"opcua-silence:{cfg.id}"))
+        if self.polled:
+            self._tasks.append(asyncio.create_task(self._poll_loop(), name=f"opcua-poll:{cfg.id}"))
+
+    async def _resolve(self) -> list[ua.NodeId | None]:
+        """Node ids of every signal on this server (None: not there)."""
+        uris = await self.client.get_namespace_array()
+        index = {uri: i for i, uri in enumerate(uris)}
+        signals = self.adapter.signals
+        node_ids: list[ua.NodeId | None] = [None] * len(signals)
+        paths: list[tuple[int, ua.BrowsePath]] = []
+        for i, s in enumerate(signals):
+            if s.node_id is not None:
+                ns = s.namespace if isinstance(s.namespace, int) else index.get(s.namespace)
+                node_ids[i] = None if ns is None else ua.NodeId.from_string(f"ns={ns};{s.node_id}")
+            elif (path := _browse_path(s, index)) is not None:
+                paths.append((i, path))
+        for chunk in _chunks(paths, ITEMS_PER_CALL):
+            results = await self.client.uaclient.translate_browsepaths_to_nodeids([p for _, p in chunk])
+            for (i, _), result in zip(chunk, results):
+                if result.StatusCode.is_good() and result.Targets:
+                    node_ids[i] = ua.NodeId(result.Targets[0].TargetId.Identifier,
+                                            result.Targets[0].TargetId.NamespaceIndex)
+        return node_ids
+
+    async def _subscribe(self, indexes: list[int]) -> None:
+        cfg = self.config
+        keepalive = max(1, math.ceil(KEEPALIVE_S / cfg.publishing_interval))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=cfg.publishing_interval * 1000, RequestedLifetimeCount=keepalive * 10,
+            RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
+        self.subscription = await self.client.uaclient.create_subscription(params, self._on_publish)
+        for chunk in _chunks(indexes, ITEMS_PER_CALL):
+            results = await self.client.uaclient.create_monitored_items(ua.CreateMonitoredItemsParameters(
+                SubscriptionId=self.subscription.SubscriptionId, TimestampsToReturn=ua.TimestampsToReturn.Both,
+                ItemsToCreate=[self._item(i) for i in chunk]))
+            for i, result in zip(chunk, results):
+                if result.StatusCode.is_good():
+                    self.subscribed.append(i)
+                else:  # polled instead
+                    self.refusals[result.StatusCode.name] = self.refusals.get(result.StatusCode.name, 0) + 1
+
+    def _item(self, i: int) -> ua.MonitoredItemCreateRequest:
+        cfg = self.config
+        deadband = None
+        if cfg.deadband.type != "none":
+            deadband = ua.DataChangeFilter(
+                Trigger=ua.DataChangeTrigger.StatusValue, DeadbandValue=cfg.deadband.value,
+                DeadbandType=ua.DeadbandType.Absolute if cfg.deadband.type == "absolute" else ua.DeadbandType.Percent)
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=self.node_ids[i], AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting,
+            RequestedParameters=ua.MonitoringParameters(
+                ClientHandle=i, SamplingInterval=cfg.sampling_interval * 1000, Filter=deadband,
+                QueueSize=cfg.queue_size, DiscardOldest=True))
+
+    def _report_missing(self) -> None:
+        missing = [s for s, node in zip(self.adapter.signals, self.node_ids) if node is None]
+        if not missing:
+            return
+        log.warning("%s: %d signal(s) not found on %s: %s", self.config.id, len(missing), self.config.url,
+                    ", ".join(f"{s.name} ({s.address})" for s in missing[:10]))
+        now = utcnow()  # once per connection: they stay absent, the dashboards show them bad
+        self.adapter._emit(Reading(device=self.config.id, ts=now, poll_ms=0.0, samples=[
+            Sample(signal=s.name, value=None, unit=s.unit, quality=Quality.BAD, ts=now) for s in missing]))
+
+    def describe(self) -> str:
+        cfg = self.config
+        parts = []
+        if self.subscribed:
+            revised = self.subscription.RevisedPublishingInterval / 1000
+            parts.append(f"subscribed: {len(self.subscribed)} items, publishing every {revised:g} s")
+        if self.polled:
+            why = ", ".join(f"{n} {name}" for name, n in self.refusals.items())
+            parts.append(f"polling {len(self.polled)} every {cfg.poll_interval:g} s" + (f" (refused: {why})" if why else ""))
+        return "; ".join(parts) + f" [{self.adapter.security.describe()}]"
+
+    # -- data -----------------------------------------------------------------------------
+    def _on_publish(self, result: ua.PublishResult) -> None:
+        """Called by asyncua's publish loop for every publish response: keep it cheap."""
+        self.last_publish = time.monotonic()
+        received = utcnow()
+        signals = self.adapter.signals
+        for data in result.NotificationMessage.NotificationData:
+            if isinstance(data, ua.DataChangeNotification):
+                samples = [to_sample(signals[item.ClientHandle], item.Value, received)
+                           for item in data.MonitoredItems if 0 <= item.ClientHandle < len(signals)]
+                self._deliver(Reading(device=self.config.id, ts=received, poll_ms=0.0, samples=samples))
+            elif isinstance(data, ua.StatusChangeNotification) and data.Status.is_bad():
+                self.lose(f"subscription ended: {data.Status.name}")
+
+    async def _poll_loop(self) -> None:
+        interval = self.config.poll_interval
+        await asyncio.sleep(self.adapter.first_poll_delay())
+        next_due = time.monotonic()
+        while True:
+            deadline = next_due + interval
+            try:
+                await self._poll_once(deadline)
+            except (ConnectionError, OSError, asyncio.TimeoutError, UaError) as exc:
+                self.lose(f"read failed: {describe(exc, self.config)}", timeout=_is_timeout(exc))
+                return
+            next_due += interval
+            now = time.monotonic()
+            if next_due < now:  # overran: skip the missed ticks rather than bunch up
+                next_due = now + interval - (now - next_due) % interval
+            await asyncio.sleep(next_due - now)
+
+    async def _poll_once(self, deadline: float) -> None:
+        started, started_at = time.monotonic(), utcnow()
+        signals, samples = self.adapter.signals, []
+        for chunk in _chunks(self.polled, ITEMS_PER_CALL):
+            values = await self.client.uaclient.read(ua.ReadParameters(
+                MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Both,
+                NodesToRead=[ua.ReadValueId(NodeId=self.node_ids[i], AttributeId=ua.AttributeIds.Value)
+                             for i in chunk]))
+            received = utcnow()
+            samples += [to_sample(signals[i], dv, received) for i, dv in zip(chunk, values)]
+        if time.monotonic() > deadline:  # the answer came later than one interval
+            samples = [s.model_copy(update={"quality": Quality.STALE}) if s.quality is Quality.GOOD else s
+                       for s in samples]
+        self._deliver(Reading(device=self.config.id, ts=started_at,
+                              poll_ms=(time.monotonic() - started) * 1000, samples=samples))
+
+    def _deliver(self, reading: Reading) -> None:
+        if self._early is not None:
+            self._early.append(reading)
+        else:
+            self.adapter._data(reading)
+
+    def release(self) -> None:
+        """The device is announced online: pass on what came before, and everything from now on."""
+        early, self._early = self._early or [], None
+        self._report_missing()
+        for reading in early:
+            self.adapter._data(reading)
+
+    # -- loss -----------------------------------------------------------------------------
+    async def lost(self) -> tuple[str, bool]:
+        """Wait until the link dies: why, and whether it was a timeout."""
+        return await self._lost
+
+    def lose(self, reason: str, timeout: bool = False) -> None:
+        if not self._lost.done():
+            self._lost.set_result((reason, timeout))
+
+    async def _on_connection_lost(self, exc: Exception) -> None:
+        """asyncua's supervisor: the socket closed, or its watchdog read got no answer."""
+        if isinstance(exc, ConnectionError) and "transport lost" in str(exc):
+            self.lose(f"connection to {self.config.url} lost")
+        else:
+            self.lose(f"connection to {self.config.url} lost: {describe(exc, self.config)}", _is_timeout(exc))
+
+    async def _watch_silence(self) -> None:
+        """A subscription the server dropped while the session lives sends nothing at all."""
+        sub = self.subscription
+        limit = 2 * sub.RevisedPublishingInterval / 1000 * sub.RevisedMaxKeepAliveCount + self.config.timeout
+        while True:
+            await asyncio.sleep(min(limit / 4, 5.0))
+            silent = time.monotonic() - self.last_publish
+            if silent > limit:
+                self.lose(f"no publish responses for {silent:.0f} s (subscription lost)", timeout=True)
+                return
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.client is not None:
+            await close_quietly(self.client, self.config.timeout)
+
+
+def _browse_path(s: Signal, index: dict[str, int]) -> ua.BrowsePath | None:
+    elements = []
+    for namespace, name in s.path:
+        ns = namespace if isinstance(namespace, int) else index.get(namespace)
+        if ns is None:
+            return None
+        elements.append(ua.RelativePathElement(
+            ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences), IsInverse=False,
+            IncludeSubtypes=True, TargetName=ua.QualifiedName(name, ns)))
+    return ua.BrowsePath(StartingNode=ua.NodeId(ua.ObjectIds.ObjectsFolder),
+                         RelativePath=ua.RelativePath(Elements=elements))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or getattr(exc, "code", None) == SC.BadTimeout
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# -- the adapter --------------------------------------------------------------------------
+class OpcUaAdapter(Adapter):
+    kind = "opcua"
+    config: OpcUaDeviceConfig
+
+    def __init__(self, config: OpcUaDeviceConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.nodemap = load_nodemap(config.nodemap, config.supports)
+        self.signals: list[Signal] = self.nodemap.expanded
+        self.security = Security.of(config)
+        self.link: Link | None = None
+        self._links = 0  # links opened so far
+
+    async def _run(self) -> None:
+        cfg = self.config
+        backoff = cfg.backoff_initial
+        while not self.stopping:
+            self.link = link = Link(self)
+            try:
+                await link.open()
+            except Exception as exc:  # noqa: BLE001 - whatever failed, try again later
+                await self._drop_link()
+                self._link_down(self._why(exc), timeout=_is_timeout(exc))
+                await asyncio.sleep(min(backoff, cfg.backoff_max) * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, cfg.backoff_max)
+                continue
+            backoff = cfg.backoff_initial
+            self._link_up(link)
+            link.release()
+            reason, timeout = await link.lost()
+            await self._drop_link()
+            self._link_down(reason, timeout)
+
+    def _why(self, exc: Exception) -> str:
+        if isinstance(exc, LinkFailed):
+            return str(exc)
+        if not isinstance(exc, (OSError, asyncio.TimeoutError, UaError)):
+            log.exception("%s: unexpected error connecting to %s", self.id, self.config.url)
+        return describe(exc, self.config)
+
+    async def _drop_link(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            await link.close()
+
+    async def _close(self) -> None:
+        await self._drop_link()
+
+    # -- state ----------------------------------------------------------------------------
+    def _link_up(self, link: Link) -> None:
+        s = self.state
+        s.reconnects += 1 if self._links else 0
+        self._links += 1
+        s.consecutive_errors = 0
+        self._set_status(DeviceStatus.ONLINE, link.describe())
+
+    def _data(self, reading: Reading) -> None:
+        s = self.state
+        s.polls += 1
+        s.last_good_poll = reading.ts
+        s.last_poll_ms = round(reading.poll_ms, 2)
+        self._emit(reading)
+
+    def _link_down(self, reason: str, timeout: bool) -> None:
+        s = self.state
+        s.errors += 1
+        s.consecutive_errors += 1
+        s.timeouts += timeout
+        self._set_status(DeviceStatus.OFFLINE, reason)
+        now = utcnow()
+        self._emit(Reading(device=self.id, ts=now, poll_ms=0.0, samples=[
+            Sample(signal=sig.name, value=None, unit=sig.unit, quality=Quality.COMM_FAIL, ts=now)
+            for sig in self.signals]))
+
+    # -- writes ---------------------------------------------------------------------------
+    async def write(self, signal: str, value: Value) -> WriteResult:
+        """Roof-pressure signals are measurements: the gateway never writes them."""
+        try:
+            self.nodemap.signal(signal)
+            error = f"{signal} is read-only (roof-pressure measurements are not written)"
+        except KeyError as exc:
+            error = exc.args[0]
+        return WriteResult(device=self.id, signal=signal, ok=False, value=value, error=error)

@@ -1,0 +1,305 @@
+"""Ingest benchmark: how many points per second a historian ingest worker writes to InfluxDB.
+
+    python bench/bench_ingest.py                       # 1 and 2 workers, 30 000 messages, ~2 min
+    python bench/bench_ingest.py --workers 1 --messages 10000 --rate 0     # quick
+
+On loopback only, in a temporary directory: Mosquitto (its own config: queues large enough
+for the backlog, max_inflight_messages 1000 as in deploy/surface/mosquitto.conf), influxd 1.x
+(wal-fsync-delay 0s as in deploy/surface/influxdb.conf, no auth), and W workers, each
+``python -m gateway.ingest deploy/surface/ingest.yaml`` in its own process (the shipped file,
+settings from the environment as docker-compose.yml gives them).
+
+Two measurements per worker count W:
+
+- **backlog**: the workers subscribe, are killed (their sessions stay), N data messages are
+  published (the broker queues them for the workers, as during a worker outage or after an
+  uplink outage), the workers start again. Points/s = N / time from the first to the last
+  point landing in InfluxDB: the most a group of W workers takes, InfluxDB included.
+- **steady**: ``--rate`` messages/s for ``--seconds`` with the workers running: the workers'
+  CPU time per 1000 points (all threads, from /proc), for sizing.
+
+Each message is a data message of ``--signals`` samples (default 25, the shipped
+belt_conveyor profile), so one message = one point of 25 fields. Prints a table and one
+``BENCH_JSON {...}`` line per W. Every process it starts is stopped on the way out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gateway.messages import data_payload  # noqa: E402
+from gateway.model import Reading, Sample  # noqa: E402
+
+HOST = "127.0.0.1"
+T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+
+class Bench:
+    def __init__(self, workdir: Path, args):
+        self.dir, self.args = workdir, args
+        self.procs: list[subprocess.Popen] = []
+        self.mqtt_port, self.influx_port = free_port(), free_port()
+        self.workers: dict[int, subprocess.Popen] = {}
+
+    # ---- servers ----
+    def start_servers(self) -> None:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(f"listener {self.mqtt_port} {HOST}\nallow_anonymous true\npersistence false\n"
+                        f"max_inflight_messages 1000\nmax_queued_messages 10000000\n"
+                        f"log_dest file {self.dir}/mosquitto.log\nlog_type error\nlog_type subscribe\n"
+                        f"user {os.environ.get('USER') or 'root'}\n")
+        self.procs.append(subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL))
+        wait_port(self.mqtt_port)
+        influxd = shutil.which("influxd") or "/usr/bin/influxd"
+        conf = self.dir / "influxdb.conf"
+        conf.write_text("\n".join([
+            "reporting-disabled = true", f'bind-address = "{HOST}:{free_port()}"',
+            "[meta]", f'  dir = "{self.dir}/meta"', "  logging-enabled = false",
+            "[data]", f'  dir = "{self.dir}/data"', f'  wal-dir = "{self.dir}/wal"', '  wal-fsync-delay = "0s"',
+            '  index-version = "tsi1"', "  query-log-enabled = false",
+            "[monitor]", "  store-enabled = false",
+            "[http]", f'  bind-address = "{HOST}:{self.influx_port}"', "  log-enabled = false",
+            "[logging]", '  level = "warn"', "[continuous_queries]", "  enabled = false"]) + "\n")
+        with open(self.dir / "influxd.log", "ab") as log:
+            self.procs.append(subprocess.Popen([influxd, "-config", str(conf)], stdout=log, stderr=log))
+        wait_port(self.influx_port)
+        time.sleep(0.5)
+        self.query('CREATE DATABASE "minegw"')
+
+    def query(self, q: str) -> dict:
+        data = urllib.parse.urlencode({"q": q, "db": "minegw"}).encode()
+        with urllib.request.urlopen(f"http://{HOST}:{self.influx_port}/query", data, timeout=30) as r:
+            return json.load(r)
+
+    def points(self, measurement: str) -> int:
+        series = self.query(f'SELECT count("seq") FROM "{measurement}"')["results"][0].get("series")
+        return series[0]["values"][0][1] if series else 0
+
+    # ---- workers ----
+    def start_worker(self, n: int) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "MINEGW_INGEST_ID": str(n), "MINEGW_MQTT_HOST": HOST,
+               "MINEGW_MQTT_PORT": str(self.mqtt_port), "MINEGW_MQTT_INGEST_PASSWORD": "-",
+               "MINEGW_INFLUX_URL": f"http://{HOST}:{self.influx_port}", "MINEGW_INFLUX_WRITE_USER": "",
+               "MINEGW_INFLUX_WRITE_PASSWORD": "", "MINEGW_STATE_DIR": str(self.dir)}
+        log = open(self.dir / f"ingest-{n}.log", "ab")
+        self.workers[n] = subprocess.Popen(
+            [sys.executable, "-m", "gateway.ingest", str(REPO / "deploy/surface/ingest.yaml")],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def wait_subscribed(self, n: int, times: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        needle = f"minegw-ingest-ingest-{n} 1 $share/minegw-ingest/minegw/+/+/+/data"
+        while (self.dir / "mosquitto.log").read_text().count(needle) < times:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"worker {n} did not subscribe; see {self.dir}/ingest-{n}.log")
+            time.sleep(0.05)
+
+    def stop_worker(self, n: int, sig=signal.SIGTERM) -> None:
+        p = self.workers.pop(n)
+        p.send_signal(sig)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def stop_all(self) -> None:
+        for n in list(self.workers):
+            self.stop_worker(n, signal.SIGKILL)
+        for p in reversed(self.procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    # ---- load ----
+    def messages(self, measurement: str, count: int, start: int = 0) -> list[tuple[str, bytes]]:
+        out = []
+        for i in range(start, start + count):
+            ts = T0 + timedelta(milliseconds=i)
+            samples = [Sample(signal="seq", value=i, ts=ts)] + [
+                Sample(signal=f"signal_{k:02d}", value=100.0 + k + (i % 1000) / 10, unit="A", ts=ts)
+                for k in range(self.args.signals - 1)]
+            device = f"dev-{i % 200:03d}"
+            reading = Reading(device=device, ts=ts, poll_ms=10.0, samples=samples)
+            out.append((f"minegw/bench-mine/face/{device}/data",
+                        data_payload("bench-mine", "face", "face", measurement, reading)))
+        return out
+
+    def publish(self, messages: list[tuple[str, bytes]], rate: float = 0) -> float:
+        """Publish at QoS 1 (``rate`` per second, 0: as fast as possible); seconds until all are acknowledged."""
+        done = threading.Event()
+        acked = [0]
+
+        def on_publish(*_):
+            acked[0] += 1
+            if acked[0] == len(messages):
+                done.set()
+
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        client.on_publish = on_publish
+        client.connect(HOST, self.mqtt_port)
+        client.loop_start()
+        start = time.monotonic()
+        for i, (topic, payload) in enumerate(messages):
+            client.publish(topic, payload, qos=1)
+            if rate:
+                ahead = start + (i + 1) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        done.wait(600)
+        elapsed = time.monotonic() - start
+        client.disconnect()
+        client.loop_stop()
+        return elapsed
+
+    # ---- the two measurements ----
+    def backlog(self, w: int) -> dict:
+        measurement = f"backlog_w{w}"
+        n = self.args.messages
+        batch = self.messages(measurement, n)
+        for i in range(1, w + 1):
+            self.start_worker(i)
+        for i in range(1, w + 1):
+            self.wait_subscribed(i, self.subscriptions[i] + 1)
+            self.subscriptions[i] += 1
+        for i in range(1, w + 1):  # killed: their sessions stay and the broker queues their share
+            self.stop_worker(i, signal.SIGKILL)
+        self.publish(batch)
+        for i in range(1, w + 1):
+            self.start_worker(i)
+        for i in range(1, w + 1):  # from their subscription: not the workers' start-up (imports)
+            self.wait_subscribed(i, self.subscriptions[i] + 1)
+            self.subscriptions[i] += 1
+        first = time.monotonic()
+        cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
+        last = None
+        deadline = first + 600
+        while time.monotonic() < deadline:
+            if self.points(measurement) >= n:
+                last = time.monotonic()
+                break
+            time.sleep(0.1)
+        cpu = sum(cpu_seconds(p.pid) - cpu0[i] for i, p in self.workers.items())
+        for i in range(1, w + 1):
+            self.stop_worker(i)
+        if last is None:
+            raise SystemExit(f"backlog of {n} did not land within 600 s")
+        window = max(last - first, 1e-3)
+        return {"backlog_points_per_s": round(n / window), "backlog_s": round(window, 1),
+                "backlog_cpu_s_per_1k": round(cpu / n * 1000, 3)}
+
+    def steady(self, w: int) -> dict:
+        measurement = f"steady_w{w}"
+        rate, seconds = self.args.rate, self.args.seconds
+        n = int(rate * seconds)
+        batch = self.messages(measurement, n)
+        for i in range(1, w + 1):
+            self.start_worker(i)
+        for i in range(1, w + 1):
+            self.wait_subscribed(i, self.subscriptions[i] + 1)
+            self.subscriptions[i] += 1
+        time.sleep(1)
+        cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
+        start = time.monotonic()
+        self.publish(batch, rate)
+        elapsed = time.monotonic() - start
+        cpu = {i: cpu_seconds(p.pid) - cpu0[i] for i, p in self.workers.items()}
+        deadline = time.monotonic() + 120
+        while self.points(measurement) < n and time.monotonic() < deadline:
+            time.sleep(0.25)
+        landed = self.points(measurement)
+        for i in range(1, w + 1):
+            self.stop_worker(i)
+        total_cpu = sum(cpu.values())
+        return {"steady_msgs_per_s": round(n / elapsed), "steady_landed": landed, "steady_expected": n,
+                "steady_cpu_pct_per_worker": round(total_cpu / elapsed / w * 100, 1),
+                "steady_cpu_s_per_1k": round(total_cpu / n * 1000, 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--messages", type=int, default=30000, help="backlog size")
+    parser.add_argument("--signals", type=int, default=25, help="samples per message")
+    parser.add_argument("--rate", type=float, default=1000, help="steady messages/s (0: skip)")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="minegw-bench-ingest-"))
+    bench = Bench(workdir, args)
+    bench.subscriptions = {i: 0 for i in range(1, max(args.workers) + 1)}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    rows = []
+    try:
+        bench.start_servers()
+        payload_bytes = len(bench.messages("x", 1)[0][1])
+        for w in args.workers:
+            row = {"workers": w, "signals": args.signals, "payload_bytes": payload_bytes, **bench.backlog(w)}
+            if args.rate:
+                row.update(bench.steady(w))
+            rows.append(row)
+            print("BENCH_JSON " + json.dumps(row), flush=True)
+    finally:
+        bench.stop_all()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n{'workers':>7} {'backlog pts/s':>13} {'CPU s/1k':>9} {'steady msg/s':>12} {'landed':>13} "
+          f"{'CPU %/worker':>12} {'CPU s/1k':>9}")
+    for r in rows:
+        print(f"{r['workers']:>7} {r['backlog_points_per_s']:>13} {r['backlog_cpu_s_per_1k']:>9} "
+              f"{r.get('steady_msgs_per_s', '-'):>12} "
+              f"{str(r.get('steady_landed', '-')) + '/' + str(r.get('steady_expected', '-')):>13} "
+              f"{r.get('steady_cpu_pct_per_worker', '-'):>12} {r.get('steady_cpu_s_per_1k', '-'):>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

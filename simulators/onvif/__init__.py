@@ -1,0 +1,12 @@
+"""ONVIF camera simulator: real SOAP (device, media, events services), WS-Discovery, snapshots.
+
+:class:`CameraSimulator` is one camera (identity, clock, logins, events, faults),
+:class:`OnvifSimServer` serves it over HTTP, :class:`DiscoveryResponder` answers
+WS-Discovery probes for several. ``simulators/site.py`` builds them from a site file.
+"""
+from .camera import DEFAULT_PROFILES, EVENT_TOPICS, FAULTS, CameraSimulator, StreamProfile
+from .discovery import DiscoveryResponder
+from .server import OnvifSimServer
+
+__all__ = ["CameraSimulator", "DEFAULT_PROFILES", "DiscoveryResponder", "EVENT_TOPICS", "FAULTS", "OnvifSimServer",
+           "StreamProfile"]
