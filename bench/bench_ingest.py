@@ -220,6 +220,7 @@ class Bench:
             self.subscriptions[i] += 1
         first = time.monotonic()
         cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
+        servers0 = [cpu_seconds(p.pid) for p in self.procs]
         last = None
         deadline = first + 600
         while time.monotonic() < deadline:
@@ -228,13 +229,16 @@ class Bench:
                 break
             time.sleep(0.1)
         cpu = sum(cpu_seconds(p.pid) - cpu0[i] for i, p in self.workers.items())
+        mosquitto, influxd = (cpu_seconds(p.pid) - c0 for p, c0 in zip(self.procs, servers0))
         for i in range(1, w + 1):
             self.stop_worker(i)
         if last is None:
             raise SystemExit(f"backlog of {n} did not land within 600 s")
         window = max(last - first, 1e-3)
         return {"backlog_points_per_s": round(n / window), "backlog_s": round(window, 1),
-                "backlog_cpu_s_per_1k": round(cpu / n * 1000, 3)}
+                "backlog_cpu_s_per_1k": round(cpu / n * 1000, 3),
+                "backlog_cpu_pct": {"workers": round(cpu / window * 100), "influxd": round(influxd / window * 100),
+                                    "mosquitto": round(mosquitto / window * 100)}}
 
     def steady(self, w: int) -> dict:
         measurement = f"steady_w{w}"
@@ -291,10 +295,11 @@ def main() -> int:
         bench.stop_all()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n{'workers':>7} {'backlog pts/s':>13} {'CPU s/1k':>9} {'steady msg/s':>12} {'landed':>13} "
-          f"{'CPU %/worker':>12} {'CPU s/1k':>9}")
+    print(f"\n{'workers':>7} {'backlog pts/s':>13} {'CPU s/1k':>9} {'CPU % wrk/influxd/mosq':>22} "
+          f"{'steady msg/s':>12} {'landed':>13} {'CPU %/worker':>12} {'CPU s/1k':>9}")
     for r in rows:
-        print(f"{r['workers']:>7} {r['backlog_points_per_s']:>13} {r['backlog_cpu_s_per_1k']:>9} "
+        pct = "/".join(str(v) for v in r["backlog_cpu_pct"].values())
+        print(f"{r['workers']:>7} {r['backlog_points_per_s']:>13} {r['backlog_cpu_s_per_1k']:>9} {pct:>22} "
               f"{r.get('steady_msgs_per_s', '-'):>12} "
               f"{str(r.get('steady_landed', '-')) + '/' + str(r.get('steady_expected', '-')):>13} "
               f"{r.get('steady_cpu_pct_per_worker', '-'):>12} {r.get('steady_cpu_s_per_1k', '-'):>9}")

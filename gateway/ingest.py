@@ -215,9 +215,9 @@ class Converter:
                 raise Refused("invalid", f"signal {name!r}: names ending in {QUALITY_SUFFIX} or {VALUE_SUFFIX} "
                                          "are reserved")
             _check_int(s.value, f"signal {name!r}")
-            samples.append(Sample.model_construct(signal=name, value=s.value, unit=s.unit, quality=s.quality,
-                                                  ts=s.ts))  # validated just now, as part of the DataMessage
-        reading = Reading.model_construct(device=device, ts=msg.ts, poll_ms=msg.poll_ms, samples=samples)
+            # (validating again is cheaper than pydantic's model_construct for these small models)
+            samples.append(Sample(signal=name, value=s.value, unit=s.unit, quality=s.quality, ts=s.ts))
+        reading = Reading(device=device, ts=msg.ts, poll_ms=msg.poll_ms, samples=samples)
         try:
             lines = reading_lines(site, area, msg.kind, reading)
         except ValueError as exc:  # a name line protocol cannot carry (backslash, control character)
@@ -235,7 +235,7 @@ class Converter:
         fields = msg.model_dump(exclude={"site", "area"})
         for name, value in fields.items():
             _check_int(value, name)
-        state = DeviceState.model_construct(**fields)
+        state = DeviceState(**fields)
         return [(msg.since.timestamp(), state_line(site, area, state))]
 
     def _alarm(self, site: str, gateway: str, alarm: str, payload: bytes) -> list[Row]:
@@ -250,8 +250,7 @@ class Converter:
             check_name(alarm)
         except ValueError as exc:
             raise Refused("invalid", str(exc)) from None
-        event = GatewayAlarm.model_construct(id=msg.id, active=msg.active, message=msg.message, count=msg.count,
-                                             ts=msg.ts)
+        event = GatewayAlarm(id=msg.id, active=msg.active, message=msg.message, count=msg.count, ts=msg.ts)
         return [(msg.ts.timestamp(), alarm_line(site, gateway, event))]
 
 

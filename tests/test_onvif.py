@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -26,10 +26,11 @@ from zeep.loader import parse_xml
 
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.onvif.discovery import discover
-from adapters.onvif.link import AuthError, CameraError, CameraLink, event_signal, public_uri
+from adapters.onvif.events import event_signal
+from adapters.onvif.link import AuthError, CameraError, CameraLink, public_uri
 from adapters.onvif.snapshots import SnapshotError, SnapshotStore, is_jpeg
 from adapters.onvif.tools import camera_config, info
-from gateway.config import BufferConfig, ConfigError, HistorianConfig, parse_site
+from gateway.config import ADAPTER_KINDS, BufferConfig, ConfigError, HistorianConfig, parse_site
 from gateway.historian.lineprotocol import inventory_line
 from gateway.historian.sink import HistorianSink
 from gateway.messages import DataMessage, InventoryMessage, StateMessage
@@ -224,6 +225,13 @@ async def test_events_arrive_as_readings_at_their_event_time(mosquitto):
             assert abs(on.samples[signal].ts.timestamp() - at) < 1.0 and off.ts > on.ts
         assert not [m for m in r.sub.on(r.topic("cam-heading", "data"))
                     if json.loads(m.payload)["samples"].get("motion", {}).get("value") is True]
+        # A camera that forgets the subscription (a reboot between two pulls): subscribed again, no offline.
+        r.sims.simulator("cam-belt").pull_points.clear()
+        await asyncio.sleep(1.5)
+        at = time.time()
+        r.sims.simulator("cam-belt").set_fault("motion")
+        await r.sample("cam-belt", "motion", True, at - 1)
+        assert [json.loads(m.payload)["status"] for m in r.sub.on(r.topic("cam-belt", "state"))] == ["online"]
 
 
 async def test_an_offline_camera_is_reported_and_recovers(mosquitto):
@@ -467,7 +475,7 @@ async def test_cli_info_discover_and_snapshot(tmp_path):
         await responder.stop()
         await server.stop()
     assert info_run.returncode == 0, info_run.stderr
-    assert "SIM-IPC-2M" in info_run.stdout and f"rtsp://127.0.0.1:554/belt-cam/main" in info_run.stdout
+    assert "SIM-IPC-2M" in info_run.stdout and "rtsp://127.0.0.1:554/belt-cam/main" in info_run.stdout
     assert discover_run.returncode == 0 and "Belt head" in discover_run.stdout and server.url in discover_run.stdout
     assert snapshot_run.returncode == 0, snapshot_run.stderr
     assert (tmp_path / "snaps" / snapshot_run.stdout.split()[0]).read_bytes() == TESTCARD
@@ -513,8 +521,9 @@ def test_camera_settings_in_the_site_file():
                                         "poll_interval": 30, "colour": 1},
                                        {"id": "d", "adapter": "webcam", "area": "belt"},
                                        {"id": "e", "adapter": "onvif", "area": "belt", "host": "h", "password": "p"}]})
+    assert "onvif" in ADAPTER_KINDS
     assert exc.value.problems == ["devices[0].poll_interval: must be ≤ 10 s", "devices[0].colour: unknown key",
-                                  "devices[1].adapter: unknown adapter 'webcam' (known: modbus, opcua, onvif)",
+                                  f"devices[1].adapter: unknown adapter 'webcam' (known: {', '.join(ADAPTER_KINDS)})",
                                   "devices[2]: a password needs a username"]
 
 

@@ -23,7 +23,7 @@ from adapters.base import Adapter
 from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .config import OnvifDeviceConfig
-from .link import AuthError, CameraError, CameraLink, NoAnswer
+from .link import AuthError, CameraError, CameraLink, LinkDown, NoAnswer
 from .snapshots import SnapshotRef, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class OnvifAdapter(Adapter):
         self._announced: Inventory | None = None  # as last emitted
         self._event_signals: set[str] = set()  # seen so far: reported comm-fail when the camera goes offline
         self._relogin_tried = False
+        self._subscribe_problem: str | None = None  # why the last subscription failed, logged once
 
     # -- the loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -74,16 +75,22 @@ class OnvifAdapter(Adapter):
         self.link = link
         self.state.reconnects += 1 if self.state.polls else 0
         self.inventory = await link.read_inventory()
-        if self.config.events and "events" in self.inventory.services:
-            await self._subscribe()
+
+    @property
+    def _wants_events(self) -> bool:
+        return self.config.events and self.inventory is not None and "events" in self.inventory.services
 
     async def _subscribe(self) -> None:
         try:
             await self.link.subscribe()
-        except AuthError:
+        except (AuthError, LinkDown):
             raise
         except CameraError as exc:  # the camera still streams and answers: no events is not offline
-            log.warning("%s: no events this session: %s", self.id, exc)
+            if str(exc) != self._subscribe_problem:
+                log.warning("%s: no events (retried at every check): %s", self.id, exc)
+            self._subscribe_problem = str(exc)
+        else:
+            self._subscribe_problem = None
 
     async def _serve(self) -> None:
         interval = self.config.poll_interval
@@ -94,6 +101,8 @@ class OnvifAdapter(Adapter):
             if now >= next_check:
                 await self._check()
                 next_check = now + interval - (now - next_check) % interval
+                if self._wants_events and not self.link.subscribed:
+                    await self._subscribe()
             if now >= next_inventory:
                 self.inventory = await self.link.read_inventory()
                 self._announce(True, "")
@@ -125,8 +134,8 @@ class OnvifAdapter(Adapter):
         s.errors += 1
         s.consecutive_errors += 1
         s.timeouts += timeout
-        went_offline = s.status is DeviceStatus.ONLINE or s.errors == 1
-        if s.status is DeviceStatus.ONLINE or s.reason != reason:
+        went_offline = s.status is DeviceStatus.ONLINE
+        if went_offline or s.reason != reason:
             log.warning("%s: offline: %s", self.id, reason)
         self._set_status(DeviceStatus.OFFLINE, reason)
         now = utcnow()
@@ -150,12 +159,10 @@ class OnvifAdapter(Adapter):
     def _announce(self, online: bool, reason: str) -> None:
         """Emit the inventory with this online state, unless that is what was last emitted."""
         base = self.inventory or Inventory(device=self.id, ts=utcnow(), online=online)
-        current = base.model_copy(update={"online": online, "reason": reason})
-        previous = self._announced
-        if previous is not None and previous.model_copy(update={"ts": current.ts}) == current:
-            return
-        self._announced = current.model_copy(update={"ts": utcnow()})
-        self._emit(self._announced)
+        current = base.model_copy(update={"online": online, "reason": reason, "ts": utcnow()})
+        if self._announced is None or self._announced.model_dump(exclude={"ts"}) != current.model_dump(exclude={"ts"}):
+            self._announced = current
+            self._emit(current)
 
     async def _drop_link(self) -> None:
         link, self.link = self.link, None

@@ -23,9 +23,10 @@ from lxml import etree
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
 
-from gateway.model import Inventory, MediaProfile, Sample, Value, utcnow
+from gateway.model import Inventory, MediaProfile, Sample, utcnow
 
 from .config import OnvifDeviceConfig
+from .events import event_samples, topic_paths
 
 _root = logging.getLogger()
 _saved_root = (_root.handlers[:], _root.level)
@@ -56,12 +57,11 @@ class RedactCredentials(logging.Filter):
 
 for _name in ("onvif", "onvif.zeep_aiohttp", "zeep.transports"):  # the loggers that write messages out
     logging.getLogger(_name).addFilter(RedactCredentials())
+
 T = TypeVar("T")
 
 SERVICE_NAMES = {spec["ns"]: name for name, spec in reversed(SERVICES.items())}  # "events" wins over "pullpoint"
 SERVICE_NAMES["http://www.onvif.org/ver10/device/wsdl"] = "device"
-TOPICS_NS = "http://www.onvif.org/ver10/topics"
-WSTOP_TOPIC = "{http://docs.oasis-open.org/wsn/t-1}topic"
 CREDENTIAL_KEYS = {"user", "username", "usr", "password", "pass", "passwd", "pwd", "auth", "token"}
 SKEW_WORTH_LOGGING_S = 5.0
 SUBSCRIPTION_S = 120
@@ -220,7 +220,7 @@ class CameraLink:
             log.warning("%s: cannot read the event topics: %s", self.config.id, exc)
             return []
         roots = getattr(properties.TopicSet, "_value_1", None) or []
-        return sorted(t for root in roots if isinstance(root, etree._Element) for t in _topics(root, ""))
+        return sorted(t for root in roots if isinstance(root, etree._Element) for t in topic_paths(root))
 
     # -- events ---------------------------------------------------------------------------
     async def subscribe(self) -> None:
@@ -237,9 +237,9 @@ class CameraLink:
             result = await self._call("PullMessages", service.PullMessages(request), timeout=wait + self.timeout)
         except (AuthError, LinkDown):
             raise
-        except CameraError:  # the camera forgot the subscription (rebooted, expired): a new one
+        except CameraError as exc:  # the camera forgot the subscription (rebooted, expired): subscribe anew
+            log.info("%s: event subscription refused (%s); subscribing again", self.config.id, exc)
             await self._unsubscribe()
-            await self.subscribe()
             return []
         offset = self.clock_offset
         return [s for message in result.NotificationMessage or [] for s in event_samples(message, offset)]
@@ -304,82 +304,3 @@ def _fault(what: str, fault: Fault, username: str | None) -> CameraError:
     if "NotAuthorized" in subcodes or "auth" in (fault.message or "").lower():
         return AuthError(f"authentication failed: the camera refused user {username!r} ({text})")
     return CameraError(f"{what}: SOAP {text}")
-
-
-# -- events as samples ----------------------------------------------------------------------
-def event_samples(message: Any, clock_offset: dt.timedelta) -> list[Sample]:
-    """One notification → a sample per data item, stamped with the event time on the gateway's clock."""
-    topic = str(getattr(message.Topic, "_value_1", message.Topic) or "").strip()
-    content = message.Message._value_1
-    when, operation, items = _message_content(content)
-    if operation == "Deleted" or not topic:
-        return []
-    ts = (when or utcnow()) - clock_offset
-    return [Sample(signal=event_signal(topic, name, single=len(items) == 1), value=_value(value), ts=ts)
-            for name, value in items]
-
-
-def _message_content(content: Any) -> tuple[dt.datetime | None, str | None, list[tuple[str, str]]]:
-    """(UtcTime, PropertyOperation, data items) of a tt:Message, parsed by zeep or left as XML."""
-    if isinstance(content, etree._Element):
-        tt = "{http://www.onvif.org/ver10/schema}"
-        items = [(i.get("Name"), i.get("Value")) for i in content.iterfind(f"{tt}Data/{tt}SimpleItem")]
-        when = content.get("UtcTime")
-        return _parse_time(when) if when else None, content.get("PropertyOperation"), items
-    data = getattr(content, "Data", None)
-    items = [(i.Name, i.Value) for i in (getattr(data, "SimpleItem", None) or [])]
-    when = getattr(content, "UtcTime", None)
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when, getattr(content, "PropertyOperation", None), items
-
-
-def event_signal(topic: str, item: str, single: bool = True) -> str:
-    """The signal name of an event topic: ``motion`` and ``tamper`` for the well-known ones,
-    otherwise the topic in snake case (``tns1:Device/Trigger/DigitalInput`` → ``device_trigger_digital_input``),
-    with the data item's name appended when the message holds several."""
-    path = "/".join(part.rpartition(":")[2] for part in topic.split("/"))
-    if "Motion" in path:
-        return "motion"
-    if "Tamper" in path or "GlobalSceneChange" in path:
-        return "tamper"
-    name = "_".join(_snake(part) for part in path.split("/"))
-    return name if single else f"{name}.{_snake(item)}"
-
-
-def _snake(text: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+", "_", text).strip("_").lower()
-
-
-def _value(text: Any) -> Value:
-    if not isinstance(text, str):
-        return text
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        ts = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
-
-
-def _topics(element: etree._Element, parent: str) -> list[str]:
-    """Topic paths under one TopicSet element (``tns1:RuleEngine/CellMotionDetector/Motion``)."""
-    name = etree.QName(element)
-    part = f"tns1:{name.localname}" if name.namespace == TOPICS_NS else name.localname
-    path = f"{parent}/{part}" if parent else part
-    found = [path] if element.get(WSTOP_TOPIC) == "true" else []
-    for child in element:
-        if isinstance(child.tag, str) and not child.tag.startswith("{http://www.onvif.org/ver10/schema}"):
-            found += _topics(child, path)
-    return found

@@ -1,8 +1,8 @@
 """WS-Discovery responder for simulated cameras: one UDP socket answers for all of them.
 
-It listens on ``port`` (3702 in the field; a test may use another for unicast probes) and
-joins the multicast group 239.255.255.250 on every IPv4 interface but loopback, which has
-no multicast. Each camera that is not offline and matches the probe's types and scopes
+It listens on ``port``. On 3702, the WS-Discovery port, it also joins the multicast group
+239.255.255.250 on every IPv4 interface but loopback (which has no multicast); on another
+port (a test's unicast probes) it joins nothing, so it sends no IGMP report either. Each camera that is not offline and matches the probe's types and scopes
 answers with its own ProbeMatch (its endpoint reference, scopes and device service URL),
 sent back to the prober's address as a real camera does.
 """
@@ -20,7 +20,7 @@ from wsdiscovery.message import createSOAPMessage, parseSOAPMessage
 from wsdiscovery.service import Service
 from wsdiscovery.util import matchesFilter
 
-from adapters.onvif.discovery import DEVICE, MULTICAST_GROUP, NETWORK_VIDEO_TRANSMITTER, SCOPE_PREFIX, \
+from adapters.onvif.discovery import DEVICE, MULTICAST_GROUP, NETWORK_VIDEO_TRANSMITTER, PORT, SCOPE_PREFIX, \
     local_ipv4_addresses
 
 from .server import OnvifSimServer
@@ -60,7 +60,7 @@ class _Responder(asyncio.DatagramProtocol):
 class DiscoveryResponder:
     """Answers Probes for ``servers``' cameras on UDP ``port`` (0: a free one, see ``address``)."""
 
-    def __init__(self, servers: list[OnvifSimServer], port: int = 3702, bind_host: str = "0.0.0.0"):
+    def __init__(self, servers: list[OnvifSimServer], port: int = PORT, bind_host: str = "0.0.0.0"):
         self.servers, self.port, self.bind_host = servers, port, bind_host
         self._transport: asyncio.DatagramTransport | None = None
         self._protocol = _Responder(servers)
@@ -84,9 +84,9 @@ class DiscoveryResponder:
             sock.close()
             raise OSError(f"WS-Discovery responder: cannot listen on UDP {self.bind_host}:{self.port}: "
                           f"{exc.strerror or exc}") from None
-        joined = [a for a in local_ipv4_addresses() if _join(sock, a)]
-        log.info("WS-Discovery responder on UDP %s:%d for %d camera(s), multicast on %s", self.bind_host,
-                 sock.getsockname()[1], len(self.servers), ", ".join(joined) or "no interface")
+        joined = [a for a in local_ipv4_addresses() if _join(sock, a)] if self.port == PORT else []
+        log.info("WS-Discovery responder on UDP %s:%d for %d camera(s), %s", self.bind_host, sock.getsockname()[1],
+                 len(self.servers), f"multicast on {', '.join(joined)}" if joined else "unicast only")
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(lambda: self._protocol, sock=sock)
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from simulators.modbus.dynamics import FaultParams
 
 from . import responses
-from .camera import EVENT_TOPICS, CameraSimulator, PullPoint
+from .camera import EVENT_TOPICS, CameraSimulator, PullPoint, StreamProfile
 from .soap import CONTENT_TYPE, Request, SoapFault, envelope, invalid_arg, not_authorized, not_supported, \
     parse_request
 
@@ -192,7 +192,7 @@ class OnvifSimServer:
     async def _snapshot_uri(self, request: Request, _point: str | None) -> str:
         return responses.media_uri("GetSnapshotUri", self.camera.snapshot_uri(self._profile(request)))
 
-    def _profile(self, request: Request):
+    def _profile(self, request: Request) -> StreamProfile:
         token = request.text("trt:ProfileToken")
         profile = self.camera.profile(token)
         if profile is None:
