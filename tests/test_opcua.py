@@ -378,6 +378,43 @@ async def test_basic256sha256_with_a_password_and_clear_refusals(make_face, tmp_
     assert assert_as_served(face, encrypted.readings) >= SIGNALS
 
 
+async def test_x509_user_certificate_over_basic256sha256_and_clear_refusal(make_face, tmp_path):
+    cert, key = make_client_certificate(tmp_path / "pki", "gw-app")
+    user_cert, user_key = make_client_certificate(tmp_path / "users", "operator")
+    stranger_cert, stranger_key = make_client_certificate(tmp_path / "strangers", "stranger")
+    face, server = await make_face(allow_anonymous=False, allow_insecure=False, trusted_clients=[cert],
+                                   trusted_users=[user_cert])
+    secure = {"security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt", "certificate": cert,
+              "private_key": key, "server_certificate": server.certificate}
+    async with running(device(server, id="user", user_certificate=user_cert, user_private_key=user_key,
+                              **secure)) as (_, trusted), \
+            running(device(server, id="stranger", user_certificate=stranger_cert, user_private_key=stranger_key,
+                           **secure)) as (_, refused), \
+            running(device(server, id="anon", **secure)) as (_, anonymous):
+        await trusted.until(lambda e: len(e.readings) >= 2)
+        offline = await refused.until(lambda e: e.state("offline"))
+        anonymous_offline = await anonymous.until(lambda e: e.state("offline"))
+    assert trusted.state("online").reason.endswith(
+        "[Basic256Sha256/SignAndEncrypt, user certificate 'operator.der']")
+    assert assert_as_served(face, trusted.readings) >= SIGNALS
+    assert offline.reason.startswith(
+        "authentication failed for user certificate 'stranger.der': BadIdentityTokenRejected"), offline.reason
+    assert anonymous_offline.reason.startswith("authentication failed for anonymous user: BadIdentityTokenRejected")
+    assert refused.state("online") is None
+    # the tools take the same identity
+    user = Security("Basic256Sha256", "SignAndEncrypt", cert, key, server.certificate,
+                    user_certificate=user_cert, user_private_key=user_key)
+    value, status, ts = await read(server.url, "ns=2;s=Longwall.Support002.FrontLegPressure", security=user)
+    assert status == "Good" and value == face.served_at(ts)["support_002_front_leg_pressure"].value
+    # settings: a user is a password or a certificate, and the files must exist
+    with pytest.raises(ValueError, match="not both"):
+        device(server, username="gw", user_certificate=user_cert, user_private_key=user_key, **secure)
+    with pytest.raises(ValueError, match="go together"):
+        device(server, user_certificate=user_cert, **secure)
+    with pytest.raises(ValueError, match="user_private_key: no such file"):
+        device(server, user_certificate=user_cert, user_private_key=tmp_path / "nope.pem", **secure)
+
+
 async def test_tools_browse_read_and_make_certificates(make_face, tmp_path):
     face, server = await make_face(supports=2)
     rows = await browse(server.url, "ns=2;s=Longwall.Support001", depth=1)

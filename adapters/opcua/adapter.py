@@ -94,7 +94,8 @@ def describe(exc: BaseException, config: OpcUaDeviceConfig) -> str:
         code = getattr(exc, "code", None) or 0
         name, doc = ua.StatusCode(code).name, ua.StatusCode(code).doc
         if code in AUTH_CODES:
-            who = f"user {config.username!r}" if config.username else "anonymous user"
+            who = Security.of(config).who()
+            who = "anonymous user" if who == "anonymous" else who
             return f"authentication failed for {who}: {name} ({doc})"
         if "Certificate" in name or "Security" in name:
             return f"security rejected by {where}: {name} ({doc})"

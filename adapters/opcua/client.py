@@ -44,7 +44,8 @@ SESSION_TIMEOUT_MS = 120_000  # a session we abandon (link lost) is gone from th
 
 @dataclass(frozen=True)
 class Security:
-    """How to reach a server: message security, and who we are (anonymous or a user)."""
+    """How to reach a server: message security, and who we are (anonymous, a user with a
+    password, or a user with an X.509 certificate)."""
 
     policy: Literal["None", "Basic256Sha256"] = "None"
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
@@ -53,15 +54,25 @@ class Security:
     server_certificate: Path | None = None
     username: str | None = None
     password: str | None = None
+    user_certificate: Path | None = None
+    user_private_key: Path | None = None
 
     @classmethod
     def of(cls, device: OpcUaDeviceConfig) -> Security:
         return cls(device.security_policy, device.security_mode, device.certificate, device.private_key,
                    device.server_certificate, device.username,
-                   device.password.get_secret_value() if device.password else None)
+                   device.password.get_secret_value() if device.password else None,
+                   device.user_certificate, device.user_private_key)
+
+    def who(self) -> str:
+        if self.username:
+            return f"user {self.username!r}"
+        if self.user_certificate:
+            return f"user certificate {self.user_certificate.name!r}"
+        return "anonymous"
 
     def describe(self) -> str:
-        user = f"user {self.username!r}" if self.username else "anonymous"
+        user = self.who()
         return user if self.policy == "None" else f"{self.policy}/{self.mode}, {user}"
 
 
@@ -85,6 +96,10 @@ async def make_client(url: str, security: Security, timeout: float) -> Client:
     if security.username:
         client.set_user(security.username)
         client.set_password(security.password or "")
+    elif security.user_certificate:
+        # X509IdentityToken: the certificate, and the server's certificate + nonce signed with its key
+        await client.load_client_certificate(str(security.user_certificate))
+        await client.load_private_key(security.user_private_key)
     return client
 
 

@@ -52,6 +52,9 @@ class OpcUaDeviceConfig(DeviceConfig):
     private_key: Path | None = Field(None, description="its private key (PEM)")
     server_certificate: Path | None = Field(
         None, description="the server's certificate, pinned; absent: taken from the server's endpoints")
+    user_certificate: Path | None = Field(
+        None, description="X.509 user identity certificate (DER or PEM), instead of username/password")
+    user_private_key: Path | None = Field(None, description="its private key (PEM)")
 
     @field_validator("nodemap")
     @classmethod
@@ -76,7 +79,11 @@ class OpcUaDeviceConfig(DeviceConfig):
                              "(make a pair with `minegw opcua cert DIR`)")
         if self.password is not None and not self.username:
             raise ValueError("a password needs a username")
-        for name in ("certificate", "private_key", "server_certificate"):
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ValueError("user_certificate and user_private_key go together")
+        if self.user_certificate is not None and self.username:
+            raise ValueError("a user is either username/password or user_certificate/user_private_key, not both")
+        for name in ("certificate", "private_key", "server_certificate", "user_certificate", "user_private_key"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")

@@ -9,7 +9,7 @@ An :class:`OpcUaSimServer` is one endpoint (``opc.tcp://host:port``) serving one
 faces: it builds the address space from their node maps, writes every update into it
 (the subscriptions report the changes), and offers security policy None and
 Basic256Sha256 (Sign, SignAndEncrypt) with a certificate it generates at start, to
-anonymous users and/or users with a password.
+anonymous users, users with a password and/or users with a trusted X.509 certificate.
 
 Sensor faults (``signals``: names from the node map; ``signal`` for one):
 
@@ -323,11 +323,18 @@ def _data_change_filter(f: Any) -> Any:
 
 
 # -- users ----------------------------------------------------------------------------------
-class _Users:
-    """Who may open a session: users with a password, and anonymous unless refused."""
+class _UserCertificate(bytes):
+    """The DER certificate of an X.509 identity token whose signature was verified (not the
+    application certificate of the secure channel, which asyncua passes for other tokens)."""
 
-    def __init__(self, users: dict[str, str], allow_anonymous: bool):
+
+class _Users:
+    """Who may open a session: users with a password, users with a trusted certificate, and
+    anonymous unless refused."""
+
+    def __init__(self, users: dict[str, str], allow_anonymous: bool, trusted_users: dict[bytes, str] | None = None):
         self.users, self.allow_anonymous = users, allow_anonymous
+        self.trusted_users = trusted_users or {}
 
     def get_user(self, iserver, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
@@ -335,7 +342,25 @@ class _Users:
             expected = self.users.get(username)
             ok = expected is not None and hmac.compare_digest(expected.encode(), (password or "").encode())
             return User(role=UserRole.User, name=username) if ok else None
+        if isinstance(certificate, _UserCertificate):
+            name = self.trusted_users.get(bytes(certificate))
+            return User(role=UserRole.User, name=name) if name is not None else None
         return User(role=UserRole.User) if self.allow_anonymous else None
+
+
+def _install_user_certificates(server: Server, trusted: dict[bytes, str]) -> None:
+    """X.509 identity tokens: asyncua verifies the token's signature; an untrusted certificate
+    is then refused with BadIdentityTokenRejected (a trusted one becomes its named user)."""
+    iserver, verify = server.iserver, server.iserver.verify_x509_token
+
+    def verify_x509_token(isession, token: ua.X509IdentityToken, signature: ua.SignatureData) -> bytes:
+        der = verify(isession, token, signature)
+        if der not in trusted:
+            log.info("X.509 user token refused: certificate not trusted")
+            raise ServiceError(ua.StatusCodes.BadIdentityTokenRejected)
+        return _UserCertificate(der)
+
+    iserver.verify_x509_token = verify_x509_token
 
 
 # -- one endpoint -------------------------------------------------------------------------
@@ -347,6 +372,8 @@ class OpcUaSimServer:
     ``trusted_clients`` (certificate files), when given, are the only application
     certificates that may open a session (others: BadCertificateUntrusted); by default
     any certificate is accepted, as a server in commissioning mode does.
+    ``trusted_users`` (user certificate files) may log in with an X.509 identity token;
+    a token with another certificate is refused (BadIdentityTokenRejected).
     The server certificate is generated into ``certificate_dir`` (a temporary directory
     by default) unless one is there already: ``server.der`` / ``server.key.pem``.
     """
@@ -354,7 +381,8 @@ class OpcUaSimServer:
     def __init__(self, url: str, faces: list[FaceSimulator], *, update_interval: float = 1.0,
                  users: dict[str, str] | None = None, allow_anonymous: bool = True, allow_insecure: bool = True,
                  certificate_dir: str | Path | None = None, bind_host: str | None = None,
-                 trusted_clients: list[str | Path] | None = None):
+                 trusted_clients: list[str | Path] | None = None,
+                 trusted_users: list[str | Path] | None = None):
         if not faces:
             raise ValueError(f"{url}: no faces to serve")
         self.url = url
@@ -365,6 +393,8 @@ class OpcUaSimServer:
         self.update_interval = update_interval
         self.users, self.allow_anonymous, self.allow_insecure = dict(users or {}), allow_anonymous, allow_insecure
         self.trusted_clients = None if trusted_clients is None else {_der(Path(p)) for p in trusted_clients}
+        self.trusted_users = {_der(Path(p)): _common_name(_der(Path(p))) or Path(p).stem
+                              for p in trusted_users or ()}
         self._tmp = None if certificate_dir else tempfile.TemporaryDirectory(prefix="minegw-opcua-sim-")
         self.certificate_dir = Path(certificate_dir or self._tmp.name)
         self.server: Server | None = None
@@ -471,7 +501,7 @@ class OpcUaSimServer:
 
     # -- address space --------------------------------------------------------------------
     async def _build(self) -> Server:
-        server = Server(user_manager=_Users(self.users, self.allow_anonymous))
+        server = Server(user_manager=_Users(self.users, self.allow_anonymous, self.trusted_users))
         await server.init()
         server.disable_clock()  # our updates set the time: its own loop would hold stop() up to 1 s
         server.set_endpoint(self.url)
@@ -505,6 +535,9 @@ class OpcUaSimServer:
             policies.insert(0, ua.SecurityPolicyType.NoSecurity)
         server.set_security_policy(policies)
         tokens = [ua.UserNameIdentityToken] if self.users else []
+        if self.trusted_users:
+            tokens.insert(0, ua.X509IdentityToken)
+            _install_user_certificates(server, self.trusted_users)
         if self.allow_anonymous:
             tokens.insert(0, ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
@@ -536,6 +569,11 @@ class OpcUaSimServer:
                     continue  # unchanged (stuck): no write, no notification
                 self._written[key] = served
                 await server.write_attribute_value(self._nodes[key], _data_value(face.signals[name], served, now))
+
+
+def _common_name(der: bytes) -> str | None:
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 def _der(path: Path) -> bytes:
