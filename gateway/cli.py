@@ -31,6 +31,8 @@ app.add_typer(opcua_app, name="opcua")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(mqtt_app, name="mqtt")
 app.add_typer(onvif_app, name="onvif")
+alarm_app = typer.Typer(no_args_is_help=True, help="Device alarms: list and acknowledge (through the broker).")
+app.add_typer(alarm_app, name="alarm")
 
 out = Console()
 err = Console(stderr=True)
@@ -351,6 +353,75 @@ def buffer_purge(ids: list[int] = typer.Argument(None, help="dead-letter ids; no
     from gateway.historian.sink import purge_dead
 
     out.print(f"purged {_on_buffer(purge_dead, _buffer_path(config, path), ids or None)} dead letter(s)")
+
+
+# -- alarms ----------------------------------------------------------------------------
+def _alarm_broker(config: Optional[Path], host: str, port: int, prefix: str, site: Optional[str]):
+    from gateway.config import MqttConfig
+    from gateway.mqtt import Topics
+
+    if config:
+        loaded = _load(config)
+        if loaded.mqtt is None:
+            fail(f"{config}: no mqtt: section")
+        return loaded.mqtt, Topics(loaded.mqtt.topic_prefix, site or loaded.site.id)
+    return MqttConfig(host=host, port=port), Topics(prefix, site or "+")
+
+
+_A_CONFIG = typer.Option(None, "--config", "-c", help="site file (broker, prefix, site id)")
+_A_HOST, _A_PORT = typer.Option("127.0.0.1"), typer.Option(1883)
+_A_PREFIX = typer.Option("minegw", help="topic prefix (without --config)")
+_A_SITE = typer.Option(None, help="site id (default: the site file's; for list without it: every site)")
+
+
+@alarm_app.command("list")
+def alarm_list(config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+               prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+               wait: float = typer.Option(1.0, help="seconds to collect the retained alarms")) -> None:
+    """List the alarms not normal (the broker's retained alarm topics)."""
+    from pydantic import ValidationError
+
+    from gateway.messages import AlarmMessage
+    from gateway.mqtt import MqttError, tail
+
+    cfg, topics = _alarm_broker(config, host, port, prefix, site)
+    found: dict[str, AlarmMessage] = {}
+
+    def keep(message) -> None:
+        if message.topic.split("/")[-4] == "gateway" or not message.payload:
+            return  # gateway alarms have their own model; empty: cleared
+        try:
+            found[message.topic] = AlarmMessage.model_validate_json(message.payload)
+        except ValidationError:
+            pass
+
+    try:
+        tail(cfg, topics.alarms(), None, wait, keep)
+    except MqttError as exc:
+        fail(str(exc))
+    for a in sorted(found.values(), key=lambda a: (a.priority, a.raised_at or a.ts)):
+        since = (a.raised_at or a.ts).isoformat(timespec="seconds")
+        out.print(f"P{a.priority} {a.state:<13} {a.alarm:<20} {a.area}/{a.device} value={a.value!r} since {since}"
+                  f"  {a.message}" + (f" (ack {a.acked_by})" if a.acked_by else ""), highlight=False, markup=False)
+    out.print(f"{len(found)} alarm(s)")
+
+
+@alarm_app.command("ack")
+def alarm_ack(alarm: str = typer.Argument(..., help="alarm id"), by: str = typer.Option(..., help="who acknowledges"),
+              config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+              prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE) -> None:
+    """Acknowledge an alarm: publish the ack command the gateway listens to."""
+    from gateway.messages import AlarmAck
+    from gateway.mqtt import MqttError, publish_once
+
+    cfg, topics = _alarm_broker(config, host, port, prefix, site)
+    if topics.site == "+":
+        fail("name the site: --config SITE.yaml or --site ID")
+    try:
+        publish_once(cfg, topics.alarm_ack(), AlarmAck(alarm=alarm, by=by).model_dump_json().encode())
+    except MqttError as exc:
+        fail(str(exc))
+    out.print(f"acknowledgement of {alarm} by {by} sent to {topics.alarm_ack()}", highlight=False)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -20,6 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Ta
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig
+from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.derived.roof_pressure import RoofPressureConfig
 
 
@@ -42,8 +43,11 @@ class Site(Strict):
                             description="this gateway, when a site runs several")
 
 
+RESERVED_AREA_IDS = ("gateway", "command")  # third level of the gateway's and the command topics
+
+
 class Area(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway' is reserved for gateway topics")
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway' and 'command' are reserved")
     kind: AreaKind
     name: str = ""
     zones: list[str] = []
@@ -51,8 +55,8 @@ class Area(Strict):
     @field_validator("id")
     @classmethod
     def _not_reserved(cls, v: str) -> str:
-        if v == "gateway":
-            raise ValueError("'gateway' is reserved for the gateway's own topics")
+        if v in RESERVED_AREA_IDS:
+            raise ValueError(f"{v!r} is reserved for the gateway's own topics")
         return v
 
 
@@ -135,6 +139,7 @@ class SiteConfig(Strict):
     roof_pressure: RoofPressureConfig = Field(default_factory=RoofPressureConfig,
                                               description="thresholds of the derived roof-pressure metrics")
     snapshots: SnapshotConfig = Field(SnapshotConfig(), description="camera snapshots taken on alarms")
+    alarms: list[AlarmRule] = Field([], description="alarm rules, see docs/alarms.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -154,6 +159,7 @@ class SiteConfig(Strict):
             if key in endpoints:
                 problems.append(f"devices[{i}]: {d.host}:{d.port} unit {d.unit_id} is also {endpoints[key]!r}")
             endpoints.setdefault(key, d.id)
+        problems += self._check_alarms(seen)
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "
@@ -162,8 +168,33 @@ class SiteConfig(Strict):
             raise ValueError("\n".join(problems))
         return self
 
+    def _check_alarms(self, devices: dict[str, int]) -> list[str]:
+        problems, ids = [], {}
+        for i, rule in enumerate(self.alarms):
+            if rule.device not in devices:
+                problems.append(f"alarms[{i}].device: unknown device {rule.device!r}")
+            elif rule.signal and (signals := _signals(self.devices[devices[rule.device]])) is not None \
+                    and rule.signal not in signals:
+                problems.append(f"alarms[{i}].signal: {rule.device!r} has no signal {rule.signal!r}")
+            for alarm_id in AlarmEngine.alarm_ids(rule):
+                if alarm_id in ids:
+                    problems.append(f"alarms[{i}].id: {alarm_id!r} already used by alarms[{ids[alarm_id]}]")
+                ids.setdefault(alarm_id, i)
+        return problems
+
     def area(self, area_id: str) -> Area:
         return next(a for a in self.areas if a.id == area_id)
+
+
+def _signals(device) -> set[str] | None:
+    """The signal names a device is known to have, or None when they cannot be told from the file."""
+    if not isinstance(device, ModbusDeviceConfig):
+        return None
+    try:
+        from adapters.modbus.profile import load_profile
+        return {p.name for p in load_profile(device.profile).points}
+    except Exception:  # noqa: BLE001 - the profile's own check reports it
+        return None
 
 
 class ConfigError(Exception):

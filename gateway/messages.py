@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import pydantic_core
-from pydantic import AwareDatetime, BaseModel, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
 from gateway.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso
 
@@ -121,6 +121,37 @@ class GatewayAlarmMessage(BaseModel):
     message: str
     count: int
     ts: Timestamp
+
+
+class AlarmMessage(BaseModel):
+    """``{prefix}/{site}/{area}/{device}/alarm/{alarm}`` (retained while not normal): one alarm's state.
+
+    The fields are those of :class:`gateway.alarms.AlarmEvent`; see docs/alarms.md. When the
+    alarm returns to normal the retained message is cleared (an empty payload).
+    """
+
+    site: str
+    area: str
+    device: str
+    alarm: str
+    signal: str | None
+    kind: str  # high, high_high, low, low_low, rate, state, comm_loss, methane
+    priority: int  # 1 critical, 2 high, 3 medium, 4 low
+    state: Literal["active_unack", "active_ack", "cleared_unack", "normal"]
+    value: Value  # of the sample that caused the transition (comm_loss: the link's reason)
+    message: str
+    ts: Timestamp  # of the transition: the triggering sample's, or the acknowledgement's
+    raised_at: Timestamp | None
+    cleared_at: Timestamp | None
+    acked_at: Timestamp | None
+    acked_by: str | None
+
+
+class AlarmAck(BaseModel):
+    """``{prefix}/{site}/command/alarm/ack`` (not retained): an operator acknowledges an alarm."""
+
+    alarm: str = Field(min_length=1)
+    by: str = Field(min_length=1)
 
 
 class GatewayHealth(BaseModel):

@@ -32,11 +32,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from adapters.base import DeviceConfig
+from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.errors import UserError
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.logutil import ThrottledWarning
-from gateway.messages import (GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, StateMessage,
+from gateway.messages import (AlarmAck, AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, StateMessage,
                               data_payload)
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
@@ -113,6 +114,16 @@ class Topics:
     def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
         return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
 
+    def alarm(self, area: str, device: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/alarm/{alarm_id}"
+
+    def alarms(self) -> str:
+        """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
+        return f"{self.prefix}/{self.site}/+/+/alarm/+"
+
+    def alarm_ack(self) -> str:
+        return f"{self.prefix}/{self.site}/command/alarm/ack"
+
     def everything(self) -> str:
         return f"{self.prefix}/{self.site}/#"
 
@@ -176,7 +187,8 @@ class MqttSink:
         self._client.suppress_exceptions = True  # a bug in a callback is logged, the network thread lives on
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
         self._client.reconnect_delay_set(1, 30)
-        for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish"):
+        self._ack_handler: Callable[[str, str], None] | None = None
+        for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish", "on_message"):
             setattr(self._client, name, getattr(self, f"_{name}"))
 
         self._lock = threading.RLock()
@@ -184,6 +196,12 @@ class MqttSink:
         self._pending: deque[_Message] = deque()  # in publish order, bounded by cfg.queue_limit
         self._urgent: deque[_Message] = deque()  # birth and retained re-publication: sent before _pending
         self._latest_states: dict[str, bytes] = {}  # state topic -> last payload, re-published on connect
+        # Alarm states live in the gateway's memory: retained alarms of an earlier run are cleared at the
+        # first connection, and raised again by the engine if their condition still holds.
+        areas = {d.id: d.area for d in site.devices}
+        for rule in site.alarms:
+            for alarm_id in AlarmEngine.alarm_ids(rule):
+                self._latest_states[self.topics.alarm(areas.get(rule.device, ""), rule.device, alarm_id)] = b""
         self._unacked = 0
         self._window = self.WINDOW
         self._connected = False
@@ -271,6 +289,33 @@ class MqttSink:
         topic = self.topics.gateway_alarm(self.gateway_id, alarm.id)
         payload = GatewayAlarmMessage(site=self.site_id, gateway=self.gateway_id, **alarm.model_dump())
         self._publish_latest(topic, payload.model_dump_json().encode())
+
+    def on_alarm_event(self, event) -> None:
+        """An alarm not normal is retained on its topic; back to normal, the retained message is cleared."""
+        topic = self.topics.alarm(event.area, event.device, event.alarm)
+        if event.state.value == "normal":
+            self._publish_latest(topic, b"")  # an empty retained payload deletes the retained message
+            return
+        payload = AlarmMessage(site=self.site_id, **event.model_dump())
+        self._publish_latest(topic, payload.model_dump_json().encode())
+
+    def set_ack_handler(self, handler: Callable[[str, str], None]) -> None:
+        """``handler(alarm, by)`` is called (on paho's thread) for every valid ack command."""
+        self._ack_handler = handler
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        if message.topic != self.topics.alarm_ack() or self._ack_handler is None:
+            return
+        try:
+            ack = AlarmAck.model_validate_json(message.payload)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            log.warning("MQTT: malformed alarm acknowledgement on %s ignored: %s", message.topic,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        try:
+            self._ack_handler(ack.alarm, ack.by)
+        except Exception:
+            log.exception("MQTT: handling the acknowledgement of %s failed", ack.alarm)
 
     def _publish_latest(self, topic: str, payload: bytes) -> None:
         """A retained topic: keep its latest payload for re-publication on every connect."""
@@ -403,6 +448,8 @@ class MqttSink:
         if reason.is_failure:
             self._log_refusal(str(reason))
             return
+        if self._ack_handler is not None:
+            client.subscribe(self.topics.alarm_ack(), qos=1)
         with self._send_lock:
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:
@@ -723,6 +770,25 @@ class _Spool:
         self._settle_or_nack(self._buffer.dead_letter, batch, error)
         log.error("MQTT spool: %d rows moved to the dead letters (%s)", len(batch), error)
         return []
+
+
+def publish_once(cfg: MqttConfig, topic: str, payload: bytes, timeout: float = 5.0) -> None:
+    """Connect, publish one message at QoS 1, wait for the broker's acknowledgement, disconnect."""
+    client = make_client(cfg, f"minegw-cli-{secrets.token_hex(4)}")
+    where = f"{cfg.host}:{cfg.port}"
+    try:
+        client.connect(cfg.host, cfg.port, cfg.keepalive)
+    except OSError as exc:
+        raise MqttError(f"cannot connect to MQTT broker {where}: {exc.strerror or exc}") from None
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise MqttError(f"MQTT broker {where} did not acknowledge the message within {timeout:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def tail(cfg: MqttConfig, topic: str, count: int | None, timeout: float | None,

@@ -7,6 +7,7 @@ import time
 
 from adapters.base import Adapter, DeviceConfig
 from adapters.registry import build_adapter
+from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.config import SiteConfig
 from gateway.derived import processor_for
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading
@@ -60,9 +61,14 @@ class Gateway:
         self._routes: list[asyncio.Task] = []
         self.latest: dict[str, Reading] = {}  # last reading per device, for live views
         self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site))}
+        self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for sink in self.sinks:
+            if hasattr(sink, "set_ack_handler"):  # acknowledgements arrive on the sink's own thread
+                sink.set_ack_handler(self._ack_from_thread)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
@@ -95,11 +101,52 @@ class Gateway:
             if isinstance(event, Reading):
                 self.latest[device.id] = event
                 self._dispatch("on_reading", device, event)
+                self._evaluate(self.alarms.on_reading, device, event)
                 self._derive(device, event)
             elif isinstance(event, Inventory):
                 self._dispatch("on_inventory", device, event)
             else:
                 self._dispatch("on_state", device, event)
+                self._evaluate(self.alarms.on_state, device, event)
+
+    # ---- the alarm engine ----
+
+    def _evaluate(self, feed, device: DeviceConfig, event) -> None:
+        try:
+            events = feed(device.id, event)
+        except Exception:  # a bug in the alarm engine must not stop the data
+            log.exception("alarm evaluation of %s failed", device.id)
+            return
+        for alarm_event in events:
+            self._announce_event(alarm_event)
+
+    def ack(self, alarm: str, by: str) -> AlarmEvent | None:
+        """Acknowledge an alarm (on the event loop); the transition goes to the sinks."""
+        try:
+            event = self.alarms.ack(alarm, by)
+        except KeyError:
+            log.warning("acknowledgement by %s of unknown alarm %r ignored", by, alarm)
+            return None
+        if event is None:
+            log.info("acknowledgement by %s of alarm %s: nothing to acknowledge", by, alarm)
+        else:
+            self._announce_event(event)
+        return event
+
+    def _ack_from_thread(self, alarm: str, by: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.ack, alarm, by)
+
+    def _announce_event(self, event: AlarmEvent) -> None:
+        log.warning("alarm %s %s (priority %d, value %r): %s", event.alarm, event.state.value,
+                    event.priority, event.value, event.message)
+        for sink in self.sinks:
+            if not hasattr(sink, "on_alarm_event"):  # optional, like on_inventory
+                continue
+            try:
+                sink.on_alarm_event(event)
+            except Exception:
+                log.exception("sink %s failed on alarm event %s", type(sink).__name__, event.alarm)
 
     async def _watch_drops(self, watches: list[DropWatch]) -> None:
         while True:
@@ -130,6 +177,7 @@ class Gateway:
             return
         if derived is not None:
             self._dispatch("on_reading", device, derived)
+            self._evaluate(self.alarms.on_reading, device, derived)
 
     def _dispatch(self, handler: str, device: DeviceConfig, event) -> None:
         for sink in self.sinks:

@@ -13,7 +13,9 @@ class Sink(Protocol):
     ``name`` names the sink in gateway alarms; ``health()`` returns its counters, of which
     ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm when it grows.
     Optional: ``on_inventory(device, inventory)`` (:class:`gateway.model.Inventory`); sinks
-    without it do not receive inventories.
+    without it do not receive inventories. ``on_alarm_event(event)`` receives every transition
+    of a device alarm (:class:`gateway.alarms.AlarmEvent`); ``set_ack_handler(handler)``, called
+    before ``start``, gives a sink that takes acknowledgements ``handler(alarm, by)`` (thread-safe).
     """
 
     name: str

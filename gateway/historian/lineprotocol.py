@@ -169,3 +169,22 @@ def alarm_line(site: str, gateway: str, alarm: GatewayAlarm) -> str:
     """A gateway alarm's raise or clear, in measurement ``gateway_alarm``."""
     return point("gateway_alarm", {"site": site, "gateway": gateway, "alarm": alarm.id},
                  {"active": alarm.active, "message": alarm.message, "count": alarm.count}, alarm.ts)
+
+
+def alarm_event_line(site: str, event) -> str:
+    """One transition of a device alarm (:class:`gateway.alarms.AlarmEvent`) in measurement ``alarm_event``.
+
+    Stamped with the transition's ``ts``. ``value`` is always a float (a status bit as 1.0/0.0), so
+    alarms of every kind share the field's type; it is left out when there is none (comm_loss).
+    """
+    value = event.value
+    fields: dict[str, Value] = {"state": event.state.value, "priority": int(event.priority),
+                                "kind": event.kind.value, "message": event.message}
+    if isinstance(value, (bool, int, float)) and field_value(float(value)) is not None:
+        fields["value"] = float(value)
+    if event.signal:
+        fields["signal"] = event.signal
+    if event.acked_by:
+        fields["acked_by"] = event.acked_by
+    return point("alarm_event", {"site": site, "area": event.area, "device": event.device, "alarm": event.alarm},
+                 fields, event.ts)

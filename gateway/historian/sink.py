@@ -22,7 +22,7 @@ from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import alarm_line, health_line, inventory_line, reading_lines, state_line
+from gateway.historian.lineprotocol import alarm_event_line, alarm_line, health_line, inventory_line, reading_lines, state_line
 from gateway.logutil import ThrottledWarning
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
@@ -115,6 +115,10 @@ class HistorianSink:
 
     def on_alarm(self, alarm: GatewayAlarm) -> None:
         self._pending.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))
+
+    def on_alarm_event(self, event) -> None:
+        """Every transition of a device alarm is an event in the historian (docs/alarms.md)."""
+        self._pending.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
 
     # ---- counters ----
 
