@@ -472,7 +472,7 @@ def test_served_history_is_keyed_by_source_timestamp():
 
 
 def test_face_faults_are_checked_and_injected_weighting_loads_the_supports():
-    from simulators.modbus.server import FaultError
+    from simulators.faults import FaultError
 
     face = FaceSimulator("f", load_nodemap("longwall", supports=SUPPORTS), seed=4, clock=lambda: 0.0)
     with pytest.raises(FaultError, match="stuck: no signal 'support_099_front_leg_pressure'"):

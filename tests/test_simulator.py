@@ -17,7 +17,8 @@ from gateway.config import parse_site
 from gateway.model import Quality
 from simulators.modbus.dynamics import BeltConveyorModel, make_model
 from simulators.modbus.scenario import Scenario, ScenarioError
-from simulators.modbus.server import DeviceSimulator, FaultError, ModbusSimServer
+from simulators.faults import FaultError
+from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.site import ControlError, SiteSimulator, send_fault
 from tests.util import free_port
 

@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
 from adapters.modbus.profile import Point, Profile, Table, load_profile
+
+from simulators.faults import FaultError, FaultHolder
 
 from .dynamics import FaultParams, NoParams, make_model
 
@@ -67,14 +69,6 @@ SERVER_FAULTS: dict[str, type[FaultParams]] = {
 }
 
 
-class FaultError(ValueError):
-    """A fault the device does not know, or parameters it cannot take."""
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
-
-
 # -- register images ----------------------------------------------------------------------
 def table_sizes(profile: Profile) -> dict[Table, int]:
     """Registers (or bits) served per table: from 0 up to the end of its last point."""
@@ -100,7 +94,7 @@ def _monotonic_clock() -> Callable[[], float]:
 
 
 # -- one device ---------------------------------------------------------------------------
-class DeviceSimulator:
+class DeviceSimulator(FaultHolder):
     """One simulated device: a seeded model of its profile's kind, plus injected faults.
 
     ``clock`` gives the model time in seconds (default: seconds since construction).
@@ -128,32 +122,12 @@ class DeviceSimulator:
 
     # -- faults ---------------------------------------------------------------------------
     @property
-    def fault_kinds(self) -> dict[str, type[FaultParams]]:
+    def fault_kinds(self) -> dict[str, type[FaultParams]]:  # type: ignore[override]
         """Every fault this device takes, with its parameter model."""
         return {**SERVER_FAULTS, **self.model.FAULTS}
 
-    @property
-    def faults(self) -> dict[str, dict[str, Any]]:
-        """Active faults and their parameters."""
-        return {name: params.model_dump(mode="json") for name, params in self._faults.items()}
-
-    @property
-    def offline(self) -> bool:
-        return "offline" in self._faults
-
-    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
-        """Validated parameters of a fault, or :class:`FaultError` saying what is wrong."""
-        spec = self.fault_kinds.get(name)
-        if spec is None:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} for a {self.profile.kind} "
-                             f"(known: {', '.join(self.fault_kinds)})")
-        try:
-            checked = spec(**(params or {}))
-        except ValidationError as exc:
-            raise FaultError(f"{self.device_id}: {name}: {_describe(exc)}") from None
-        if isinstance(checked, OutOfRangeParams):
-            checked = self._check_out_of_range(checked)
-        return checked
+    def _check_targets(self, name: str, params: FaultParams) -> FaultParams:
+        return self._check_out_of_range(params) if isinstance(params, OutOfRangeParams) else params
 
     def set_fault(self, name: str, **params: Any) -> FaultParams:
         """Inject a fault now (replacing the same fault's earlier parameters)."""
@@ -169,8 +143,8 @@ class DeviceSimulator:
 
     def clear_fault(self, name: str | None = None) -> None:
         """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None and name not in self.fault_kinds:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(self.fault_kinds)})")
+        if name is not None:
+            self.check_known(name)
         for gone in [name] if name else list(self._faults):
             if self._faults.pop(gone, None) is None:
                 continue

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.modbus.server import FaultError
+from simulators.faults import FaultError, FaultHolder
 
 from . import responses
 from .auth import HttpDigest, TokenChecker
@@ -108,7 +108,7 @@ class PullPoint:
         return [self.messages.popleft() for _ in range(min(limit, len(self.messages)))]
 
 
-class CameraSimulator:
+class CameraSimulator(FaultHolder):
     """A camera's identity and behaviour. ``users`` maps user names to passwords (none: no login needed).
 
     ``clock_offset``: seconds the camera's clock runs ahead of UTC. ``auth_tolerance``:
@@ -188,25 +188,9 @@ class CameraSimulator:
     # -- faults -----------------------------------------------------------------------------
     @property
     def fault_kinds(self) -> dict[str, type[FaultParams]]:
-        return dict(FAULTS)
+        return FAULTS
 
-    @property
-    def faults(self) -> dict[str, dict[str, Any]]:
-        return {name: params.model_dump(mode="json") for name, params in self._faults.items()}
-
-    @property
-    def offline(self) -> bool:
-        return "offline" in self._faults
-
-    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
-        spec = FAULTS.get(name)
-        if spec is None:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(FAULTS)})")
-        try:
-            checked = spec(**(params or {}))
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
-            raise FaultError(f"{self.device_id}: {name}: {problems}") from None
+    def _check_targets(self, name: str, checked: FaultParams) -> FaultParams:
         if isinstance(checked, PasswordParams) and (not self._users or checked.user not in (None, *self._users)):
             raise FaultError(f"{self.device_id}: password: no user {checked.user or ''!r}")
         return checked
@@ -221,8 +205,8 @@ class CameraSimulator:
 
     def clear_fault(self, name: str | None = None) -> None:
         """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None and name not in FAULTS:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        if name is not None:
+            self.check_known(name)
         for gone in [name] if name else list(self._faults):
             if self._faults.pop(gone, None) is not None:
                 self._apply(gone, changed=True)

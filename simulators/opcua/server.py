@@ -45,12 +45,12 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.monitored_item_service import MonitoredItemService
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from adapters.opcua.nodemap import DataType, NodeMap, Signal
 from adapters.opcua.tools import make_certificate
 from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.modbus.server import FaultError
+from simulators.faults import FaultError, FaultHolder
 
 from .longwall import FaceParams, LongwallModel
 
@@ -109,7 +109,7 @@ class Served(NamedTuple):
 
 
 # -- one face -----------------------------------------------------------------------------
-class FaceSimulator:
+class FaceSimulator(FaultHolder):
     """One simulated roof-pressure system: a seeded face model plus injected faults.
 
     ``clock`` gives seconds since the start (default: since construction); face time
@@ -185,29 +185,9 @@ class FaceSimulator:
     # -- faults ---------------------------------------------------------------------------
     @property
     def fault_kinds(self) -> dict[str, type[FaultParams]]:
-        return dict(FAULTS)
+        return FAULTS
 
-    @property
-    def faults(self) -> dict[str, dict[str, Any]]:
-        return {name: params.model_dump(mode="json") for name, params in self._faults.items()}
-
-    @property
-    def offline(self) -> bool:
-        return "offline" in self._faults
-
-    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
-        spec = FAULTS.get(name)
-        if spec is None:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(FAULTS)})")
-        try:
-            checked = spec(**(params or {}))
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
-            raise FaultError(f"{self.device_id}: {name}: {problems}") from None
-        self._check_targets(name, checked)
-        return checked
-
-    def _check_targets(self, name: str, p: FaultParams) -> None:
+    def _check_targets(self, name: str, p: FaultParams) -> FaultParams:
         for signal in getattr(p, "signals", ()):
             if signal not in self.signals:
                 raise FaultError(f"{self.device_id}: {name}: no signal {signal!r} in the node map")
@@ -218,6 +198,7 @@ class FaceSimulator:
                 self.model.index_of(p.first), self.model.index_of(p.last)
             except ValueError as exc:
                 raise FaultError(f"{self.device_id}: weighting: {exc}") from None
+        return p
 
     def set_fault(self, name: str, **params: Any) -> FaultParams:
         """Inject a fault now (replacing the same fault's earlier parameters)."""
@@ -234,8 +215,8 @@ class FaceSimulator:
 
     def clear_fault(self, name: str | None = None) -> None:
         """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None and name not in FAULTS:
-            raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        if name is not None:
+            self.check_known(name)
         for gone in [name] if name else list(self._faults):
             if self._faults.pop(gone, None) is not None:
                 if gone == "stuck":
