@@ -424,6 +424,42 @@ def alarm_ack(alarm: str = typer.Argument(..., help="alarm id"), by: str = typer
     out.print(f"acknowledgement of {alarm} by {by} sent to {topics.alarm_ack()}", highlight=False)
 
 
+@app.command("write")
+def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
+          value: str = typer.Argument(..., help="true/false, a number, or text"),
+          by: str = typer.Option(..., help="who writes (audited)"), reason: Optional[str] = typer.Option(None),
+          config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+          prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+          timeout: float = typer.Option(10.0, help="seconds to wait for the gateway's reply")) -> None:
+    """Write a device signal through the gateway's command topic (checked, rate-limited, audited)."""
+    import json
+    import uuid
+
+    from gateway.commands import CommandReply, WriteCommand
+    from gateway.mqtt import MqttError, request
+
+    cfg, topics = _alarm_broker(config, host, port, prefix, site)
+    if topics.site == "+":
+        fail("name the site: --config SITE.yaml or --site ID")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    cmd = WriteCommand(request_id=uuid.uuid4().hex, device=device, signal=signal, by=by, reason=reason,
+                       value=parsed if isinstance(parsed, (bool, int, float, str)) else value)
+    try:
+        raw = request(cfg, topics.command_write(), cmd.model_dump_json().encode(),
+                      topics.command_reply(cmd.request_id), timeout)
+    except MqttError as exc:
+        fail(str(exc))
+    if raw is None:
+        fail(f"no reply from the gateway within {timeout:g} s")
+    reply = CommandReply.model_validate_json(raw)
+    if not reply.ok:
+        fail(f"refused: {reply.error}")
+    out.print(f"ok: {device}.{signal}={cmd.value!r} ({cmd.request_id})", highlight=False, markup=False)
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():

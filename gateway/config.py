@@ -21,6 +21,7 @@ from adapters.modbus.config import ModbusDeviceConfig
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
+from gateway.broadcast import BroadcastConfig
 from gateway.derived.roof_pressure import RoofPressureConfig
 
 
@@ -130,6 +131,15 @@ DeviceConfig = Annotated[
 ADAPTER_KINDS = ("modbus", "opcua", "onvif")
 
 
+class CommandsConfig(Strict):
+    """Device writes through the MQTT command topic and ``minegw write`` (docs/mqtt.md)."""
+    rate: float = Field(1.0, gt=0, description="writes per second per device, sustained")
+    burst: int = Field(5, ge=1, description="writes per device allowed at once")
+    global_rate: float = Field(5.0, gt=0, description="writes per second for the whole gateway")
+    global_burst: int = Field(20, ge=1)
+    allowed_users: list[str] = Field([], description="who may write ('by'); empty: anyone")
+
+
 class SiteConfig(Strict):
     site: Site
     areas: list[Area] = Field(min_length=1)
@@ -140,6 +150,8 @@ class SiteConfig(Strict):
                                               description="thresholds of the derived roof-pressure metrics")
     snapshots: SnapshotConfig = Field(SnapshotConfig(), description="camera snapshots taken on alarms")
     alarms: list[AlarmRule] = Field([], description="alarm rules, see docs/alarms.md")
+    broadcast: BroadcastConfig | None = Field(None, description="emergency broadcast zones, see docs/broadcast.md")
+    commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":

@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from adapters.base import DeviceConfig
@@ -124,6 +126,12 @@ class Topics:
     def alarm_ack(self) -> str:
         return f"{self.prefix}/{self.site}/command/alarm/ack"
 
+    def command_write(self) -> str:
+        return f"{self.prefix}/{self.site}/command/write"
+
+    def command_reply(self, request_id: str) -> str:
+        return f"{self.prefix}/{self.site}/command/reply/{request_id}"
+
     def everything(self) -> str:
         return f"{self.prefix}/{self.site}/#"
 
@@ -133,6 +141,7 @@ class _Message(NamedTuple):
     payload: bytes
     retain: bool
     spool_id: int | None = None  # its row in the spool, when it was taken from there
+    properties: Properties | None = None  # a command reply's correlation data (MQTT 5)
 
 
 def _encode(msg: _Message) -> str:
@@ -188,6 +197,8 @@ class MqttSink:
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
         self._client.reconnect_delay_set(1, 30)
         self._ack_handler: Callable[[str, str], None] | None = None
+        self._command_handler: Callable[[bytes, Callable], None] | None = None
+        self.malformed_commands = 0  # commands without a request id or response topic: nowhere to reply
         for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish", "on_message"):
             setattr(self._client, name, getattr(self, f"_{name}"))
 
@@ -303,7 +314,43 @@ class MqttSink:
         """``handler(alarm, by)`` is called (on paho's thread) for every valid ack command."""
         self._ack_handler = handler
 
+    def set_command_handler(self, handler: Callable[[bytes, Callable], None]) -> None:
+        """``handler(payload, reply)`` is called (on paho's thread) for every message on ``…/command/write``;
+        the handler calls ``reply(CommandReply)`` once it knows the result."""
+        self._command_handler = handler
+
+    def _on_command(self, message: paho.MQTTMessage) -> None:
+        from gateway.commands import request_id_of
+
+        props = getattr(message, "properties", None)  # absent with MQTT 3.1.1
+        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        if not response_topic and request_id_of(message.payload) is None:
+            self.malformed_commands += 1
+            log.warning("MQTT: command on %s without a valid request id or response topic ignored "
+                        "(%d so far): %r", message.topic, self.malformed_commands, message.payload[:200])
+            return
+
+        def reply(answer) -> None:
+            topic = response_topic or self.topics.command_reply(answer.request_id)
+            reply_props = None
+            if correlation is not None and self.cfg.protocol == "5":
+                reply_props = Properties(PacketTypes.PUBLISH)
+                reply_props.CorrelationData = correlation
+            with self._cond:
+                self.published += 1
+                self._append(_Message(topic, answer.model_dump_json().encode(), False, None, reply_props))
+                self._cond.notify()
+
+        try:
+            self._command_handler(message.payload, reply)
+        except Exception:
+            log.exception("MQTT: handling a command on %s failed", message.topic)
+
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        if message.topic == self.topics.command_write() and self._command_handler is not None:
+            self._on_command(message)
+            return
         if message.topic != self.topics.alarm_ack() or self._ack_handler is None:
             return
         try:
@@ -403,7 +450,8 @@ class MqttSink:
             with self._send_lock:
                 with self._cond:
                     batch = self._take_batch()
-                mids = [self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain).mid for msg in batch]
+                mids = [self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain,
+                                             properties=msg.properties).mid for msg in batch]
                 if self._spool:
                     with self._cond:
                         self._spool.sent(zip(mids, batch))
@@ -450,6 +498,8 @@ class MqttSink:
             return
         if self._ack_handler is not None:
             client.subscribe(self.topics.alarm_ack(), qos=1)
+        if self._command_handler is not None:
+            client.subscribe(self.topics.command_write(), qos=1)
         with self._send_lock:
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:
@@ -849,3 +899,37 @@ class _TailSession:
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         self.received += 1
         self.deliver(message)
+
+
+def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0) -> bytes | None:
+    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic and
+    correlation data when the client speaks 5), and return the first reply, or None after ``timeout``."""
+    got: list[bytes] = []
+    correlation = secrets.token_bytes(8)
+
+    def send(message: paho.MQTTMessage) -> None:
+        got.append(message.payload)
+
+    session = _TailSession(cfg, reply_topic, send)
+    sent = threading.Event()
+
+    def on_subscribe(client, userdata, mid, reasons, properties) -> None:
+        session._on_subscribe(client, userdata, mid, reasons, properties)
+        if session.problem or sent.is_set():
+            return
+        props = None
+        if cfg.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic, props.CorrelationData = reply_topic, correlation
+        client.publish(topic, payload, qos=1, properties=props)
+        sent.set()
+
+    session.client.on_subscribe = on_subscribe
+    session.connect()
+    deadline = time.monotonic() + timeout
+    try:
+        while not got and time.monotonic() < deadline:
+            session.step(0.1)
+    finally:
+        session.client.disconnect()
+    return got[0] if got else None

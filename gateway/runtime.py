@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from adapters.base import Adapter, DeviceConfig
 from adapters.registry import build_adapter
 from gateway.alarms import AlarmEngine, AlarmEvent
+from gateway.commands import AuditEntry, CommandHandler, CommandReply
 from gateway.config import SiteConfig
 from gateway.derived import processor_for
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading
@@ -63,12 +65,16 @@ class Gateway:
         self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site))}
         self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._command_tasks: set[asyncio.Task] = set()
+        self.commands = CommandHandler(site.commands, self.adapters, self._audit)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         for sink in self.sinks:
             if hasattr(sink, "set_ack_handler"):  # acknowledgements arrive on the sink's own thread
                 sink.set_ack_handler(self._ack_from_thread)
+            if hasattr(sink, "set_command_handler"):  # device writes, likewise (gateway/commands.py)
+                sink.set_command_handler(self._command_from_thread)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
@@ -80,6 +86,7 @@ class Gateway:
         if self._watch_task:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
+        await asyncio.gather(*self._command_tasks, return_exceptions=True)  # writes under way end first
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
         await asyncio.gather(*self._routes, return_exceptions=True)
         for sink in reversed(self.sinks):
@@ -136,6 +143,29 @@ class Gateway:
     def _ack_from_thread(self, alarm: str, by: str) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.ack, alarm, by)
+
+    def _command_from_thread(self, payload: bytes, reply: Callable[[CommandReply], None]) -> None:
+        """A write command from a sink's thread; ``reply`` is called on the loop with the result."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._spawn_command, payload, reply)
+
+    def _spawn_command(self, payload: bytes, reply: Callable[[CommandReply], None]) -> None:
+        async def run() -> None:
+            try:
+                reply(await self.commands.handle_payload(payload))
+            except Exception:  # noqa: BLE001
+                log.exception("handling a write command failed")
+        task = asyncio.create_task(run(), name="command")
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    def _audit(self, entry: AuditEntry) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "on_command_audit"):
+                try:
+                    sink.on_command_audit(entry)
+                except Exception:
+                    log.exception("sink %s failed on command audit %s", type(sink).__name__, entry.request_id)
 
     def _announce_event(self, event: AlarmEvent) -> None:
         log.warning("alarm %s %s (priority %d, value %r): %s", event.alarm, event.state.value,

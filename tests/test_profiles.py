@@ -5,7 +5,7 @@ from adapters.modbus.codec import DataType, Order
 from adapters.modbus.plan import MAX_REGISTERS, plan_reads, split
 from adapters.modbus.profile import Point, Profile, Table, available_profiles, load_profile
 
-KINDS = ["belt_conveyor", "face_conveyor", "roadheader", "shearer"]
+KINDS = ["belt_conveyor", "broadcast_node", "face_conveyor", "roadheader", "shearer"]
 
 
 def test_the_four_machine_kinds_ship():

@@ -188,3 +188,19 @@ def alarm_event_line(site: str, event) -> str:
         fields["acked_by"] = event.acked_by
     return point("alarm_event", {"site": site, "area": event.area, "device": event.device, "alarm": event.alarm},
                  fields, event.ts)
+
+
+def command_audit_line(site: str, gateway: str, entry) -> str:
+    """One write command (:class:`gateway.commands.AuditEntry`), accepted or refused, in ``command_audit``.
+
+    Tags ``site``, ``gateway``, ``result`` (accepted/refused); ``value`` is kept as JSON text so commands
+    of every signal share the field's type. Fields left empty (no device in a malformed command) are omitted.
+    """
+    fields: dict[str, Value] = {"ok": entry.ok, "source": entry.source}
+    if entry.value is not None:
+        fields["value"] = json.dumps(entry.value)
+    for name in ("request_id", "device", "signal", "by", "reason", "error"):
+        if getattr(entry, name):
+            fields[name] = getattr(entry, name)
+    return point("command_audit", {"site": site, "gateway": gateway, "result": "accepted" if entry.ok else "refused"},
+                 fields, entry.ts)

@@ -22,7 +22,8 @@ from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import alarm_event_line, alarm_line, health_line, inventory_line, reading_lines, state_line
+from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, command_audit_line, health_line, inventory_line,
+                                           reading_lines, state_line)
 from gateway.logutil import ThrottledWarning
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
@@ -119,6 +120,10 @@ class HistorianSink:
     def on_alarm_event(self, event) -> None:
         """Every transition of a device alarm is an event in the historian (docs/alarms.md)."""
         self._pending.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
+
+    def on_command_audit(self, entry) -> None:
+        """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
+        self._pending.append((entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry)))
 
     # ---- counters ----
 
