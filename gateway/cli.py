@@ -54,10 +54,14 @@ def _load(path: Path):
     try:
         return load_site(path)
     except ConfigError as exc:
-        err.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)", highlight=False)
-        for p in exc.problems:
-            err.print(f"  {p}", highlight=False, markup=False)
-        raise typer.Exit(1)
+        _print_problems(exc)
+
+
+def _print_problems(exc: ConfigError) -> None:
+    err.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)", highlight=False)
+    for p in exc.problems:
+        err.print(f"  {p}", highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 def _run(coro) -> None:
@@ -134,6 +138,20 @@ def demo(duration: Optional[float] = typer.Option(None, help="stop after this ma
     from gateway.demo import run_demo
 
     _run(run_demo(duration=duration, broker=_host_port(broker) if broker else None, seed=seed))
+
+
+@app.command()
+def ingest(config: Path = typer.Argument(..., help="ingest YAML file (ingest:, mqtt:, historian:)"),
+           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Historian ingest worker: MQTT shared subscription → durable buffer → InfluxDB."""
+    from gateway.ingest import load_ingest, run_ingest
+
+    try:
+        cfg = load_ingest(config)
+    except ConfigError as exc:
+        _print_problems(exc)
+    _setup_logging(verbose)
+    _run(run_ingest(cfg))
 
 
 # -- probes ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import asyncio
 import fcntl
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -343,12 +344,18 @@ class IngestWorker:
                                                   "e.g. {detail}")
         self._last_problem: str | None = None
         self._lockfile = None
+        self._started = False
 
     # ---- lifecycle ----
 
     async def start(self) -> None:
         self._lock_buffer()
-        await self.sink.start()
+        try:
+            await self.sink.start()
+        except (OSError, sqlite3.Error) as exc:
+            self._unlock_buffer()
+            raise UserError(f"cannot open the buffer {self.cfg.historian.buffer.path}: {exc}") from None
+        self._started = True
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.ingest.session_expiry
         props.ReceiveMaximum = self.cfg.ingest.receive_maximum
@@ -359,6 +366,9 @@ class IngestWorker:
                  self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.ingest.group, ", ".join(self.cfg.ingest.sites))
 
     async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
         self._leaving = True
         if self._connected:
             self._unsubscribed.clear()
@@ -509,6 +519,7 @@ if __name__ == "__main__":  # python -m gateway.ingest CONFIG (the same as `mine
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = load_ingest(sys.argv[1])
     except (ConfigError, IndexError) as exc:

@@ -10,6 +10,7 @@ from gateway.config import SiteConfig
 from gateway.errors import UserError
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
+from gateway.systemd import notify_systemd
 
 log = logging.getLogger("minegw")
 
@@ -35,7 +36,7 @@ def build_sinks(site: SiteConfig) -> list:
 
 async def run_gateway(site: SiteConfig) -> None:
     gateway = Gateway(site, build_sinks(site))
-    async with gateway:
+    async with gateway, notify_systemd():  # READY and watchdog pings when run by systemd
         log.info("gateway %s/%s running: %d devices, broker %s:%d", site.site.id, site.site.gateway_id,
                  len(gateway.adapters), site.mqtt.host, site.mqtt.port)
         await until_signalled()
