@@ -22,6 +22,7 @@ from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
+from gateway.linkage import LinkageRule
 from gateway.derived.roof_pressure import RoofPressureConfig
 
 
@@ -152,6 +153,7 @@ class SiteConfig(Strict):
     alarms: list[AlarmRule] = Field([], description="alarm rules, see docs/alarms.md")
     broadcast: BroadcastConfig | None = Field(None, description="emergency broadcast zones, see docs/broadcast.md")
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
+    linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -172,6 +174,7 @@ class SiteConfig(Strict):
                 problems.append(f"devices[{i}]: {d.host}:{d.port} unit {d.unit_id} is also {endpoints[key]!r}")
             endpoints.setdefault(key, d.id)
         problems += self._check_alarms(seen)
+        problems += self._check_linkage()
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "
@@ -193,6 +196,17 @@ class SiteConfig(Strict):
                     problems.append(f"alarms[{i}].id: {alarm_id!r} already used by alarms[{ids[alarm_id]}]")
                 ids.setdefault(alarm_id, i)
         return problems
+
+    def _check_linkage(self) -> list[str]:
+        if not self.linkage:
+            return []
+        if self.broadcast is None:
+            return ["linkage: needs a broadcast: section"]
+        known = {m.name for m in self.broadcast.messages}
+        reserved = ["devices: device id 'linkage' is reserved for the linkage topics"] \
+            if any(d.id == "linkage" for d in self.devices) else []
+        return reserved + [f"linkage[{i}].message: unknown message {r.message!r}"
+                           for i, r in enumerate(self.linkage) if r.message not in known]
 
     def area(self, area_id: str) -> Area:
         return next(a for a in self.areas if a.id == area_id)

@@ -147,6 +147,38 @@ class AlarmMessage(BaseModel):
     acked_by: str | None
 
 
+class LinkageNodeMessage(BaseModel):
+    node: str
+    zone: str
+    confirmed: bool
+    reason: str | None
+    confirm_ms: float | None  # from the broadcast request to this node's confirmation
+
+
+class LinkageMessage(BaseModel):
+    """``{prefix}/{site}/{area}/linkage/{alarm}`` (retained): what the last linkage of an alarm did.
+
+    The fields are those of :class:`gateway.linkage.LinkageEvent`; see docs/broadcast.md, "Linkage".
+    """
+
+    site: str
+    area: str
+    alarm: str
+    device: str
+    zones: list[str]
+    message: str  # broadcast message name
+    priority: int  # 1 routine, 2 dispatcher, 3 emergency
+    nodes: dict[str, LinkageNodeMessage]
+    ok: bool  # every node confirmed
+    trigger_ts: Timestamp  # the sample that raised the alarm
+    trigger_to_confirmed_ms: float | None  # that sample to the last node's confirmation; None unless ok
+    broadcast_elapsed_ms: float | None
+    snapshots: list[str]
+    snapshot_errors: dict[str, str]
+    error: str | None
+    ts: Timestamp
+
+
 class AlarmAck(BaseModel):
     """``{prefix}/{site}/command/alarm/ack`` (not retained): an operator acknowledges an alarm."""
 

@@ -39,8 +39,8 @@ from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.errors import UserError
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.logutil import ThrottledWarning
-from gateway.messages import (AlarmAck, AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, StateMessage,
-                              data_payload)
+from gateway.messages import (AlarmAck, AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
+                              StateMessage, data_payload)
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ class Topics:
 
     def alarm(self, area: str, device: str, alarm_id: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/{device}/alarm/{alarm_id}"
+
+    def linkage(self, area: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
 
     def alarms(self) -> str:
         """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
@@ -309,6 +312,11 @@ class MqttSink:
             return
         payload = AlarmMessage(site=self.site_id, **event.model_dump())
         self._publish_latest(topic, payload.model_dump_json().encode())
+
+    def on_linkage_event(self, event) -> None:
+        """Retained: the last linkage of each alarm (zones, per-node confirmation, trigger-to-confirmed time)."""
+        payload = LinkageMessage(site=self.site_id, **event.model_dump())
+        self._publish_latest(self.topics.linkage(event.area, event.alarm), payload.model_dump_json().encode())
 
     def set_ack_handler(self, handler: Callable[[str, str], None]) -> None:
         """``handler(alarm, by)`` is called (on paho's thread) for every valid ack command."""

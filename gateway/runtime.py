@@ -67,6 +67,13 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._command_tasks: set[asyncio.Task] = set()
         self.commands = CommandHandler(site.commands, self.adapters, self._audit)
+        self.broadcast = self.linkage = None
+        if site.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
+            from adapters.onvif.snapshots import SnapshotStore
+            from gateway.broadcast import BroadcastController
+            from gateway.linkage import Linkage
+            self.broadcast = BroadcastController(site, self)
+            self.linkage = Linkage(site.linkage, self.broadcast, self, SnapshotStore(site.snapshots))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -87,6 +94,8 @@ class Gateway:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         await asyncio.gather(*self._command_tasks, return_exceptions=True)  # writes under way end first
+        if self.linkage is not None:
+            await self.linkage.stop()  # linkages under way end (confirm or time out) first
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
         await asyncio.gather(*self._routes, return_exceptions=True)
         for sink in reversed(self.sinks):
@@ -177,6 +186,20 @@ class Gateway:
                 sink.on_alarm_event(event)
             except Exception:
                 log.exception("sink %s failed on alarm event %s", type(sink).__name__, event.alarm)
+        if self.linkage is not None:
+            try:
+                self.linkage.on_alarm_event(event)  # starts a task: never blocks the router
+            except Exception:
+                log.exception("linkage of alarm event %s failed", event.alarm)
+
+    def _dispatch_linkage(self, event) -> None:
+        """A :class:`gateway.linkage.LinkageEvent` to every sink with ``on_linkage_event`` (optional)."""
+        for sink in self.sinks:
+            if hasattr(sink, "on_linkage_event"):
+                try:
+                    sink.on_linkage_event(event)
+                except Exception:
+                    log.exception("sink %s failed on linkage event %s", type(sink).__name__, event.alarm)
 
     async def _watch_drops(self, watches: list[DropWatch]) -> None:
         while True:

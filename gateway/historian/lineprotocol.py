@@ -190,6 +190,28 @@ def alarm_event_line(site: str, event) -> str:
                  fields, event.ts)
 
 
+def linkage_line(site: str, event) -> str:
+    """One alarm linkage (:class:`gateway.linkage.LinkageEvent`) in measurement ``linkage_event``.
+
+    Stamped with the triggering sample's ``trigger_ts``. Tags ``site``, ``area``, ``alarm``; the
+    times are left out when not every node confirmed (``ok`` false, ``failed_nodes`` names them).
+    """
+    failed = sorted(n for n, r in event.nodes.items() if not r.confirmed)
+    fields: dict[str, Value] = {"ok": event.ok, "device": event.device, "message": event.message,
+                                "priority": event.priority, "zones": ",".join(event.zones),
+                                "nodes": len(event.nodes), "snapshots": len(event.snapshots)}
+    if event.trigger_to_confirmed_ms is not None:
+        fields["trigger_to_confirmed_ms"] = float(event.trigger_to_confirmed_ms)
+    if event.broadcast_elapsed_ms is not None:
+        fields["broadcast_elapsed_ms"] = float(event.broadcast_elapsed_ms)
+    if failed:
+        fields["failed_nodes"] = ",".join(failed)
+    if event.error:
+        fields["error"] = event.error
+    return point("linkage_event", {"site": site, "area": event.area, "alarm": event.alarm}, fields,
+                 event.trigger_ts)
+
+
 def command_audit_line(site: str, gateway: str, entry) -> str:
     """One write command (:class:`gateway.commands.AuditEntry`), accepted or refused, in ``command_audit``.
 

@@ -23,6 +23,7 @@ from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, command_audit_line, health_line, inventory_line,
+                                           linkage_line,
                                            reading_lines, state_line)
 from gateway.logutil import ThrottledWarning
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
@@ -120,6 +121,10 @@ class HistorianSink:
     def on_alarm_event(self, event) -> None:
         """Every transition of a device alarm is an event in the historian (docs/alarms.md)."""
         self._pending.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
+
+    def on_linkage_event(self, event) -> None:
+        """Every alarm linkage (docs/broadcast.md, "Linkage") in ``linkage_event``."""
+        self._pending.append((event.trigger_ts.timestamp(), linkage_line(self.site_id, event)))
 
     def on_command_audit(self, entry) -> None:
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
