@@ -33,6 +33,8 @@ app.add_typer(mqtt_app, name="mqtt")
 app.add_typer(onvif_app, name="onvif")
 alarm_app = typer.Typer(no_args_is_help=True, help="Device alarms: list and acknowledge (through the broker).")
 app.add_typer(alarm_app, name="alarm")
+broadcast_app = typer.Typer(no_args_is_help=True, help="Emergency broadcast: play, stop, status (through the broker).")
+app.add_typer(broadcast_app, name="broadcast")
 
 out = Console()
 err = Console(stderr=True)
@@ -476,6 +478,114 @@ def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
     if not reply.ok:
         fail(f"refused: {reply.error}")
     out.print(f"ok: {device}.{signal}={cmd.value!r} ({cmd.request_id})", highlight=False, markup=False)
+
+
+_B_ZONE = typer.Option(..., "--zone", "-z", help="broadcast zone (repeat for more)")
+
+
+def _broadcast_request(config, host, port, prefix, site, timeout, **fields) -> None:
+    import uuid
+
+    from gateway.commands import BroadcastCommand, BroadcastReply
+    from gateway.mqtt import MqttError, request
+
+    cfg, topics = _alarm_broker(config, host, port, prefix, site)
+    if topics.site == "+":
+        fail("name the site: --config SITE.yaml or --site ID")
+    cmd = BroadcastCommand(request_id=uuid.uuid4().hex, **fields)
+    try:
+        raw = request(cfg, topics.command_broadcast(), cmd.model_dump_json().encode(),
+                      topics.command_reply(cmd.request_id), timeout)
+    except MqttError as exc:
+        fail(str(exc))
+    if raw is None:
+        fail(f"no reply from the gateway within {timeout:g} s")
+    reply = BroadcastReply.model_validate_json(raw)
+    for node, r in ((reply.result or {}).get("nodes") or {}).items():
+        state = f"confirmed in {r.get('confirm_ms')} ms" if r.get("confirmed") else f"FAILED: {r.get('reason')}"
+        out.print(f"  {node} (zone {r.get('zone')}): {state}", highlight=False, markup=False)
+    if not reply.ok:
+        fail(f"refused: {reply.error}" if reply.result is None else f"failed: {reply.error}")
+    elapsed = (reply.result or {}).get("elapsed_ms")
+    out.print(f"ok: {cmd.action} {', '.join(cmd.zones)}, all confirmed in {elapsed} ms ({cmd.request_id})",
+              highlight=False, markup=False)
+
+
+@broadcast_app.command("play")
+def broadcast_play(message: str = typer.Argument(..., help="message name or number"), zone: list[str] = _B_ZONE,
+                   priority: str = typer.Option("routine", help="emergency|dispatcher|routine"),
+                   by: str = typer.Option(..., help="who broadcasts (audited)"), reason: Optional[str] = None,
+                   config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+                   timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
+    """Play a message in zones and wait for every node's confirmation."""
+    if priority not in ("emergency", "dispatcher", "routine"):
+        fail("--priority: emergency, dispatcher or routine")
+    _broadcast_request(config, host, port, prefix, site, timeout, action="play", message=message, zones=zone,
+                       priority=priority, by=by, reason=reason)
+
+
+@broadcast_app.command("stop")
+def broadcast_stop(zone: list[str] = _B_ZONE, by: str = typer.Option(..., help="who stops (audited)"),
+                   reason: Optional[str] = None,
+                   config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+                   timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
+    """Stop the broadcast in zones and wait for every node to confirm it is quiet."""
+    _broadcast_request(config, host, port, prefix, site, timeout, action="stop", zones=zone, by=by, reason=reason)
+
+
+@broadcast_app.command("status")
+def broadcast_status(config: Path = typer.Option(..., "--config", "-c", help="site file (broker, nodes)"),
+                     timeout: float = typer.Option(2.0, help="seconds to collect retained messages")) -> None:
+    """Each broadcast node's latest retained state and data: playing message, priority, faults."""
+    import json
+
+    from gateway.mqtt import MqttError, tail
+
+    loaded = _load(config)
+    if loaded.mqtt is None or loaded.broadcast is None:
+        fail(f"{config}: needs mqtt: and broadcast: sections")
+    from gateway.mqtt import Topics
+
+    topics = Topics(loaded.mqtt.topic_prefix, loaded.site.id)
+    devices = {d.id: d for d in loaded.devices}
+    wanted = {}
+    for z in loaded.broadcast.zones:
+        for n in z.nodes:
+            d = devices[n]
+            wanted[topics.state(d.area, n)] = (n, z.id, "state")
+            wanted[topics.data(d.area, n)] = (n, z.id, "data")
+    seen: dict[str, dict] = {}
+
+    def keep(message) -> None:
+        if message.topic in wanted:
+            node, zone, kind = wanted[message.topic]
+            try:
+                seen.setdefault(node, {"zone": zone})[kind] = json.loads(message.payload)
+            except ValueError:
+                pass
+
+    try:
+        tail(loaded.mqtt, f"{topics.prefix}/{topics.site}/#", None, timeout, keep)
+    except MqttError as exc:
+        fail(str(exc))
+    for node, zone, _ in sorted({v for v in wanted.values() if v[2] == "state"}):
+        got = seen.get(node, {})
+        state = got.get("state", {})
+        state = state.get("state", state.get("status", "?")) if isinstance(state, dict) else state
+        data = got.get("data")
+        samples = data.get("samples") if isinstance(data, dict) else None
+        values = {k: (v or {}).get("value") for k, v in samples.items()} if isinstance(samples, dict) else {}
+        if data is None:
+            line = "no retained data"
+        elif values.get("playing"):
+            line = f"playing message {values.get('playing_message')} at priority {values.get('playing_priority')}"
+        else:
+            line = "idle"
+        faults = [f for f in ("amplifier_fault", "line_fault", "on_battery") if values.get(f)]
+        out.print(f"{node} (zone {zone}): {state}; {line}; faults: {', '.join(faults) or 'none'}",
+                  highlight=False, markup=False)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -173,3 +174,124 @@ class CommandHandler:
         except Exception:  # noqa: BLE001
             log.exception("audit of command %s failed", rid)
         return reply
+
+
+# -- broadcast commands (``…/command/broadcast``, ``minegw broadcast``) ---------------------------
+class BroadcastCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(pattern=REQUEST_ID)
+    action: Literal["play", "stop", "volume"]
+    message: str | int | None = None
+    zones: list[str] = Field(min_length=1)
+    priority: Literal["emergency", "dispatcher", "routine"] | int | None = None
+    volume: int | None = Field(None, ge=0, le=100)
+    by: str = Field(min_length=1, description="who sends the command")
+    reason: str | None = None
+
+
+class BroadcastReply(BaseModel):
+    request_id: str | None
+    ok: bool
+    action: str | None = None
+    error: str | None = None
+    result: dict | None = Field(None, description="the BroadcastResult: per-node confirmed/failed, elapsed_ms")
+    ts: datetime = Field(default_factory=utcnow)
+
+
+async def handle_broadcast_payload(handler: CommandHandler, controller, payload: bytes,
+                                   source: str = "mqtt") -> BroadcastReply:
+    """Validate, authorise, rate-limit, run and audit one broadcast command (``controller``: BroadcastController)."""
+    try:
+        cmd = BroadcastCommand.model_validate_json(payload)
+    except ValidationError as exc:
+        return _broadcast_finish(handler, None, request_id_of(payload), source, False,
+                                 f"malformed command: {_first_error(exc)}")
+    why = None
+    if handler.cfg.allowed_users and cmd.by not in handler.cfg.allowed_users:
+        why = f"unauthorised: {cmd.by!r} may not send broadcast commands"
+    elif controller is None:
+        why = "this site has no broadcast: section"
+    else:
+        try:
+            controller.nodes_of(cmd.zones)
+            if cmd.action == "play":
+                if cmd.message is None:
+                    raise KeyError("play needs a message")
+                controller.message(cmd.message)
+        except KeyError as exc:
+            why = str(exc.args[0])
+        if why is None and cmd.action == "volume" and cmd.volume is None:
+            why = "volume needs a volume (0..100)"
+    if why is None:
+        bucket = handler._per_device.get("broadcast")
+        if bucket is None:
+            bucket = handler._per_device["broadcast"] = TokenBucket(handler.cfg.rate, handler.cfg.burst)
+        if not bucket.take():
+            why = f"rate limited: at most {handler.cfg.burst} broadcast commands at once, {handler.cfg.rate:g}/s"
+        elif not handler._global.take():
+            why = f"rate limited: at most {handler.cfg.global_rate:g} commands/s for the gateway"
+    if why:
+        return _broadcast_finish(handler, cmd, cmd.request_id, source, False, why)
+    try:
+        if cmd.action == "play":
+            result = await controller.play(cmd.message, cmd.zones, cmd.priority or "routine")
+        elif cmd.action == "stop":
+            result = await controller.stop(cmd.zones)
+        else:
+            result = await _set_volume(controller, cmd.zones, cmd.volume)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("broadcast %s failed", cmd.action)
+        return _broadcast_finish(handler, cmd, cmd.request_id, source, False, f"broadcast failed: {exc}")
+    error = None if result.ok else "not confirmed by " + ", ".join(
+        f"{n}: {r.reason}" for n, r in result.failed.items())
+    return _broadcast_finish(handler, cmd, cmd.request_id, source, result.ok, error,
+                             result.model_dump(mode="json"))
+
+
+async def _set_volume(controller, zones: list[str], volume: int):
+    from gateway.broadcast import BroadcastResult, NodeResult
+
+    started = time.monotonic()
+    results = {}
+    for node, zone in controller.nodes_of(zones).items():
+        adapter = controller.gateway.adapters.get(node)
+        if adapter is None:
+            results[node] = NodeResult(node=node, zone=zone, confirmed=False, reason="node disabled (no adapter)")
+            continue
+        r = await adapter.write("volume_setpoint", volume)
+        results[node] = NodeResult(node=node, zone=zone, confirmed=r.ok, reason=None if r.ok else r.error,
+                                   confirm_ms=round((time.monotonic() - started) * 1000, 1) if r.ok else None)
+    ok = all(r.confirmed for r in results.values())
+    return BroadcastResult(action="volume", zones=zones, nodes=results,
+                           elapsed_ms=round((time.monotonic() - started) * 1000, 1) if ok else None)
+
+
+def _broadcast_finish(handler: CommandHandler, cmd: BroadcastCommand | None, rid: str | None, source: str,
+                      ok: bool, error: str | None, result: dict | None = None) -> BroadcastReply:
+    ts = utcnow()
+    if handler._last_ts is not None and ts <= handler._last_ts:
+        ts = handler._last_ts + timedelta(microseconds=1)
+    handler._last_ts = ts
+    what = None
+    if cmd is not None:
+        what = f"{cmd.message if cmd.message is not None else cmd.volume if cmd.action == 'volume' else ''}" \
+               f" -> {','.join(cmd.zones)}"
+        if cmd.priority is not None:
+            what += f" ({cmd.priority})"
+    if ok:
+        handler.accepted += 1
+        log.warning("broadcast command %s: %s %s %s (%s)", rid, cmd.by, cmd.action, what,
+                    cmd.reason or "no reason given")
+    else:
+        handler.refused += 1
+        log.warning("broadcast command %s refused (by %s): %s", rid, cmd.by if cmd else "?", error)
+    entry = AuditEntry(request_id=rid, device="broadcast", signal=cmd.action if cmd else None, value=what,
+                       by=cmd.by if cmd else None, reason=cmd.reason if cmd else None, source=source,
+                       ok=ok, error=error, ts=ts)
+    try:
+        handler._audit(entry)
+    except Exception:  # noqa: BLE001
+        log.exception("audit of broadcast command %s failed", rid)
+    return BroadcastReply(request_id=rid, ok=ok, action=cmd.action if cmd else None, error=error,
+                          result=result, ts=ts)

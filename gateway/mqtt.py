@@ -132,6 +132,9 @@ class Topics:
     def command_write(self) -> str:
         return f"{self.prefix}/{self.site}/command/write"
 
+    def command_broadcast(self) -> str:
+        return f"{self.prefix}/{self.site}/command/broadcast"
+
     def command_reply(self, request_id: str) -> str:
         return f"{self.prefix}/{self.site}/command/reply/{request_id}"
 
@@ -201,6 +204,7 @@ class MqttSink:
         self._client.reconnect_delay_set(1, 30)
         self._ack_handler: Callable[[str, str], None] | None = None
         self._command_handler: Callable[[bytes, Callable], None] | None = None
+        self._broadcast_handler: Callable[[bytes, Callable], None] | None = None
         self.malformed_commands = 0  # commands without a request id or response topic: nowhere to reply
         for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish", "on_message"):
             setattr(self._client, name, getattr(self, f"_{name}"))
@@ -327,7 +331,11 @@ class MqttSink:
         the handler calls ``reply(CommandReply)`` once it knows the result."""
         self._command_handler = handler
 
-    def _on_command(self, message: paho.MQTTMessage) -> None:
+    def set_broadcast_handler(self, handler: Callable[[bytes, Callable], None]) -> None:
+        """Like :meth:`set_command_handler`, for ``…/command/broadcast`` (gateway/commands.py)."""
+        self._broadcast_handler = handler
+
+    def _on_command(self, message: paho.MQTTMessage, handler: Callable | None = None) -> None:
         from gateway.commands import request_id_of
 
         props = getattr(message, "properties", None)  # absent with MQTT 3.1.1
@@ -351,13 +359,16 @@ class MqttSink:
                 self._cond.notify()
 
         try:
-            self._command_handler(message.payload, reply)
+            (handler or self._command_handler)(message.payload, reply)
         except Exception:
             log.exception("MQTT: handling a command on %s failed", message.topic)
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         if message.topic == self.topics.command_write() and self._command_handler is not None:
             self._on_command(message)
+            return
+        if message.topic == self.topics.command_broadcast() and self._broadcast_handler is not None:
+            self._on_command(message, self._broadcast_handler)
             return
         if message.topic != self.topics.alarm_ack() or self._ack_handler is None:
             return
@@ -508,6 +519,8 @@ class MqttSink:
             client.subscribe(self.topics.alarm_ack(), qos=1)
         if self._command_handler is not None:
             client.subscribe(self.topics.command_write(), qos=1)
+        if self._broadcast_handler is not None:
+            client.subscribe(self.topics.command_broadcast(), qos=1)
         with self._send_lock:
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:

@@ -68,11 +68,12 @@ class Gateway:
         self._command_tasks: set[asyncio.Task] = set()
         self.commands = CommandHandler(site.commands, self.adapters, self._audit)
         self.broadcast = self.linkage = None
+        if site.broadcast is not None:  # broadcast commands (gateway/commands.py) and linkage
+            from gateway.broadcast import BroadcastController
+            self.broadcast = BroadcastController(site, self)
         if site.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
             from adapters.onvif.snapshots import SnapshotStore
-            from gateway.broadcast import BroadcastController
             from gateway.linkage import Linkage
-            self.broadcast = BroadcastController(site, self)
             self.linkage = Linkage(site.linkage, self.broadcast, self, SnapshotStore(site.snapshots))
 
     async def start(self) -> None:
@@ -82,6 +83,8 @@ class Gateway:
                 sink.set_ack_handler(self._ack_from_thread)
             if hasattr(sink, "set_command_handler"):  # device writes, likewise (gateway/commands.py)
                 sink.set_command_handler(self._command_from_thread)
+            if hasattr(sink, "set_broadcast_handler"):
+                sink.set_broadcast_handler(self._broadcast_from_thread)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
@@ -158,9 +161,18 @@ class Gateway:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn_command, payload, reply)
 
-    def _spawn_command(self, payload: bytes, reply: Callable[[CommandReply], None]) -> None:
+    def _broadcast_from_thread(self, payload: bytes, reply: Callable) -> None:
+        """A broadcast command (``…/command/broadcast``) from a sink's thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._spawn_command, payload, reply, True)
+
+    def _spawn_command(self, payload: bytes, reply: Callable[[CommandReply], None], broadcast: bool = False) -> None:
         async def run() -> None:
             try:
+                if broadcast:
+                    from gateway.commands import handle_broadcast_payload
+                    reply(await handle_broadcast_payload(self.commands, self.broadcast, payload))
+                    return
                 reply(await self.commands.handle_payload(payload))
             except Exception:  # noqa: BLE001
                 log.exception("handling a write command failed")

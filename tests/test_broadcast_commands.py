@@ -1,0 +1,102 @@
+"""Broadcast commands: ``minegw broadcast`` → real Mosquitto → gateway → simulated broadcast nodes, audited."""
+import asyncio
+import json
+import sys
+import uuid
+
+import pytest
+
+from gateway.config import parse_site
+from gateway.mqtt import MqttSink
+from gateway.runtime import Gateway
+from simulators.site import SiteSimulator
+from tests.test_broadcast import HOST, NODES
+from tests.util import free_port
+
+
+class Audit:
+    def __init__(self):
+        self.entries = []
+
+    async def start(self): ...
+
+    async def stop(self): ...
+
+    def on_reading(self, device, reading): ...
+
+    def on_state(self, device, state): ...
+
+    def on_command_audit(self, entry):
+        self.entries.append(entry)
+
+
+@pytest.fixture
+async def running(mosquitto, tmp_path):
+    prefix = f"bc-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    raw = {
+        "site": {"id": "s1"},
+        "areas": [{"id": "face-1", "kind": "longwall_face"}, {"id": "main", "kind": "roadway"}],
+        "devices": [{"adapter": "modbus", "id": node, "area": "face-1" if i < 2 else "main", "host": HOST,
+                     "port": port, "unit_id": i + 1, "profile": "broadcast_node", "poll_interval": 0.2,
+                     "timeout": 1.0} for i, node in enumerate(NODES)],
+        "broadcast": {"zones": [{"id": "face", "nodes": ["bn-1", "bn-2"]}, {"id": "belt", "nodes": ["bn-3"]},
+                                {"id": "escape-intake", "nodes": ["bn-4"], "escape_route": True}],
+                      "confirm_timeout": 2.0},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
+        "commands": {"allowed_users": ["alice"]},
+    }
+    site = parse_site(raw)
+    config = tmp_path / "site.yaml"
+    config.write_text(json.dumps(raw))  # JSON is YAML
+    audit = Audit()
+    async with SiteSimulator(site, onvif_discovery_port=None) as sim:
+        async with Gateway(site, [MqttSink(site.mqtt, site), audit]) as gw:
+            await asyncio.sleep(0.5)
+            yield sim, gw, audit, config
+
+
+async def minegw(config, *args):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "broadcast", *args[:1], "--config", str(config), *args[1:],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    return proc.returncode, out.decode() + err.decode()
+
+
+async def test_minegw_broadcast_play_stop_refuse_and_audit(running):
+    sim, gw, audit, config = running
+    rc, out = await minegw(config, "play", "evacuation", "--zone", "face", "--priority", "emergency", "--by", "alice")
+    assert rc == 0, out
+    assert "all confirmed" in out and "bn-1" in out and "bn-2" in out
+    for node in ("bn-1", "bn-2"):
+        v = sim.simulator(node).current_values()
+        assert (v["playing"], v["playing_message"], v["playing_priority"]) == (True, 1, 3)
+    assert not sim.simulator("bn-3").current_values()["playing"]
+
+    rc, out = await minegw(config, "play", "evacuation", "--zone", "nowhere", "--by", "alice")
+    assert rc != 0 and "unknown broadcast zone 'nowhere'" in out, out
+    rc, out = await minegw(config, "play", "no-such-message", "--zone", "face", "--by", "alice")
+    assert rc != 0 and "unknown message" in out, out
+    rc, out = await minegw(config, "stop", "--zone", "face", "--by", "mallory")
+    assert rc != 0 and "unauthorised" in out, out
+    assert sim.simulator("bn-1").current_values()["playing"]
+
+    rc, out = await minegw(config, "status")
+    assert rc == 0 and "bn-1 (zone face)" in out and "playing message 1 at priority 3" in out, out
+
+    rc, out = await minegw(config, "stop", "--zone", "face", "--by", "alice")
+    assert rc == 0, out
+    assert not any(sim.simulator(n).current_values()["playing"] for n in ("bn-1", "bn-2"))
+
+    got = [(e.device, e.signal, e.by, e.ok) for e in audit.entries]
+    assert got == [("broadcast", "play", "alice", True), ("broadcast", "play", "alice", False),
+                   ("broadcast", "play", "alice", False), ("broadcast", "stop", "mallory", False),
+                   ("broadcast", "stop", "alice", True)]
+
+    from gateway.commands import handle_broadcast_payload
+    cmd = {"request_id": "v-1", "action": "volume", "zones": ["belt"], "volume": 40, "by": "alice"}
+    reply = await handle_broadcast_payload(gw.commands, gw.broadcast, json.dumps(cmd).encode())
+    assert reply.ok and reply.result["nodes"]["bn-3"]["confirmed"], reply
+    bad = await handle_broadcast_payload(gw.commands, gw.broadcast, b'{"request_id": "v-2", "action": "loud"}')
+    assert not bad.ok and bad.request_id == "v-2" and "malformed" in bad.error
