@@ -27,6 +27,7 @@ from pymodbus.simulator.simutils import SimUtils
 from adapters.modbus.profile import Point, Profile, Table, load_profile
 
 from simulators.faults import FaultError, FaultHolder
+from simulators.lifecycle import FaultFollowingServer
 
 from .dynamics import FaultParams, NoParams, make_model
 
@@ -275,7 +276,7 @@ async def _no_such_unit(*_request: Any) -> ExcCodes:
 
 
 # -- one TCP endpoint ---------------------------------------------------------------------
-class ModbusSimServer:
+class ModbusSimServer(FaultFollowingServer):
     """One host:port serving one ``SimDevice`` per unit id.
 
     The port closes (connection refused) while every unit on it is ``offline``, and
@@ -293,9 +294,7 @@ class ModbusSimServer:
         self.host, self.port = host, port
         self.simulators = list(simulators)
         self._server: ModbusTcpServer | None = None
-        self._wanted = False
-        self._lock = asyncio.Lock()
-        self._pending: set[asyncio.Task] = set()
+        super().__init__()
         for sim in self.simulators:
             sim.subscribe(self._fault_changed)
 
@@ -306,42 +305,18 @@ class ModbusSimServer:
     def listening(self) -> bool:
         return self._server is not None
 
-    async def start(self) -> None:
-        """Listen (unless every unit is offline). Raises OSError if the port cannot be bound."""
-        self._wanted = True
-        await self._sync()
-
-    async def stop(self) -> None:
-        self._wanted = False
-        await self.settled()
-        await self._sync()
-
-    async def settled(self) -> None:
-        """Wait until the port state follows the latest ``offline`` changes."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
     def _fault_changed(self, _sim: DeviceSimulator) -> None:
-        if not self._wanted:
-            return  # start() looks at the faults anyway
-        task = asyncio.get_running_loop().create_task(self._sync_logged())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._schedule()
 
-    async def _sync_logged(self) -> None:
-        try:
-            await self._sync()
-        except OSError as exc:
-            log.error("%s", exc)
+    def _all_offline(self) -> bool:
+        return all(s.offline for s in self.simulators)
 
-    async def _sync(self) -> None:
-        async with self._lock:
-            online = self._wanted and not all(s.offline for s in self.simulators)
-            if online and self._server is None:
-                self._server = await self._listen()
-            elif not online and self._server is not None:
-                server, self._server = self._server, None
-                await server.shutdown()  # closes the listening socket and every connection
+    async def _open(self) -> None:
+        self._server = await self._listen()
+
+    async def _shut(self) -> None:
+        server, self._server = self._server, None
+        await server.shutdown()  # closes the listening socket and every connection
 
     async def _listen(self) -> ModbusTcpServer:
         devices = [s.sim_device() for s in self.simulators]

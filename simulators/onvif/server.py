@@ -9,17 +9,16 @@ camera's clock) needs a valid WS-Security UsernameToken; a bad one gets the SOAP
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import isodate
 from aiohttp import web
 
+from simulators.lifecycle import FaultFollowingServer
 from simulators.modbus.dynamics import FaultParams
 
 from . import responses
@@ -36,7 +35,7 @@ MAX_PULL_WAIT_S = 60.0
 Handler = Callable[[Request, str | None], Awaitable[str]]
 
 
-class OnvifSimServer:
+class OnvifSimServer(FaultFollowingServer):
     """Serves ``camera`` on ``http://host:port`` (``port`` 0: a free one, kept across offline spells).
 
     ``bind_host`` overrides the address listened on (the URLs the camera hands out keep ``host``).
@@ -46,9 +45,7 @@ class OnvifSimServer:
                  bind_host: str | None = None):
         self.camera, self.host, self.port, self.bind_host = camera, host, port, bind_host
         self._runner: web.AppRunner | None = None
-        self._wanted = False
-        self._lock = asyncio.Lock()
-        self._pending: set[asyncio.Task] = set()
+        super().__init__()
         self.answers: deque[tuple[str, int, bytes]] = deque(maxlen=500)  # (operation, HTTP status, body): for tests
         self._services: dict[str, dict[str, Handler]] = {
             "device_service": {"GetSystemDateAndTime": self._date_time, "GetDeviceInformation": self._information,
@@ -77,43 +74,16 @@ class OnvifSimServer:
         return self._runner is not None
 
     # -- life cycle -------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Listen (unless the camera is offline). Raises OSError if the port cannot be bound."""
-        self._wanted = True
-        await self._sync()
-
-    async def stop(self) -> None:
-        self._wanted = False
-        await self.settled()
-        await self._sync()
-
-    async def settled(self) -> None:
-        """Wait until the port follows the latest ``offline`` changes."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def __aenter__(self) -> OnvifSimServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: Any) -> None:
-        await self.stop()
-
     def _fault_changed(self, _camera: CameraSimulator, fault: str, _params: FaultParams | None) -> None:
-        if fault != "offline" or not self._wanted:
-            return
-        task = asyncio.get_running_loop().create_task(self._sync())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        if fault == "offline":
+            self._schedule()
 
-    async def _sync(self) -> None:
-        async with self._lock:
-            online = self._wanted and not self.camera.offline
-            if online and self._runner is None:
-                await self._open()
-            elif not online and self._runner is not None:
-                runner, self._runner = self._runner, None
-                await runner.cleanup()  # open connections (a waiting PullMessages) are cut too
+    def _all_offline(self) -> bool:
+        return self.camera.offline
+
+    async def _shut(self) -> None:
+        runner, self._runner = self._runner, None
+        await runner.cleanup()  # open connections (a waiting PullMessages) are cut too
 
     async def _open(self) -> None:
         app = web.Application()

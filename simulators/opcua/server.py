@@ -51,6 +51,7 @@ from adapters.opcua.nodemap import DataType, NodeMap, Signal
 from adapters.opcua.tools import make_certificate
 from simulators.modbus.dynamics import FaultParams, NoParams
 from simulators.faults import FaultError, FaultHolder
+from simulators.lifecycle import FaultFollowingServer
 
 from .longwall import FaceParams, LongwallModel
 
@@ -345,7 +346,7 @@ def _install_user_certificates(server: Server, trusted: dict[bytes, str]) -> Non
 
 
 # -- one endpoint -------------------------------------------------------------------------
-class OpcUaSimServer:
+class OpcUaSimServer(FaultFollowingServer):
     """One ``opc.tcp://host:port`` serving ``faces``, updated every ``update_interval`` seconds.
 
     ``users`` (name → password) may log in; anonymous sessions are allowed unless
@@ -382,9 +383,7 @@ class OpcUaSimServer:
         self._nodes: dict[str, ua.NodeId] = {}  # "device/signal" → node id
         self._written: dict[str, Served] = {}
         self._updates: asyncio.Task | None = None
-        self._wanted = False
-        self._lock = asyncio.Lock()
-        self._pending: set[asyncio.Task] = set()
+        super().__init__()
         self.starts = 0  # how often the server came up (restarts + 1)
         for face in faces:
             face.subscribe(self._fault_changed)
@@ -401,16 +400,6 @@ class OpcUaSimServer:
         return self.certificate_dir / "server.der"
 
     # -- life cycle -----------------------------------------------------------------------
-    async def start(self) -> None:
-        """Listen (unless every face is offline). Raises OSError if the port cannot be bound."""
-        self._wanted = True
-        await self._sync()
-
-    async def stop(self) -> None:
-        self._wanted = False
-        await self.settled()
-        await self._sync()
-
     async def restart(self, downtime: float = 0.0) -> None:
         """Stop and start again on the same port: every session and subscription is lost."""
         async with self._lock:
@@ -419,45 +408,19 @@ class OpcUaSimServer:
             if self._wanted and not self._all_offline():
                 await self._open()
 
-    async def settled(self) -> None:
-        """Wait until the server follows the latest fault changes (offline, restart)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def __aenter__(self) -> OpcUaSimServer:
-        await self.start()
-        return self
-
     async def __aexit__(self, *_exc: Any) -> None:
-        await self.stop()
+        await super().__aexit__()
         if self._tmp is not None:
             self._tmp.cleanup()
 
     def _fault_changed(self, _face: FaceSimulator, fault: str, params: FaultParams | None) -> None:
-        if not self._wanted or fault not in ("offline", "restart"):
-            return
-        work = self.restart(params.downtime) if isinstance(params, RestartParams) else self._sync()
-        task = asyncio.get_running_loop().create_task(self._logged(work))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    @staticmethod
-    async def _logged(work) -> None:
-        try:
-            await work
-        except OSError as exc:
-            log.error("%s", exc)
+        if isinstance(params, RestartParams):
+            self._schedule(self.restart(params.downtime))
+        elif fault == "offline":
+            self._schedule()
 
     def _all_offline(self) -> bool:
         return all(f.offline for f in self.faces)
-
-    async def _sync(self) -> None:
-        async with self._lock:
-            online = self._wanted and not self._all_offline()
-            if online and self.server is None:
-                await self._open()
-            elif not online and self.server is not None:
-                await self._shut()
 
     async def _open(self) -> None:
         """A fresh server process, as far as clients can tell: new sessions, new subscriptions."""
