@@ -58,7 +58,7 @@ from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site
 from gateway.errors import UserError
 from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_line, check_name, reading_lines,
                                             state_line, timestamp_ns)
-from gateway.historian.sink import HistorianSink
+from gateway.historian.sink import HistorianSink, Row
 from gateway.logutil import ThrottledWarning
 from gateway.messages import DataMessage, GatewayAlarmMessage, StateMessage
 from gateway.model import DeviceState, GatewayAlarm, Reading, Sample
@@ -144,13 +144,13 @@ class Refused(Exception):
         self.reason = reason
 
 
-RESERVED_MEASUREMENTS = frozenset({"device_state", "gateway_health", "gateway_alarm", "minegw_probe"})
+RESERVED_MEASUREMENTS = frozenset({"device_state", "device_health", "gateway_health", "gateway_alarm",
+                                   "minegw_probe"})
 RESERVED_AREAS = frozenset({"gateway", "command"})  # gateway topics; the command namespace (docs/deploy.md)
 _SITE_OR_AREA = re.compile(_ID)
 _DEVICE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
-Row = tuple[float, str]  # (sample time, line), what the buffer takes
 
 
 def _check_int(value: Any, what: str) -> None:
@@ -268,15 +268,15 @@ class _IngestSink(HistorianSink):
     """:class:`HistorianSink` fed from MQTT: rows come with the acknowledgement of their message, which is
     sent once they are committed to the buffer file (not before: a kill -9 then loses nothing).
 
-    Hooks into the sink's commit step (``_commit``, ``_pending``, ``buffered``); everything after the
-    buffer (drain, retries, dead letters, disk budget, health line) is the sink's own.
+    Extends the sink's commit step (``commit``, fed with ``put_lines``); everything after the buffer
+    (drain, retries, dead letters, disk budget, health line) is the sink's own.
     """
 
     def __init__(self, cfg: HistorianConfig, site: SiteConfig, acknowledge: Callable[[list[_Ack]], None],
                  counters: Callable[[], dict[str, int]], writer=None):
         super().__init__(cfg, site, writer=writer)
         self._inbox: deque[tuple[list[Row], _Ack]] = deque()  # appended by paho's thread, taken by the loop
-        self._to_ack: list[_Ack] = []  # messages whose rows are in _pending
+        self._to_ack: list[_Ack] = []  # messages whose rows are queued for the next commit
         self._acknowledge = acknowledge
         self._counters = counters
 
@@ -284,19 +284,18 @@ class _IngestSink(HistorianSink):
         """Any thread. An empty ``rows`` (a refused message) is acknowledged with the next commit, in order."""
         self._inbox.append((rows, ack))
 
-    async def _commit(self) -> None:
+    async def commit(self) -> bool:
         while self._inbox:
             rows, ack = self._inbox.popleft()
-            self._pending.extend(rows)
+            self.put_lines(rows)
             self._to_ack.append(ack)
         acks, self._to_ack = self._to_ack, []
-        had_rows, before = bool(self._pending), self.buffered
-        await super()._commit()
-        if had_rows and self.buffered == before:  # the buffer file refused the commit: the rows wait in memory
+        if not await super().commit():  # the buffer file refused the commit: the rows wait in memory
             self._to_ack[:0] = acks
-            return
+            return False
         if acks:
             self._acknowledge(acks)
+        return True
 
     @property
     def unacknowledged(self) -> int:
@@ -378,7 +377,7 @@ class IngestWorker:
         # Let the buffer reach InfluxDB (bounded), with the final counters: a worker stopped for good leaves
         # nothing behind. What is left stays in the buffer file for the next start.
         committed = self.sink.buffered
-        self.sink._put_health()
+        self.sink.put_health()
         deadline = time.monotonic() + self.cfg.ingest.stop_timeout
         while time.monotonic() < deadline and not self._drained(committed):
             await asyncio.sleep(0.05)

@@ -72,6 +72,7 @@ class Reading(BaseModel):
     ts: datetime  # when the poll started
     poll_ms: float  # how long the poll took
     samples: list[Sample]
+    derived: bool = False  # computed in the gateway (gateway/derived/), not read from the device: not a poll
 
 
 class WriteResult(BaseModel):

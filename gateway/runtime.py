@@ -78,6 +78,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._share_health()
         for sink in self.sinks:
             if hasattr(sink, "set_ack_handler"):  # acknowledgements arrive on the sink's own thread
                 sink.set_ack_handler(self._ack_from_thread)
@@ -91,6 +92,14 @@ class Gateway:
             await adapter.start()
         watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks if hasattr(s, "health")]
         self._watch_task = asyncio.create_task(self._watch_drops(watches), name="drop-watch")
+
+    def _share_health(self) -> None:
+        """Sinks that record health (the historian's ``gateway_health``) also record the other sinks' counters."""
+        for sink in self.sinks:
+            if hasattr(sink, "add_health_source"):
+                for other in self.sinks:
+                    if other is not sink and hasattr(other, "health"):
+                        sink.add_health_source(other.name, other.health)
 
     async def stop(self) -> None:
         if self._watch_task:

@@ -16,6 +16,8 @@ class Sink(Protocol):
     without it do not receive inventories. ``on_alarm_event(event)`` receives every transition
     of a device alarm (:class:`gateway.alarms.AlarmEvent`); ``set_ack_handler(handler)``, called
     before ``start``, gives a sink that takes acknowledgements ``handler(alarm, by)`` (thread-safe).
+    ``add_health_source(prefix, health)``: a sink that records health (the historian's
+    ``gateway_health``) is given every other sink's ``health`` before ``start``, to record it too.
     """
 
     name: str

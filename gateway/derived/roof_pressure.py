@@ -130,7 +130,7 @@ class RoofPressureMetrics:
             return None
         samples.append(Sample(signal="supports_below_setting", value=self.below_setting(), unit="",
                               ts=reading.ts))
-        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, samples=samples)
+        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, samples=samples, derived=True)
 
     def below_setting(self) -> int:
         return sum(1 for setting in self.latest_setting.values() if setting < self.cfg.required_setting_mpa)

@@ -1,4 +1,4 @@
-"""The historian schema as code: readings, device states and gateway health as InfluxDB line protocol.
+"""The historian schema as code: readings, device states, device and gateway health as InfluxDB line protocol.
 
 One point per reading in measurement ``<kind>`` (shearer, belt_conveyor, …) with tags
 ``site``, ``area``, ``device`` and one field per sample:
@@ -163,6 +163,16 @@ def health_line(site: str, gateway: str, counters: Mapping[str, int | float | bo
     if line is None:
         raise ValueError("health_line needs at least one counter with a finite value")
     return line
+
+
+def device_health_line(site: str, area: str, device: str, fields: Mapping[str, Value], ts: datetime) -> str:
+    """One device's poll health over a health interval in measurement ``device_health``, stamped with the tick.
+
+    Fields (:class:`gateway.historian.device_health.DeviceHealth`): ``polls``, ``failed_polls``,
+    ``samples_not_good`` (integers); ``poll_ms_mean``, ``poll_ms_max`` (floats, absent when no reading
+    of the interval had a poll time).
+    """
+    return point("device_health", {"site": site, "area": area, "device": device}, fields, ts)
 
 
 def alarm_line(site: str, gateway: str, alarm: GatewayAlarm) -> str:

@@ -5,6 +5,13 @@ A commit task hands that list to the buffer every ``COMMIT_INTERVAL_S`` (one
 transaction, one fsync); a drain task takes batches from the buffer and awaits
 ``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
 so the loop never waits on SQLite or the disk. See docs/historian.md.
+
+Every health tick writes ``gateway_health`` (this sink's counters, and those of the sources
+given to ``add_health_source``, e.g. the MQTT sink's) and ``device_health`` (poll health per
+device over the interval, :class:`gateway.historian.device_health.DeviceHealth`).
+
+Subclasses feeding lines of their own (gateway/ingest.py) use ``put_lines`` and may extend
+``commit``: the step that hands the lines so far to the buffer file.
 """
 from __future__ import annotations
 
@@ -12,23 +19,30 @@ import asyncio
 import logging
 import random
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from adapters.base import DeviceConfig
 from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, command_audit_line, health_line, inventory_line,
-                                           linkage_line,
+from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
+                                           device_health_line, health_line, inventory_line, linkage_line,
                                            reading_lines, state_line)
 from gateway.logutil import ThrottledWarning
-from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
+from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, Value, utcnow
 
 log = logging.getLogger(__name__)
+
+Row = tuple[float, str]  # (sample time, line): what the buffer takes
+HealthSource = Callable[[], "Mapping[str, object] | BaseModel"]
 
 
 class _Backoff:
@@ -65,7 +79,9 @@ class HistorianSink:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="historian-db")
         self._buffer: DurableBuffer | None = None
         self._stats: BufferStats | None = None  # refreshed off the loop, so health() never touches SQLite
-        self._pending: list[tuple[float, str]] = []  # (sample time, line), not committed yet
+        self._pending: list[Row] = []  # not committed yet
+        self._device_health = DeviceHealth()  # poll health per device since the last health tick
+        self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
         self._tasks: list[asyncio.Task] = []
         self._backoff = _Backoff(*self.BACKOFF_S)
         self._connected = False
@@ -77,6 +93,8 @@ class HistorianSink:
                                          "last warning ({detail}); retrying")
         self._refusals = ThrottledWarning(log, "Historian: InfluxDB refused {count} line(s) since the last warning, "
                                     "kept in the buffer's dead letters for a replay: {detail}")
+        self._source_failures = ThrottledWarning(log, "Historian: {count} health source(s) failed since the last "
+                                                      "warning, their counters left out of gateway_health: {detail}")
 
     # ---- Sink interface (asyncio loop; never blocks) ----
 
@@ -94,12 +112,12 @@ class HistorianSink:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._buffer is not None:  # else start() failed: nothing was buffered
-            self._put_health()
-            await self._commit()
+            self.put_health()
+            await self.commit()
             await self._in_db(self._buffer.close)
         self._db.shutdown(wait=False)  # nothing left: close() was its last job
         await self._writer.close()
-        for throttled in (self._store_failures, self._read_failures, self._refusals):
+        for throttled in (self._store_failures, self._read_failures, self._refusals, self._source_failures):
             throttled.flush(force=True)
         if self._pending:
             log.error("Historian: stopped with %d lines that could not be stored", len(self._pending))
@@ -108,6 +126,7 @@ class HistorianSink:
         ts = reading.ts.timestamp()
         for line in reading_lines(self.site_id, device.area, device.equipment_kind, reading):
             self._pending.append((ts, line))
+        self._device_health.add(device.area, reading)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         self._pending.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
@@ -142,30 +161,69 @@ class HistorianSink:
             "dead_letters": stats.dead_letters, "connected": self._connected,
         }
 
+    def add_health_source(self, prefix: str, health: HealthSource) -> None:
+        """Write another component's counters into ``gateway_health`` too, as ``<prefix>_<counter>``.
+
+        ``health()`` returns a mapping or a pydantic model (the MQTT sink's ``GatewayHealth``); it is
+        called on the event loop at every health tick. Only its numbers and booleans are kept (not
+        ``site``, ``gateway``, ``ts``). The same prefix again replaces the source.
+        """
+        check_name(prefix)
+        self._health_sources[prefix] = health
+
+    def _source_counters(self) -> dict[str, Value]:
+        counters: dict[str, Value] = {}
+        for prefix, health in self._health_sources.items():
+            try:
+                values = health()
+                if isinstance(values, BaseModel):
+                    values = values.model_dump()
+                counters.update({f"{prefix}_{name}": value for name, value in values.items()
+                                 if isinstance(value, (bool, int, float))})
+            except Exception as exc:  # noqa: BLE001 - another sink's bug must not cost the historian its health
+                self._source_failures.add(detail=f"{prefix}: {type(exc).__name__}: {exc}")
+        return counters
+
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval)
             await self._refresh_stats()
-            self._put_health()
+            self.put_health()
 
-    def _put_health(self) -> None:
-        """The health counters go through the buffer too: the historian keeps them, outages included."""
+    def put_health(self) -> None:
+        """Queue ``gateway_health`` and the interval's ``device_health`` points, stamped now.
+
+        They go through the buffer too: the historian keeps them, outages included.
+        """
         now = utcnow()
-        self._pending.append((now.timestamp(), health_line(self.site_id, self.gateway_id, self.health(), now)))
+        ts = now.timestamp()
+        counters = {**self._source_counters(), **self.health()}
+        self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
+        for area, device, fields in self._device_health.take():
+            self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
 
     async def _refresh_stats(self) -> None:
         self._stats = await self._in_db(self._buffer.stats)
 
     # ---- into the buffer ----
 
+    def put_lines(self, rows: Iterable[Row]) -> None:
+        """Queue ready-made lines, as (sample time, line), for the next commit."""
+        self._pending.extend(rows)
+
     async def _commit_loop(self) -> None:
         while True:
             await asyncio.sleep(self.COMMIT_INTERVAL_S)
-            await self._commit()
+            await self.commit()
 
-    async def _commit(self) -> None:
+    async def commit(self) -> bool:
+        """Hand the lines queued so far to the buffer file (one transaction); every ``COMMIT_INTERVAL_S``.
+
+        True when they are on disk (or there were none); False when the file refused them: they
+        wait in memory for the next commit.
+        """
         if not self._pending:
-            return
+            return True
         rows, self._pending = self._pending, []
         try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
             await asyncio.shield(self._in_db(self._buffer.put, rows))
@@ -173,8 +231,9 @@ class HistorianSink:
             self._pending[:0] = rows
             self._store_failures.add(detail=str(exc))
             self._trim_pending()
-            return
+            return False
         self.buffered += len(rows)
+        return True
 
     def _trim_pending(self) -> None:
         excess = len(self._pending) - self.PENDING_LIMIT
