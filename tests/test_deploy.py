@@ -769,11 +769,11 @@ def test_shipped_files_fit_together(tmp_path, monkeypatch):
     needed = set(re.findall(r"\$\{(\w+)(?::\?[^}]*)?\}", text)) | set(re.findall(r"\$\{(\w+):\?", text))
     assert needed <= env_example, f"not in env.example: {needed - env_example}"
     grafana_env = services["grafana"]["environment"]
-    datasource = yaml.safe_load((SURFACE / "grafana/provisioning/datasources/influxdb.yaml").read_text())
-    for var in re.findall(r"\$\{(\w+)\}", (SURFACE / "grafana/provisioning/datasources/influxdb.yaml").read_text()):
+    datasource = yaml.safe_load((SURFACE / "../grafana/provisioning/datasources/influxdb.yaml").read_text())
+    for var in re.findall(r"\$\{(\w+)\}", (SURFACE / "../grafana/provisioning/datasources/influxdb.yaml").read_text()):
         assert var in grafana_env, f"grafana provisioning uses {var}, compose does not pass it"
     assert datasource["datasources"][0]["uid"] == "minegw-influxdb"
-    provider = yaml.safe_load((SURFACE / "grafana/provisioning/dashboards/minegw.yaml").read_text())
+    provider = yaml.safe_load((SURFACE / "../grafana/provisioning/dashboards/minegw.yaml").read_text())
     path = provider["providers"][0]["options"]["path"]
     assert any(v.endswith(":" + path + ":ro") for v in services["grafana"]["volumes"])
 

@@ -1,0 +1,79 @@
+"""Longwall face: the signature views (shearer position along the face against time, leg
+pressure of every support as a bar chart coloured against setting and yield pressure), the
+shearer's motors, hydraulics and methane, and the armoured face conveyor."""
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from dashboards.common import (LEG_PRESSURE_COLOURS, SETTING_MPA, UID_ALARMS, UID_LONGWALL, UID_ROOF, YIELD_MPA,
+                               dashed_thresholds, link_to, new_dashboard, query, stat_panel, status_timeline, support_bars, thresholds,
+                               timeseries_by_device, variables, where)
+
+METHANE_STEPS = thresholds((None, "green"), (1.0, "orange"), (1.5, "red"))  # alarm / power cut (AQ 1029)
+MOTOR_TEMPERATURE_STEPS = thresholds((None, "green"), (135, "orange"), (155, "red"))  # alarm / trip
+
+
+def leg_pressure_bars(leg: str):
+    """The latest pressure of every support's ``leg`` leg, coloured against setting and yield pressure."""
+    return (support_bars(f"{leg.capitalize()} leg pressure by support", f"{leg}_leg_pressure",
+                         colours=LEG_PRESSURE_COLOURS,
+                         description=f"Grey: lowered to advance; orange: below the setting pressure "
+                                     f"({SETTING_MPA:g} MPa); green: set; red: at the yield valve "
+                                     f"({YIELD_MPA:g} MPa and over)")
+            .min(0).max(60).data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
+
+
+def build() -> dashboard.Dashboard:
+    board = new_dashboard(UID_LONGWALL, "minegw · Longwall face",
+                          "Shearer, supports and face conveyor of a longwall face", variables("shearer", device=False))
+    board.with_row(dashboard.Row("Face"))
+    board.with_panel(timeseries_by_device("Shearer position (support number)", "shearer", "support_number",
+                                          fn="last", width=16, height=9, device=False,
+                                          description="Where the shearer cuts along the face: the position curve")
+                     .min(0).line_width(2).fill_opacity(0))
+    board.with_panel(stat_panel("Supports below setting pressure",
+                                query(f'SELECT last("supports_below_setting") AS "supports" FROM "roof_pressure" '
+                                      f'{where(device=False)}'),
+                                width=8, height=9, description=f"Supports whose latest setting load was below "
+                                                               f"{SETTING_MPA:g} MPa")
+                     .thresholds(thresholds((None, "green"), (1, "orange"), (5, "red"))).graph_mode("area")
+                     .data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
+    board.with_panel(leg_pressure_bars("front"))
+    board.with_panel(leg_pressure_bars("rear"))
+    board.with_panel(status_timeline("Equipment status", "shearer", "face_conveyor", device=False)
+                     .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}")]))
+
+    board.with_row(dashboard.Row("Shearer"))
+    board.with_panel(timeseries_by_device("Cutting and haulage motor currents", "shearer", "left_cutting_current",
+                                          "right_cutting_current", "haulage_current", unit="amp", device=False))
+    board.with_panel(timeseries_by_device("Motor temperatures", "shearer", "left_cutting_temperature",
+                                          "right_cutting_temperature", "haulage_temperature", unit="celsius",
+                                          device=False, description="Alarm about 135 °C, trip about 155 °C")
+                     .thresholds(MOTOR_TEMPERATURE_STEPS).thresholds_style(dashed_thresholds()))
+    board.with_panel(timeseries_by_device("Haulage speed and drum heights", "shearer", "haulage_speed",
+                                          "left_drum_height", "right_drum_height", device=False,
+                                          description="Haulage speed in m/min, drum heights in cm"))
+    board.with_panel(timeseries_by_device("Hydraulics and cooling water", "shearer", "hydraulic_pressure",
+                                          "cooling_water_pressure", "cooling_water_flow", device=False,
+                                          description="Pressures in MPa, flow in L/min"))
+    board.with_panel(timeseries_by_device("Methane on the shearer", "shearer", "methane", fn="max",
+                                          unit="percent", device=False,
+                                          description="Alarm 1.0 %, power cut 1.5 % (AQ 1029)")
+                     .thresholds(METHANE_STEPS).thresholds_style(dashed_thresholds()))
+    board.with_panel(timeseries_by_device("Pitch and roll", "shearer", "pitch", "roll", unit="degree",
+                                          device=False))
+
+    board.with_row(dashboard.Row("Face conveyor"))
+    board.with_panel(timeseries_by_device("Drive currents", "face_conveyor", "head_current", "tail_current",
+                                          unit="amp", device=False))
+    board.with_panel(timeseries_by_device("Drive power", "face_conveyor", "head_power", "tail_power",
+                                          unit="kwatt", device=False))
+    board.with_panel(timeseries_by_device("Chain speed and tension", "face_conveyor", "chain_speed", "chain_tension",
+                                          device=False, description="Speed in m/s, tension in kN"))
+    board.with_panel(timeseries_by_device("Gearbox oil and bearing temperatures", "face_conveyor",
+                                          "gearbox_oil_temperature", "bearing_temperature", unit="celsius",
+                                          device=False))
+    board.with_panel(timeseries_by_device("Crusher vibration", "face_conveyor", "crusher_vibration",
+                                          unit="velocitymms", fn="max", device=False))
+    return board
+

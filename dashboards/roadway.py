@@ -1,0 +1,40 @@
+"""Roadway driving (掘进): the roadheader's motors, oil, pressures, boom and methane at the heading."""
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from dashboards.common import (UID_ALARMS, UID_ROADWAY, UID_VIDEO, dashed_thresholds, link_to, new_dashboard,
+                               status_timeline, thresholds, timeseries_by_device, variables)
+from dashboards.longwall import METHANE_STEPS, MOTOR_TEMPERATURE_STEPS
+
+OIL_TEMPERATURE_STEPS = thresholds((None, "green"), (70, "orange"))  # alarm about 70 °C
+
+
+def build() -> dashboard.Dashboard:
+    board = new_dashboard(UID_ROADWAY, "minegw · Roadway driving",
+                          "Roadheaders at the heading faces", variables("roadheader"))
+    board.with_panel(status_timeline("Roadheader status", "roadheader")
+                     .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}"),
+                                  link_to(UID_VIDEO, "Cameras of ${area}", area="${area}")]))
+    board.with_row(dashboard.Row("Motors"))
+    board.with_panel(timeseries_by_device("Cutting and pump motor currents", "roadheader", "cutting_current",
+                                          "pump_current", unit="amp"))
+    board.with_panel(timeseries_by_device("Cutting and pump motor temperatures", "roadheader", "cutting_temperature",
+                                          "pump_temperature", unit="celsius")
+                     .thresholds(MOTOR_TEMPERATURE_STEPS).thresholds_style(dashed_thresholds()))
+    board.with_row(dashboard.Row("Hydraulics"))
+    board.with_panel(timeseries_by_device("Oil temperature", "roadheader", "oil_temperature", unit="celsius",
+                                          width=8, description="Alarm about 70 °C")
+                     .thresholds(OIL_TEMPERATURE_STEPS).thresholds_style(dashed_thresholds()))
+    board.with_panel(timeseries_by_device("Oil level", "roadheader", "oil_level", unit="percent", width=8))
+    board.with_panel(timeseries_by_device("System and spray water pressure", "roadheader", "system_pressure",
+                                          "spray_water_pressure", unit="pressurempa", width=8))
+    board.with_row(dashboard.Row("Machine"))
+    board.with_panel(timeseries_by_device("Methane at the heading", "roadheader", "methane", fn="max",
+                                          unit="percent", width=8, description="Alarm 1.0 %, power cut 1.5 %")
+                     .thresholds(METHANE_STEPS).thresholds_style(dashed_thresholds()))
+    board.with_panel(timeseries_by_device("Boom angles", "roadheader", "boom_horizontal_angle",
+                                          "boom_vertical_angle", unit="degree", width=8))
+    board.with_panel(timeseries_by_device("Travel speed and supply voltage", "roadheader", "travel_speed",
+                                          "supply_voltage", width=8, description="m/min; V"))
+    return board
