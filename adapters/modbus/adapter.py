@@ -4,13 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.base import Adapter
+from adapters.base import Adapter, ReconnectBackoff
 from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from . import codec
@@ -66,17 +65,15 @@ class ModbusAdapter(Adapter):
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
         interval = self.config.poll_interval
-        backoff = self.config.backoff_initial
+        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
         await asyncio.sleep(self.first_poll_delay())
         next_due = time.monotonic()
         while not self.stopping:
             if not self.client.connected and not await self._connect():
-                delay = min(backoff, self.config.backoff_max) * random.uniform(0.5, 1.5)
-                backoff = min(backoff * 2, self.config.backoff_max)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff.next())
                 next_due = time.monotonic()
                 continue
-            backoff = self.config.backoff_initial
+            backoff.reset()
             await self.poll_once(deadline=next_due + interval)
             next_due += interval
             now = time.monotonic()

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import defaultdict
 from datetime import datetime
 
-from adapters.base import Adapter
+from adapters.base import Adapter, ReconnectBackoff
 from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .config import OnvifDeviceConfig
@@ -46,14 +45,14 @@ class OnvifAdapter(Adapter):
 
     # -- the loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
-        backoff = self.config.backoff_initial
+        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
         await asyncio.sleep(self.first_poll_delay())
         while not self.stopping:
             connected = False
             try:
                 await self._connect()
                 connected = True
-                backoff = self.config.backoff_initial
+                backoff.reset()
                 await self._serve()
             except AuthError as exc:
                 # Refused in the middle of a session: the camera's clock may have jumped, so our
@@ -66,8 +65,7 @@ class OnvifAdapter(Adapter):
             except CameraError as exc:
                 self._failed(str(exc), timeout=isinstance(exc, NoAnswer))
             await self._drop_link()
-            await asyncio.sleep(min(backoff, self.config.backoff_max) * random.uniform(0.5, 1.5))
-            backoff = min(backoff * 2, self.config.backoff_max)
+            await asyncio.sleep(backoff.next())
 
     async def _connect(self) -> None:
         link = CameraLink(self.config)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from datetime import datetime
 
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from adapters.base import Adapter
+from adapters.base import Adapter, ReconnectBackoff
 from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .client import Security, close_quietly, make_client
@@ -355,8 +354,7 @@ class OpcUaAdapter(Adapter):
         self._links = 0  # links opened so far
 
     async def _run(self) -> None:
-        cfg = self.config
-        backoff = cfg.backoff_initial
+        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
         while not self.stopping:
             self.link = link = Link(self)
             try:
@@ -364,10 +362,9 @@ class OpcUaAdapter(Adapter):
             except Exception as exc:  # noqa: BLE001 - whatever failed, try again later
                 await self._drop_link()
                 self._link_down(self._why(exc), timeout=_is_timeout(exc))
-                await asyncio.sleep(min(backoff, cfg.backoff_max) * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, cfg.backoff_max)
+                await asyncio.sleep(backoff.next())
                 continue
-            backoff = cfg.backoff_initial
+            backoff.reset()
             self._link_up(link)
             link.release()
             reason, timeout = await link.lost()
