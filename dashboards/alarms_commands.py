@@ -15,20 +15,20 @@ ALARM_STATES = value_colours({"active_unack": ("ACTIVE, not acknowledged", "red"
 
 def build() -> dashboard.Dashboard:
     board = new_dashboard(UID_ALARMS, "minegw · Alarms and commands", "Alarm list, alarm history, command audit",
-                          variables("device_state", device=False),
+                          variables("alarm_event"),
                           links=[link_to(UID_OVERVIEW, "Mine overview", area="${area}")])
     board.with_panel(priority_column(table_panel(
         "Alarms needing attention",
         query(f'SELECT "priority", "state", "device", "kind", "message" FROM ({ACTIVE_ALARMS}) '
-              "WHERE \"state\" != 'normal'", as_table=True), height=8,
+              "WHERE \"state\" != 'normal' AND \"device\" =~ /^$device$/", as_table=True), height=8,
         description="Active, or cleared but not acknowledged (last 7 days); acknowledge with `minegw alarm ack`")))
     board.with_panel(state_panel("Alarm lifecycle", query(
-        f'SELECT last("state") AS "state" FROM "alarm_event" {where(device=False)} '
+        f'SELECT last("state") AS "state" FROM "alarm_event" {where()} '
         f'GROUP BY time($__interval), "alarm" fill(previous)', alias="$tag_alarm"),
         mappings=ALARM_STATES, height=8))
     board.with_panel(priority_column(table_panel("Alarm history", query(
         'SELECT "alarm", "device", "state", "priority", "kind", "signal", "value", "message", "acked_by" '
-        f'FROM "alarm_event" {where(device=False)} ORDER BY time DESC LIMIT 1000', as_table=True), height=12,
+        f'FROM "alarm_event" {where()} ORDER BY time DESC LIMIT 1000', as_table=True), height=12,
         description="Every transition of every alarm in the time range, newest first")))
     board.with_panel(table_panel("Command audit", query(
         'SELECT "device", "signal", "value", "result", "by", "reason", "error", "source", "request_id" '

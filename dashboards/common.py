@@ -64,9 +64,10 @@ def field_list(*fields: str, fn: str = "mean") -> str:
 
 # ---- variables ----
 
-def _tag_values(name: str, label: str, measurement: str, key: str, condition: str | None,
+def _tag_values(name: str, label: str, measurements: tuple[str, ...], key: str, condition: str | None,
                 include_all: bool) -> dashboard.QueryVariable:
-    text = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"'
+    sources = ", ".join(f'"{m}"' for m in measurements)
+    text = f'SHOW TAG VALUES FROM {sources} WITH KEY = "{key}"'
     if condition:
         text += f" WHERE {condition}"
     var = (dashboard.QueryVariable(name).label(label).query(text).datasource(DATASOURCE)
@@ -77,12 +78,12 @@ def _tag_values(name: str, label: str, measurement: str, key: str, condition: st
     return var
 
 
-def variables(measurement: str, *, device: bool = True) -> list[dashboard.QueryVariable]:
-    """site, area (areas that have ``measurement``) and device (of that measurement), in that order."""
-    result = [_tag_values("site", "Site", "device_state", "site", None, include_all=False),
-              _tag_values("area", "Area", measurement, "area", '"site" =~ /^$site$/', include_all=True)]
+def variables(*measurements: str, device: bool = True) -> list[dashboard.QueryVariable]:
+    """site, area (areas that have one of ``measurements``) and device (of those), in that order."""
+    result = [_tag_values("site", "Site", ("device_state",), "site", None, include_all=False),
+              _tag_values("area", "Area", measurements, "area", '"site" =~ /^$site$/', include_all=True)]
     if device:
-        result.append(_tag_values("device", "Device", measurement, "device",
+        result.append(_tag_values("device", "Device", measurements, "device",
                                   '"site" =~ /^$site$/ AND "area" =~ /^$area$/', include_all=True))
     return result
 

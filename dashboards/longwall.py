@@ -25,10 +25,10 @@ def leg_pressure_bars(leg: str):
 
 def build() -> dashboard.Dashboard:
     board = new_dashboard(UID_LONGWALL, "minegw · Longwall face",
-                          "Shearer, supports and face conveyor of a longwall face", variables("shearer", device=False))
+                          "Shearer, supports and face conveyor of a longwall face", variables("shearer", "face_conveyor"))
     board.with_row(dashboard.Row("Face"))
     board.with_panel(timeseries_by_device("Shearer position (support number)", "shearer", "support_number",
-                                          fn="last", width=16, height=9, device=False,
+                                          fn="last", width=16, height=9,
                                           description="Where the shearer cuts along the face: the position curve")
                      .min(0).line_width(2).fill_opacity(0))
     board.with_panel(stat_panel("Supports below setting pressure",
@@ -40,40 +40,36 @@ def build() -> dashboard.Dashboard:
                      .data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
     board.with_panel(leg_pressure_bars("front"))
     board.with_panel(leg_pressure_bars("rear"))
-    board.with_panel(status_timeline("Equipment status", "shearer", "face_conveyor", device=False)
+    board.with_panel(status_timeline("Equipment status", "shearer", "face_conveyor")
                      .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}")]))
 
     board.with_row(dashboard.Row("Shearer"))
     board.with_panel(timeseries_by_device("Cutting and haulage motor currents", "shearer", "left_cutting_current",
-                                          "right_cutting_current", "haulage_current", unit="amp", device=False))
+                                          "right_cutting_current", "haulage_current", unit="amp"))
     board.with_panel(timeseries_by_device("Motor temperatures", "shearer", "left_cutting_temperature",
-                                          "right_cutting_temperature", "haulage_temperature", unit="celsius",
-                                          device=False, description="Alarm about 135 °C, trip about 155 °C")
+                                          "right_cutting_temperature", "haulage_temperature", unit="celsius", description="Alarm about 135 °C, trip about 155 °C")
                      .thresholds(MOTOR_TEMPERATURE_STEPS).thresholds_style(dashed_thresholds()))
     board.with_panel(timeseries_by_device("Haulage speed and drum heights", "shearer", "haulage_speed",
-                                          "left_drum_height", "right_drum_height", device=False,
+                                          "left_drum_height", "right_drum_height",
                                           description="Haulage speed in m/min, drum heights in cm"))
     board.with_panel(timeseries_by_device("Hydraulics and cooling water", "shearer", "hydraulic_pressure",
-                                          "cooling_water_pressure", "cooling_water_flow", device=False,
+                                          "cooling_water_pressure", "cooling_water_flow",
                                           description="Pressures in MPa, flow in L/min"))
     board.with_panel(timeseries_by_device("Methane on the shearer", "shearer", "methane", fn="max",
-                                          unit="percent", device=False,
+                                          unit="percent",
                                           description="Alarm 1.0 %, power cut 1.5 % (AQ 1029)")
                      .thresholds(METHANE_STEPS).thresholds_style(dashed_thresholds()))
-    board.with_panel(timeseries_by_device("Pitch and roll", "shearer", "pitch", "roll", unit="degree",
-                                          device=False))
+    board.with_panel(timeseries_by_device("Pitch and roll", "shearer", "pitch", "roll", unit="degree"))
 
     board.with_row(dashboard.Row("Face conveyor"))
     board.with_panel(timeseries_by_device("Drive currents", "face_conveyor", "head_current", "tail_current",
-                                          unit="amp", device=False))
+                                          unit="amp"))
     board.with_panel(timeseries_by_device("Drive power", "face_conveyor", "head_power", "tail_power",
-                                          unit="kwatt", device=False))
-    board.with_panel(timeseries_by_device("Chain speed and tension", "face_conveyor", "chain_speed", "chain_tension",
-                                          device=False, description="Speed in m/s, tension in kN"))
+                                          unit="kwatt"))
+    board.with_panel(timeseries_by_device("Chain speed and tension", "face_conveyor", "chain_speed", "chain_tension", description="Speed in m/s, tension in kN"))
     board.with_panel(timeseries_by_device("Gearbox oil and bearing temperatures", "face_conveyor",
-                                          "gearbox_oil_temperature", "bearing_temperature", unit="celsius",
-                                          device=False))
+                                          "gearbox_oil_temperature", "bearing_temperature", unit="celsius"))
     board.with_panel(timeseries_by_device("Crusher vibration", "face_conveyor", "crusher_vibration",
-                                          unit="velocitymms", fn="max", device=False))
+                                          unit="velocitymms", fn="max"))
     return board
 

@@ -13,25 +13,26 @@ NODE_FAULTS = ("amplifier_fault", "line_fault", "on_battery")
 
 
 def by_device_timeline(title: str, measurement: str, signal: str, mappings, height: int = 6, width: int = 12):
-    text = (f'SELECT last("{signal}") AS "{signal}" FROM "{measurement}" {where(device=False)} '
+    text = (f'SELECT last("{signal}") AS "{signal}" FROM "{measurement}" {where()} '
             f'GROUP BY time($__interval), "device" fill(previous)')
     return state_panel(title, query(text, alias="$tag_device"), mappings=mappings, height=height, width=width)
 
 
 def build() -> dashboard.Dashboard:
     board = new_dashboard(UID_VIDEO, "minegw · Video and broadcast", "Cameras and emergency broadcast nodes",
-                          variables("device_state", device=False),
+                          variables("camera", "broadcast_node"),
                           links=[link_to(UID_ALARMS, "Alarms and commands", area="${area}")])
     board.with_row(dashboard.Row("Cameras"))
     board.with_panel(by_device_timeline("Cameras online", "camera", "online", ONLINE_MAPPINGS))
     board.with_panel(timeseries_panel("Camera response time", query(
-        f'SELECT mean("response_ms") AS "response" FROM "camera" {where(device=False)} '
+        f'SELECT mean("response_ms") AS "response" FROM "camera" {where()} '
         f'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device"), unit="ms",
         description="ONVIF round trip of the periodic check"))
     board.with_panel(table_panel("Cameras and stream links", query(
         'SELECT last("online") AS "online", last("manufacturer") AS "manufacturer", last("model") AS "model", '
         'last("firmware") AS "firmware", last("profiles") AS "profiles (stream URIs without credentials)" '
-        'FROM "device_inventory" WHERE "site" =~ /^$site$/ AND "area" =~ /^$area$/ AND time > now() - 30d '
+        'FROM "device_inventory" WHERE "site" =~ /^$site$/ AND "area" =~ /^$area$/ AND "device" =~ /^$device$/ '
+        'AND time > now() - 30d '
         'GROUP BY "area", "device"', as_table=True), height=8,
         description="What each camera is and offers (latest inventory, last 30 days)"))
     board.with_panel(by_device_timeline("Camera events: motion", "camera", "motion", TRIP_MAPPINGS, width=24))
@@ -40,10 +41,10 @@ def build() -> dashboard.Dashboard:
     board.with_panel(by_device_timeline("Broadcast nodes online", "broadcast_node", "online", ONLINE_MAPPINGS))
     board.with_panel(by_device_timeline("Playing", "broadcast_node", "playing_priority", PLAYING))
     board.with_panel(timeseries_panel("Battery level", query(
-        f'SELECT min("battery_level") AS "battery" FROM "broadcast_node" {where(device=False)} '
+        f'SELECT min("battery_level") AS "battery" FROM "broadcast_node" {where()} '
         f'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device"), unit="percent", width=12))
     board.with_panel(state_panel("Node faults", *(query(
-        f'SELECT last("{fault}") AS "{fault}" FROM "broadcast_node" {where(device=False)} '
+        f'SELECT last("{fault}") AS "{fault}" FROM "broadcast_node" {where()} '
         f'GROUP BY time($__interval), "device" fill(previous)', ref=ref, alias=f"$tag_device {fault}")
         for ref, fault in zip("ABC", NODE_FAULTS)), mappings=TRIP_MAPPINGS, width=12))
     board.with_panel(table_panel("Broadcasts by the dispatch (command log)", query(
