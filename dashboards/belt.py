@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.common import (TRIP_MAPPINGS, UID_ALARMS, UID_BELT, UID_VIDEO, dashed_thresholds, link_to,
+from dashboards.common import (TRIP_MAPPINGS, UID_BELT, UID_VIDEO, dashed_thresholds, link_to,
                                new_dashboard, query, state_panel, status_timeline, thresholds, timeseries_by_device,
                                variables, where)
 
@@ -22,9 +22,8 @@ def protection_timeline(protection: str):
 def build() -> dashboard.Dashboard:
     board = new_dashboard(UID_BELT, "minegw · Belt line", "Belt conveyors: speed, load and protections",
                           variables("belt_conveyor"))
-    board.with_panel(status_timeline("Belt status", "belt_conveyor")
-                     .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}"),
-                                  link_to(UID_VIDEO, "Cameras of ${area}", area="${area}")]))
+    board.with_panel(status_timeline("Belt status", UID_BELT, "belt_conveyor",
+                                     links=[link_to(UID_VIDEO, "Cameras of ${area}", area="${area}")]))
     board.with_row(dashboard.Row("Transport"))
     board.with_panel(timeseries_by_device("Belt speed", "belt_conveyor", "speed", unit="velocityms",
                                           description="Belts run 3.5-4.5 m/s; slip below 70 % of rated speed"))

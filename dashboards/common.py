@@ -213,12 +213,18 @@ def timeseries_by_device(title: str, measurement: str, *fields: str, unit: str =
                             description=description)
 
 
-def status_timeline(title: str, *measurements: str, device: bool = True, height: int = 6) -> statetimeline.Panel:
-    """Running / stopped / fault / offline of each device over time (gateway/derived/status.py)."""
+def status_timeline(title: str, uid: str, *measurements: str, links=(), height: int = 6) -> statetimeline.Panel:
+    """Running / stopped / fault / offline of each device over time (gateway/derived/status.py).
+
+    A click on a machine opens this dashboard (``uid``) for that machine alone, or its alarms.
+    """
     sources = ", ".join(f'"{m}"' for m in measurements)
-    text = (f'SELECT last("status_code") AS "status" FROM {sources} {where(device=device)} '
+    text = (f'SELECT last("status_code") AS "status" FROM {sources} {where()} '
             f'GROUP BY time($__interval), "device" fill(previous)')
-    return state_panel(title, query(text, alias="$tag_device"), mappings=STATUS_MAPPINGS, height=height)
+    machine = "${__field.labels.device}"
+    return state_panel(title, query(text, alias="$tag_device"), mappings=STATUS_MAPPINGS, height=height) \
+        .data_links([link_to(uid, f"Only {machine}", area="${area}", device=machine),
+                     link_to(UID_ALARMS, f"Alarms of {machine}", area="${area}", device=machine), *links])
 
 
 def support_bars(title: str, signal: str, *, fn: str = "last", unit: str = "pressurempa", colours=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.common import (LEG_PRESSURE_COLOURS, SETTING_MPA, UID_ALARMS, UID_LONGWALL, UID_ROOF, YIELD_MPA,
+from dashboards.common import (LEG_PRESSURE_COLOURS, SETTING_MPA, UID_LONGWALL, UID_ROOF, YIELD_MPA,
                                dashed_thresholds, link_to, new_dashboard, query, stat_panel, status_timeline, support_bars, thresholds,
                                timeseries_by_device, variables, where)
 
@@ -40,8 +40,7 @@ def build() -> dashboard.Dashboard:
                      .data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
     board.with_panel(leg_pressure_bars("front"))
     board.with_panel(leg_pressure_bars("rear"))
-    board.with_panel(status_timeline("Equipment status", "shearer", "face_conveyor")
-                     .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}")]))
+    board.with_panel(status_timeline("Equipment status", UID_LONGWALL, "shearer", "face_conveyor"))
 
     board.with_row(dashboard.Row("Shearer"))
     board.with_panel(timeseries_by_device("Cutting and haulage motor currents", "shearer", "left_cutting_current",

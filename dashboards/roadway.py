@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.common import (UID_ALARMS, UID_ROADWAY, UID_VIDEO, dashed_thresholds, link_to, new_dashboard,
+from dashboards.common import (UID_ROADWAY, UID_VIDEO, dashed_thresholds, link_to, new_dashboard,
                                status_timeline, thresholds, timeseries_by_device, variables)
 from dashboards.longwall import METHANE_STEPS, MOTOR_TEMPERATURE_STEPS
 
@@ -13,9 +13,8 @@ OIL_TEMPERATURE_STEPS = thresholds((None, "green"), (70, "orange"))  # alarm abo
 def build() -> dashboard.Dashboard:
     board = new_dashboard(UID_ROADWAY, "minegw · Roadway driving",
                           "Roadheaders at the heading faces", variables("roadheader"))
-    board.with_panel(status_timeline("Roadheader status", "roadheader")
-                     .data_links([link_to(UID_ALARMS, "Alarms of ${area}", area="${area}"),
-                                  link_to(UID_VIDEO, "Cameras of ${area}", area="${area}")]))
+    board.with_panel(status_timeline("Roadheader status", UID_ROADWAY, "roadheader",
+                                     links=[link_to(UID_VIDEO, "Cameras of ${area}", area="${area}")]))
     board.with_row(dashboard.Row("Motors"))
     board.with_panel(timeseries_by_device("Cutting and pump motor currents", "roadheader", "cutting_current",
                                           "pump_current", unit="amp"))

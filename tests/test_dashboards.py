@@ -90,6 +90,11 @@ def test_links_lead_to_existing_dashboards():
     # overview → face → equipment
     assert {common.UID_LONGWALL, common.UID_ROADWAY, common.UID_BELT} <= _link_targets(common.UID_OVERVIEW)
     assert common.UID_ROOF in _link_targets(common.UID_LONGWALL)
+    for area_uid in (common.UID_LONGWALL, common.UID_ROADWAY, common.UID_BELT):  # a machine alone, its alarms
+        urls = [link["url"] for p in panels(BUILT[area_uid])
+                for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])]
+        for uid in (area_uid, common.UID_ALARMS):
+            assert any(u.startswith(f"/d/{uid}?") and "var-device=${__field.labels.device}" in u for u in urls), uid
 
 
 def _link_targets(uid: str) -> set[str]:
