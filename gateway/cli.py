@@ -459,7 +459,6 @@ def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
     import uuid
 
     from gateway.commands import CommandReply, WriteCommand
-    from gateway.mqtt import MqttError, request
 
     cfg, topics = _alarm_broker(config, host, port, prefix, site)
     if topics.site == "+":
@@ -470,17 +469,23 @@ def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
         parsed = value
     cmd = WriteCommand(request_id=uuid.uuid4().hex, device=device, signal=signal, by=by, reason=reason,
                        value=parsed if isinstance(parsed, (bool, int, float, str)) else value)
+    reply = CommandReply.model_validate_json(_ask_gateway(cfg, topics, topics.command_write(), cmd, timeout))
+    if not reply.ok:
+        fail(f"refused: {reply.error}")
+    out.print(f"ok: {device}.{signal}={cmd.value!r} ({cmd.request_id})", highlight=False, markup=False)
+
+
+def _ask_gateway(cfg, topics, topic: str, cmd, timeout: float) -> bytes:
+    """Send a command through the broker and wait for the gateway's reply (one line on failure)."""
+    from gateway.mqtt import MqttError, request
+
     try:
-        raw = request(cfg, topics.command_write(), cmd.model_dump_json().encode(),
-                      topics.command_reply(cmd.request_id), timeout)
+        raw = request(cfg, topic, cmd.model_dump_json().encode(), topics.command_reply(cmd.request_id), timeout)
     except MqttError as exc:
         fail(str(exc))
     if raw is None:
         fail(f"no reply from the gateway within {timeout:g} s")
-    reply = CommandReply.model_validate_json(raw)
-    if not reply.ok:
-        fail(f"refused: {reply.error}")
-    out.print(f"ok: {device}.{signal}={cmd.value!r} ({cmd.request_id})", highlight=False, markup=False)
+    return raw
 
 
 _B_ZONE = typer.Option(..., "--zone", "-z", help="broadcast zone (repeat for more)")
@@ -490,20 +495,12 @@ def _broadcast_request(config, host, port, prefix, site, timeout, **fields) -> N
     import uuid
 
     from gateway.commands import BroadcastCommand, BroadcastReply
-    from gateway.mqtt import MqttError, request
 
     cfg, topics = _alarm_broker(config, host, port, prefix, site)
     if topics.site == "+":
         fail("name the site: --config SITE.yaml or --site ID")
     cmd = BroadcastCommand(request_id=uuid.uuid4().hex, **fields)
-    try:
-        raw = request(cfg, topics.command_broadcast(), cmd.model_dump_json().encode(),
-                      topics.command_reply(cmd.request_id), timeout)
-    except MqttError as exc:
-        fail(str(exc))
-    if raw is None:
-        fail(f"no reply from the gateway within {timeout:g} s")
-    reply = BroadcastReply.model_validate_json(raw)
+    reply = BroadcastReply.model_validate_json(_ask_gateway(cfg, topics, topics.command_broadcast(), cmd, timeout))
     for node, r in ((reply.result or {}).get("nodes") or {}).items():
         state = f"confirmed in {r.get('confirm_ms')} ms" if r.get("confirmed") else f"FAILED: {r.get('reason')}"
         out.print(f"  {node} (zone {r.get('zone')}): {state}", highlight=False, markup=False)
