@@ -126,3 +126,18 @@ class Adapter(ABC):
             return
         self.state.status, self.state.reason, self.state.since = status, reason, utcnow()
         self._emit(self.state.model_copy())
+
+
+class LinkedAdapter(Adapter):
+    """An adapter that holds one connection object, ``link`` (with ``async close()``), opened
+    by its ``_run`` loop and dropped when the device goes away or the adapter stops."""
+
+    link = None
+
+    async def _drop_link(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            await link.close()
+
+    async def _close(self) -> None:
+        await self._drop_link()

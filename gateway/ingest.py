@@ -163,6 +163,14 @@ def _check_time(ts, what: str) -> None:
         raise Refused("invalid", f"{what}: {ts.isoformat()} is outside InfluxDB's time range (1677-2262)")
 
 
+def _parse(model, payload: bytes, what: str):
+    """The payload as ``model``, or Refused naming the first problem."""
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise Refused("invalid", f"{what}: {_first_error(exc)}") from None
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
@@ -202,10 +210,7 @@ class Converter:
                                       f"{'/'.join(topic)}")
 
     def _data(self, site: str, area: str, device: str, payload: bytes) -> list[Row]:
-        try:
-            msg = DataMessage.model_validate_json(payload)
-        except ValidationError as exc:
-            raise Refused("invalid", f"data: {_first_error(exc)}") from None
+        msg = _parse(DataMessage, payload, "data")
         self._same((site, area, device), (msg.site, msg.area, msg.device), "site/area/device")
         if not _KIND.match(msg.kind) or msg.kind in RESERVED_MEASUREMENTS:
             raise Refused("invalid", f"kind {msg.kind!r} cannot name a measurement")
@@ -227,10 +232,7 @@ class Converter:
         return [(ts, line) for line in lines]
 
     def _state(self, site: str, area: str, device: str, payload: bytes) -> list[Row]:
-        try:
-            msg = StateMessage.model_validate_json(payload)
-        except ValidationError as exc:
-            raise Refused("invalid", f"state: {_first_error(exc)}") from None
+        msg = _parse(StateMessage, payload, "state")
         self._same((site, area, device), (msg.site, msg.area, msg.device), "site/area/device")
         _check_time(msg.since, "since")
         fields = msg.model_dump(exclude={"site", "area"})
@@ -240,10 +242,7 @@ class Converter:
         return [(msg.since.timestamp(), state_line(site, area, state))]
 
     def _alarm(self, site: str, gateway: str, alarm: str, payload: bytes) -> list[Row]:
-        try:
-            msg = GatewayAlarmMessage.model_validate_json(payload)
-        except ValidationError as exc:
-            raise Refused("invalid", f"alarm: {_first_error(exc)}") from None
+        msg = _parse(GatewayAlarmMessage, payload, "alarm")
         self._same((site, gateway, alarm), (msg.site, msg.gateway, msg.id), "site/gateway/id")
         _check_time(msg.ts, "ts")
         _check_int(msg.count, "count")

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from adapters.base import Adapter, ReconnectBackoff
+from adapters.base import LinkedAdapter, ReconnectBackoff
 from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .config import OnvifDeviceConfig
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MIN_PULL_S = 0.2  # shorter waits for events are slept instead: a PullMessages costs a round trip
 
 
-class OnvifAdapter(Adapter):
+class OnvifAdapter(LinkedAdapter):
     kind = "onvif"
     config: OnvifDeviceConfig
 
@@ -161,14 +161,6 @@ class OnvifAdapter(Adapter):
         if self._announced is None or self._announced.model_dump(exclude={"ts"}) != current.model_dump(exclude={"ts"}):
             self._announced = current
             self._emit(current)
-
-    async def _drop_link(self) -> None:
-        link, self.link = self.link, None
-        if link is not None:
-            await link.close()
-
-    async def _close(self) -> None:
-        await self._drop_link()
 
     # -- for the alarm engine and the command line ------------------------------------------------
     async def snapshot(self, store: SnapshotStore, profile: str | None = None) -> SnapshotRef:

@@ -34,7 +34,7 @@ from datetime import datetime
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from adapters.base import Adapter, ReconnectBackoff
+from adapters.base import LinkedAdapter, ReconnectBackoff
 from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .client import Security, close_quietly, make_client
@@ -341,7 +341,7 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 # -- the adapter --------------------------------------------------------------------------
-class OpcUaAdapter(Adapter):
+class OpcUaAdapter(LinkedAdapter):
     kind = "opcua"
     config: OpcUaDeviceConfig
 
@@ -377,14 +377,6 @@ class OpcUaAdapter(Adapter):
         if not isinstance(exc, (OSError, asyncio.TimeoutError, UaError)):
             log.exception("%s: unexpected error connecting to %s", self.id, self.config.url)
         return describe(exc, self.config)
-
-    async def _drop_link(self) -> None:
-        link, self.link = self.link, None
-        if link is not None:
-            await link.close()
-
-    async def _close(self) -> None:
-        await self._drop_link()
 
     # -- state ----------------------------------------------------------------------------
     def _link_up(self, link: Link) -> None:
