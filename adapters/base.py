@@ -7,7 +7,6 @@ it never knows which protocol is behind it.
 from __future__ import annotations
 
 import asyncio
-import random
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -37,23 +36,6 @@ class DeviceConfig(BaseModel):
     def equipment_kind(self) -> str:
         """What the device is (shearer, belt_conveyor, ...): names historian measurements."""
         return self.adapter
-
-
-class ReconnectBackoff:
-    """Delays between reconnection attempts: doubling from ``initial`` up to ``most``, each with
-    ±50 % jitter so that devices that went down together do not all come back at the same moment."""
-
-    def __init__(self, initial: float, most: float):
-        self.initial, self.most = initial, most
-        self._next = initial
-
-    def next(self) -> float:
-        delay = min(self._next, self.most) * random.uniform(0.5, 1.5)
-        self._next = min(self._next * 2, self.most)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class Adapter(ABC):

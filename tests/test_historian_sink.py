@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from adapters.base import DeviceConfig
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
 from gateway.historian.influx import InfluxV1Writer
-from gateway.historian.sink import HistorianSink, _Backoff, list_dead, replay_dead
+from gateway.historian.sink import HistorianSink, list_dead, replay_dead
 from gateway.model import DeviceState, DeviceStatus, Reading, Sample
 
 SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
@@ -131,11 +131,3 @@ async def test_refused_line_is_dead_lettered_good_lines_land_and_replay_after_fi
     assert list_dead(cfg.buffer.path) == [] and sink.health()["dead_letters"] == 0
 
 
-def test_backoff_doubles_with_jitter_up_to_the_cap_and_honours_retry_after():
-    backoff = _Backoff(1.0, 60.0)
-    delays = [backoff.next() for _ in range(2000)]  # an outage of a day and more: no overflow
-    assert 0.5 <= delays[0] <= 1.0 and 1.0 <= delays[1] <= 2.0 and 2.0 <= delays[2] <= 4.0
-    assert all(30.0 <= d <= 60.0 for d in delays[6:])
-    assert backoff.next(retry_after=120.0) == 120.0
-    backoff.reset()
-    assert backoff.next() <= 1.0

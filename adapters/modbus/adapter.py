@@ -9,7 +9,8 @@ import time
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.base import Adapter, ReconnectBackoff
+from adapters.base import Adapter
+from gateway.backoff import Backoff
 from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from . import codec
@@ -65,7 +66,7 @@ class ModbusAdapter(Adapter):
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
         interval = self.config.poll_interval
-        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_max)
         await asyncio.sleep(self.first_poll_delay())
         next_due = time.monotonic()
         while not self.stopping:

@@ -18,7 +18,8 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from adapters.base import LinkedAdapter, ReconnectBackoff
+from adapters.base import LinkedAdapter
+from gateway.backoff import Backoff
 from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .config import OnvifDeviceConfig
@@ -45,7 +46,7 @@ class OnvifAdapter(LinkedAdapter):
 
     # -- the loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
-        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_max)
         await asyncio.sleep(self.first_poll_delay())
         while not self.stopping:
             connected = False

@@ -34,7 +34,8 @@ from datetime import datetime
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from adapters.base import LinkedAdapter, ReconnectBackoff
+from adapters.base import LinkedAdapter
+from gateway.backoff import Backoff
 from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .client import Security, close_quietly, make_client
@@ -354,7 +355,7 @@ class OpcUaAdapter(LinkedAdapter):
         self._links = 0  # links opened so far
 
     async def _run(self) -> None:
-        backoff = ReconnectBackoff(self.config.backoff_initial, self.config.backoff_max)
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_max)
         while not self.stopping:
             self.link = link = Link(self)
             try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from adapters.base import DeviceConfig
+from gateway.backoff import Backoff
 from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
@@ -43,22 +43,6 @@ log = logging.getLogger(__name__)
 
 Row = tuple[float, str]  # (sample time, line): what the buffer takes
 HealthSource = Callable[[], "Mapping[str, object] | BaseModel"]
-
-
-class _Backoff:
-    """Exponential delays with jitter, from ``first`` up to ``most``; a server's Retry-After wins if longer."""
-
-    def __init__(self, first: float, most: float):
-        self.first, self.most = first, most
-        self._ceiling = first
-
-    def next(self, retry_after: float | None = None) -> float:
-        delay = self._ceiling * random.uniform(0.5, 1.0)
-        self._ceiling = min(self.most, self._ceiling * 2)
-        return max(delay, retry_after or 0.0)
-
-    def reset(self) -> None:
-        self._ceiling = self.first
 
 
 class HistorianSink:
@@ -83,7 +67,7 @@ class HistorianSink:
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
         self._tasks: list[asyncio.Task] = []
-        self._backoff = _Backoff(*self.BACKOFF_S)
+        self._backoff = Backoff(*self.BACKOFF_S, jitter=(0.5, 1.0))
         self._connected = False
         self._last_error: str | None = None  # logged once until it changes or the server is back
         self.buffered = self.written = self.retries = self.dead_lettered = self.unstored = 0
