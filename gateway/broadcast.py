@@ -190,6 +190,20 @@ class BroadcastController:
             for n, z in nodes.items()))
         return self._finish("stop", results, zones, started)
 
+    async def set_volume(self, zones: list[str], volume: int) -> BroadcastResult:
+        """Set the volume of every node of ``zones``; a node confirms by taking the write."""
+        started = time.monotonic()
+        results = []
+        for node, zone in self.nodes_of(zones).items():
+            adapter = self.gateway.adapters.get(node)
+            if adapter is None:
+                results.append(NodeResult(node=node, zone=zone, confirmed=False, reason="node disabled (no adapter)"))
+                continue
+            r = await adapter.write("volume_setpoint", volume)
+            results.append(NodeResult(node=node, zone=zone, confirmed=r.ok, reason=None if r.ok else r.error,
+                                      confirm_ms=round((time.monotonic() - started) * 1000, 1) if r.ok else None))
+        return self._finish("volume", results, zones, started)
+
     # -- internals ------------------------------------------------------------------------
     async def _command(self, node: str, zone: str, steps, done, started: float) -> NodeResult:
         adapter = self.gateway.adapters.get(node)

@@ -38,6 +38,8 @@ broadcast_app = typer.Typer(no_args_is_help=True, help="Emergency broadcast: pla
 app.add_typer(broadcast_app, name="broadcast")
 dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards of the dispatch centre: build, push.")
 app.add_typer(dashboards_app, name="dashboards")
+keys_app = typer.Typer(no_args_is_help=True, help="Operators' signing keys for commands (docs/mqtt.md#commands).")
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -429,110 +431,131 @@ def alarm_list(config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: in
     out.print(f"{len(found)} alarm(s)")
 
 
-@alarm_app.command("ack")
-def alarm_ack(alarm: str = typer.Argument(..., help="alarm id"), by: str = typer.Option(..., help="who acknowledges"),
-              config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
-              prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE) -> None:
-    """Acknowledge an alarm: publish the ack command the gateway listens to."""
-    from gateway.messages import AlarmAck
-    from gateway.mqtt import MqttError, publish_once
+_A_KEY = typer.Option(None, "--key", envvar="MINEGW_KEY",
+                      help="the operator's private key file (minegw keys new); signs the command")
+_A_BY = typer.Option(None, help="operator name (default: the key file's name); without --key: sent unsigned")
+
+
+def _send_command(kind: str, key: Optional[Path], by: Optional[str], config: Optional[Path], host: str, port: int,
+                  prefix: str, site: Optional[str], timeout: float, **fields):
+    """Build, sign and send one command; the gateway's reply (one line and exit 1 when there is none)."""
+    from gateway.config import CommandsConfig
+    from gateway.mqtt import MqttError
+    from gateway.operator import CommandRefused, Operator
 
     cfg, topics = _alarm_broker(config, host, port, prefix, site)
     if topics.site == "+":
         fail("name the site: --config SITE.yaml or --site ID")
+    max_age = (_load(config).commands if config else CommandsConfig()).max_age
     try:
-        publish_once(cfg, topics.alarm_ack(), AlarmAck(alarm=alarm, by=by).model_dump_json().encode())
-    except MqttError as exc:
+        reply = Operator(key, by).send(cfg, topics, kind, timeout, max_age, **fields)
+    except (CommandRefused, MqttError) as exc:
         fail(str(exc))
-    out.print(f"acknowledgement of {alarm} by {by} sent to {topics.alarm_ack()}", highlight=False)
+    if reply is None:
+        fail(f"no reply from the gateway within {timeout:g} s")
+    return reply
+
+
+@alarm_app.command("ack")
+def alarm_ack(alarm: str = typer.Argument(..., help="alarm id"), key: Optional[Path] = _A_KEY,
+              by: Optional[str] = _A_BY, reason: Optional[str] = typer.Option(None),
+              config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
+              prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+              timeout: float = typer.Option(10.0, help="seconds to wait for the gateway's reply")) -> None:
+    """Acknowledge an alarm and wait for the gateway to confirm it."""
+    reply = _send_command("ack", key, by, config, host, port, prefix, site, timeout, alarm=alarm, reason=reason)
+    if not reply.ok:
+        fail(f"refused: {reply.error}")
+    out.print(f"ok: {alarm} acknowledged, now {reply.state} ({reply.request_id})", highlight=False, markup=False)
 
 
 @app.command("write")
 def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
           value: str = typer.Argument(..., help="true/false, a number, or text"),
-          by: str = typer.Option(..., help="who writes (audited)"), reason: Optional[str] = typer.Option(None),
+          key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY, reason: Optional[str] = typer.Option(None),
           config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
           prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
           timeout: float = typer.Option(10.0, help="seconds to wait for the gateway's reply")) -> None:
-    """Write a device signal through the gateway's command topic (checked, rate-limited, audited)."""
+    """Write a device signal through the gateway's command topic (signed, checked, rate-limited, audited)."""
     import json
-    import uuid
 
-    from gateway.commands import CommandReply, WriteCommand
-
-    cfg, topics = _alarm_broker(config, host, port, prefix, site)
-    if topics.site == "+":
-        fail("name the site: --config SITE.yaml or --site ID")
     try:
         parsed = json.loads(value)
     except ValueError:
         parsed = value
-    cmd = WriteCommand(request_id=uuid.uuid4().hex, device=device, signal=signal, by=by, reason=reason,
-                       value=parsed if isinstance(parsed, (bool, int, float, str)) else value)
-    reply = CommandReply.model_validate_json(_ask_gateway(cfg, topics, topics.command_write(), cmd, timeout))
+    parsed = parsed if isinstance(parsed, (bool, int, float, str)) else value
+    reply = _send_command("write", key, by, config, host, port, prefix, site, timeout,
+                          device=device, signal=signal, value=parsed, reason=reason)
     if not reply.ok:
         fail(f"refused: {reply.error}")
-    out.print(f"ok: {device}.{signal}={cmd.value!r} ({cmd.request_id})", highlight=False, markup=False)
+    out.print(f"ok: {device}.{signal}={parsed!r} ({reply.request_id})", highlight=False, markup=False)
 
 
-def _ask_gateway(cfg, topics, topic: str, cmd, timeout: float) -> bytes:
-    """Send a command through the broker and wait for the gateway's reply (one line on failure)."""
-    from gateway.mqtt import MqttError, request
+@keys_app.command("new")
+def keys_new(name: str = typer.Argument(..., help="the operator's name: the key_id of the commands signed"),
+             directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.key")) -> None:
+    """Make an operator's Ed25519 key pair: NAME.key (PKCS#8 PEM, mode 0600) and the site-file line."""
+    import os
+    import re
 
+    from gateway import signing
+
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        fail(f"{name!r}: an operator name has letters, digits and _.@- only, at most 64")
+    path = directory / f"{name}.key"
+    key = signing.new_private_key()
     try:
-        raw = request(cfg, topic, cmd.model_dump_json().encode(), topics.command_reply(cmd.request_id), timeout)
-    except MqttError as exc:
-        fail(str(exc))
-    if raw is None:
-        fail(f"no reply from the gateway within {timeout:g} s")
-    return raw
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrites a key
+    except FileExistsError:
+        fail(f"{path} exists: keys are not overwritten")
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+    with os.fdopen(fd, "wb") as f:
+        f.write(signing.private_pem(key))
+    out.print(f"private key: {path} (keep it secret; sign with --key {path} or MINEGW_KEY={path})",
+              highlight=False, markup=False)
+    out.print("in the site file, under commands: operators:", highlight=False, markup=False)
+    out.print(f'    {name}: "{signing.public_text(key)}"', highlight=False, markup=False)
 
 
 _B_ZONE = typer.Option(..., "--zone", "-z", help="broadcast zone (repeat for more)")
 
 
-def _broadcast_request(config, host, port, prefix, site, timeout, **fields) -> None:
-    import uuid
-
-    from gateway.commands import BroadcastCommand, BroadcastReply
-
-    cfg, topics = _alarm_broker(config, host, port, prefix, site)
-    if topics.site == "+":
-        fail("name the site: --config SITE.yaml or --site ID")
-    cmd = BroadcastCommand(request_id=uuid.uuid4().hex, **fields)
-    reply = BroadcastReply.model_validate_json(_ask_gateway(cfg, topics, topics.command_broadcast(), cmd, timeout))
+def _broadcast_request(key, by, config, host, port, prefix, site, timeout, **fields) -> None:
+    reply = _send_command("broadcast", key, by, config, host, port, prefix, site, timeout, **fields)
     for node, r in ((reply.result or {}).get("nodes") or {}).items():
         state = f"confirmed in {r.get('confirm_ms')} ms" if r.get("confirmed") else f"FAILED: {r.get('reason')}"
         out.print(f"  {node} (zone {r.get('zone')}): {state}", highlight=False, markup=False)
     if not reply.ok:
         fail(f"refused: {reply.error}" if reply.result is None else f"failed: {reply.error}")
     elapsed = (reply.result or {}).get("elapsed_ms")
-    out.print(f"ok: {cmd.action} {', '.join(cmd.zones)}, all confirmed in {elapsed} ms ({cmd.request_id})",
-              highlight=False, markup=False)
+    out.print(f"ok: {fields['action']} {', '.join(fields['zones'])}, all confirmed in {elapsed} ms "
+              f"({reply.request_id})", highlight=False, markup=False)
 
 
 @broadcast_app.command("play")
 def broadcast_play(message: str = typer.Argument(..., help="message name or number"), zone: list[str] = _B_ZONE,
                    priority: str = typer.Option("routine", help="emergency|dispatcher|routine"),
-                   by: str = typer.Option(..., help="who broadcasts (audited)"), reason: Optional[str] = None,
+                   key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY, reason: Optional[str] = None,
                    config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
                    prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
                    timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
     """Play a message in zones and wait for every node's confirmation."""
     if priority not in ("emergency", "dispatcher", "routine"):
         fail("--priority: emergency, dispatcher or routine")
-    _broadcast_request(config, host, port, prefix, site, timeout, action="play", message=message, zones=zone,
-                       priority=priority, by=by, reason=reason)
+    _broadcast_request(key, by, config, host, port, prefix, site, timeout, action="play", message=message,
+                       zones=zone, priority=priority, reason=reason)
 
 
 @broadcast_app.command("stop")
-def broadcast_stop(zone: list[str] = _B_ZONE, by: str = typer.Option(..., help="who stops (audited)"),
+def broadcast_stop(zone: list[str] = _B_ZONE, key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY,
                    reason: Optional[str] = None,
                    config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
                    prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
                    timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
     """Stop the broadcast in zones and wait for every node to confirm it is quiet."""
-    _broadcast_request(config, host, port, prefix, site, timeout, action="stop", zones=zone, by=by, reason=reason)
+    _broadcast_request(key, by, config, host, port, prefix, site, timeout, action="stop", zones=zone, reason=reason)
 
 
 @broadcast_app.command("status")

@@ -24,6 +24,7 @@ from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
 from gateway.derived.roof_pressure import RoofPressureConfig
+from gateway.signing import parse_public_key
 
 
 class Strict(BaseModel):
@@ -133,12 +134,34 @@ ADAPTER_KINDS = ("modbus", "opcua", "onvif")
 
 
 class CommandsConfig(Strict):
-    """Device writes through the MQTT command topic and ``minegw write`` (docs/mqtt.md)."""
+    """The command path: writes, broadcast commands, alarm acknowledgements (docs/mqtt.md#commands)."""
     rate: float = Field(1.0, gt=0, description="writes per second per device, sustained")
     burst: int = Field(5, ge=1, description="writes per device allowed at once")
     global_rate: float = Field(5.0, gt=0, description="writes per second for the whole gateway")
     global_burst: int = Field(20, ge=1)
-    allowed_users: list[str] = Field([], description="who may write ('by'); empty: anyone")
+    allowed_users: list[str] = Field([], description="who may send commands (the signer); empty: every operator")
+    operators: dict[str, str] = Field({}, description="operator name -> 'ed25519 BASE64' or a PEM public key path")
+    require_signature: bool = Field(True, description="false: unsigned commands run too (see docs/mqtt.md)")
+    max_age: float = Field(30.0, gt=0, le=3600, description="seconds a command stays valid after issued_at")
+    max_skew: float = Field(5.0, ge=0, le=300, description="seconds issued_at may lie in the future")
+    max_payload: int = Field(8192, ge=512, le=1_000_000, description="largest command payload, bytes")
+    replay_store: Path = Field(Path("/var/lib/minegw/command-ids.sqlite3"),
+                               description="request ids seen within max_age, kept across restarts")
+
+    @field_validator("operators")
+    @classmethod
+    def _keys_parse(cls, operators: dict[str, str]) -> dict[str, str]:
+        for name, text in operators.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+                raise ValueError(f"operator name {name!r}: letters, digits and _.@- only, at most 64")
+            try:
+                parse_public_key(text)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return operators
+
+    def public_keys(self) -> dict:
+        return {name: parse_public_key(text) for name, text in self.operators.items()}
 
 
 class SiteConfig(Strict):

@@ -179,13 +179,6 @@ class LinkageMessage(BaseModel):
     ts: Timestamp
 
 
-class AlarmAck(BaseModel):
-    """``{prefix}/{site}/command/alarm/ack`` (not retained): an operator acknowledges an alarm."""
-
-    alarm: str = Field(min_length=1)
-    by: str = Field(min_length=1)
-
-
 class GatewayHealth(BaseModel):
     """``{prefix}/{site}/gateway/{gateway}/health`` (retained): the MQTT sink's counters since start."""
 

@@ -39,7 +39,7 @@ from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.errors import UserError
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.logutil import ThrottledWarning
-from gateway.messages import (AlarmAck, AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
+from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
                               StateMessage, data_payload)
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
@@ -202,9 +202,9 @@ class MqttSink:
         self._client.suppress_exceptions = True  # a bug in a callback is logged, the network thread lives on
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
         self._client.reconnect_delay_set(1, 30)
-        self._ack_handler: Callable[[str, str], None] | None = None
-        self._command_handler: Callable[[bytes, Callable], None] | None = None
-        self._broadcast_handler: Callable[[bytes, Callable], None] | None = None
+        self._command_handler: Callable[[str, bytes, bool, Callable], None] | None = None
+        self._command_topics = {self.topics.command_write(): "write", self.topics.command_broadcast(): "broadcast",
+                                self.topics.alarm_ack(): "ack"}
         self.malformed_commands = 0  # commands without a request id or response topic: nowhere to reply
         for name in ("on_pre_connect", "on_connect", "on_connect_fail", "on_disconnect", "on_publish", "on_message"):
             setattr(self._client, name, getattr(self, f"_{name}"))
@@ -322,33 +322,25 @@ class MqttSink:
         payload = LinkageMessage(site=self.site_id, **event.model_dump())
         self._publish_latest(self.topics.linkage(event.area, event.alarm), payload.model_dump_json().encode())
 
-    def set_ack_handler(self, handler: Callable[[str, str], None]) -> None:
-        """``handler(alarm, by)`` is called (on paho's thread) for every valid ack command."""
-        self._ack_handler = handler
-
-    def set_command_handler(self, handler: Callable[[bytes, Callable], None]) -> None:
-        """``handler(payload, reply)`` is called (on paho's thread) for every message on ``…/command/write``;
-        the handler calls ``reply(CommandReply)`` once it knows the result."""
+    def set_command_handler(self, handler: Callable[[str, bytes, bool, Callable], None]) -> None:
+        """``handler(kind, payload, retained, reply)`` is called (on paho's thread) for every message on the
+        command topics (kind ``write``, ``broadcast`` or ``ack``; ``retained``: delivered from the broker's
+        retained store); the handler calls ``reply(answer)`` once it knows the result (gateway/commands.py).
+        Nothing is parsed here: a hostile payload never costs paho's thread more than a hand-off."""
         self._command_handler = handler
 
-    def set_broadcast_handler(self, handler: Callable[[bytes, Callable], None]) -> None:
-        """Like :meth:`set_command_handler`, for ``…/command/broadcast`` (gateway/commands.py)."""
-        self._broadcast_handler = handler
-
-    def _on_command(self, message: paho.MQTTMessage, handler: Callable | None = None) -> None:
-        from gateway.commands import request_id_of
-
+    def _on_command(self, kind: str, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)  # absent with MQTT 3.1.1
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        if not response_topic and request_id_of(message.payload) is None:
-            self.malformed_commands += 1
-            log.warning("MQTT: command on %s without a valid request id or response topic ignored "
-                        "(%d so far): %r", message.topic, self.malformed_commands, message.payload[:200])
-            return
 
         def reply(answer) -> None:
-            topic = response_topic or self.topics.command_reply(answer.request_id)
+            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id))
+            if not topic:
+                self.malformed_commands += 1
+                log.warning("MQTT: no reply to a %s command without a valid request id or response topic "
+                            "(%d so far): %s", kind, self.malformed_commands, answer.error)
+                return
             reply_props = None
             if correlation is not None and self.cfg.protocol == "5":
                 reply_props = Properties(PacketTypes.PUBLISH)
@@ -359,29 +351,14 @@ class MqttSink:
                 self._cond.notify()
 
         try:
-            (handler or self._command_handler)(message.payload, reply)
+            self._command_handler(kind, message.payload, bool(message.retain), reply)
         except Exception:
-            log.exception("MQTT: handling a command on %s failed", message.topic)
+            log.exception("MQTT: handing over a command on %s failed", message.topic)
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
-        if message.topic == self.topics.command_write() and self._command_handler is not None:
-            self._on_command(message)
-            return
-        if message.topic == self.topics.command_broadcast() and self._broadcast_handler is not None:
-            self._on_command(message, self._broadcast_handler)
-            return
-        if message.topic != self.topics.alarm_ack() or self._ack_handler is None:
-            return
-        try:
-            ack = AlarmAck.model_validate_json(message.payload)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            log.warning("MQTT: malformed alarm acknowledgement on %s ignored: %s", message.topic,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return
-        try:
-            self._ack_handler(ack.alarm, ack.by)
-        except Exception:
-            log.exception("MQTT: handling the acknowledgement of %s failed", ack.alarm)
+        kind = self._command_topics.get(message.topic)
+        if kind is not None and self._command_handler is not None:
+            self._on_command(kind, message)
 
     def _publish_latest(self, topic: str, payload: bytes) -> None:
         """A retained topic: keep its latest payload for re-publication on every connect."""
@@ -515,12 +492,8 @@ class MqttSink:
         if reason.is_failure:
             self._log_refusal(str(reason))
             return
-        if self._ack_handler is not None:
-            client.subscribe(self.topics.alarm_ack(), qos=1)
         if self._command_handler is not None:
-            client.subscribe(self.topics.command_write(), qos=1)
-        if self._broadcast_handler is not None:
-            client.subscribe(self.topics.command_broadcast(), qos=1)
+            client.subscribe([(topic, 1) for topic in self._command_topics])
         with self._send_lock:
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:
@@ -922,9 +895,11 @@ class _TailSession:
         self.deliver(message)
 
 
-def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0) -> bytes | None:
-    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic and
-    correlation data when the client speaks 5), and return the first reply, or None after ``timeout``."""
+def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0,
+            expiry: float | None = None) -> bytes | None:
+    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic,
+    correlation data and, given ``expiry`` seconds, message expiry when the client speaks 5), and return
+    the first reply, or None after ``timeout``."""
     got: list[bytes] = []
     correlation = secrets.token_bytes(8)
 
@@ -942,6 +917,8 @@ def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeo
         if cfg.protocol == "5":
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic, props.CorrelationData = reply_topic, correlation
+            if expiry is not None:  # the broker discards it unsent after that (not through a 3.1.1 bridge)
+                props.MessageExpiryInterval = max(1, int(expiry))
         client.publish(topic, payload, qos=1, properties=props)
         sent.set()
 

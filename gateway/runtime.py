@@ -6,10 +6,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from pydantic import BaseModel
+
 from adapters.base import Adapter, DeviceConfig
 from adapters.registry import build_adapter
 from gateway.alarms import AlarmEngine, AlarmEvent
-from gateway.commands import AuditEntry, CommandHandler, CommandReply
+from gateway.commands import AuditEntry, CommandHandler
 from gateway.config import SiteConfig
 from gateway.derived import processor_for
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading
@@ -66,11 +68,12 @@ class Gateway:
         self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._command_tasks: set[asyncio.Task] = set()
-        self.commands = CommandHandler(site.commands, self.adapters, self._audit)
         self.broadcast = self.linkage = None
         if site.broadcast is not None:  # broadcast commands (gateway/commands.py) and linkage
             from gateway.broadcast import BroadcastController
             self.broadcast = BroadcastController(site, self)
+        self.commands = CommandHandler(site.commands, self.adapters, self._audit, broadcast=self.broadcast,
+                                       ack=self.ack)
         if site.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
             from adapters.onvif.snapshots import SnapshotStore
             from gateway.linkage import Linkage
@@ -80,12 +83,8 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._share_health()
         for sink in self.sinks:
-            if hasattr(sink, "set_ack_handler"):  # acknowledgements arrive on the sink's own thread
-                sink.set_ack_handler(self._ack_from_thread)
-            if hasattr(sink, "set_command_handler"):  # device writes, likewise (gateway/commands.py)
+            if hasattr(sink, "set_command_handler"):  # commands arrive on the sink's own thread
                 sink.set_command_handler(self._command_from_thread)
-            if hasattr(sink, "set_broadcast_handler"):
-                sink.set_broadcast_handler(self._broadcast_from_thread)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
@@ -106,6 +105,7 @@ class Gateway:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         await asyncio.gather(*self._command_tasks, return_exceptions=True)  # writes under way end first
+        self.commands.close()
         if self.linkage is not None:
             await self.linkage.stop()  # linkages under way end (confirm or time out) first
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
@@ -149,43 +149,25 @@ class Gateway:
             self._announce_event(alarm_event)
 
     def ack(self, alarm: str, by: str) -> AlarmEvent | None:
-        """Acknowledge an alarm (on the event loop); the transition goes to the sinks."""
-        try:
-            event = self.alarms.ack(alarm, by)
-        except KeyError:
-            log.warning("acknowledgement by %s of unknown alarm %r ignored", by, alarm)
-            return None
-        if event is None:
-            log.info("acknowledgement by %s of alarm %s: nothing to acknowledge", by, alarm)
-        else:
+        """Acknowledge an alarm (on the event loop; KeyError: no such alarm); the transition goes to the sinks."""
+        event = self.alarms.ack(alarm, by)
+        if event is not None:
             self._announce_event(event)
         return event
 
-    def _ack_from_thread(self, alarm: str, by: str) -> None:
+    def _command_from_thread(self, kind: str, payload: bytes, retained: bool,
+                             reply: Callable[[BaseModel], None]) -> None:
+        """A command (``kind``: write, broadcast, ack) from a sink's thread; ``reply`` gets the result on the loop."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.ack, alarm, by)
+            self._loop.call_soon_threadsafe(self._spawn_command, kind, payload, retained, reply)
 
-    def _command_from_thread(self, payload: bytes, reply: Callable[[CommandReply], None]) -> None:
-        """A write command from a sink's thread; ``reply`` is called on the loop with the result."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._spawn_command, payload, reply)
-
-    def _broadcast_from_thread(self, payload: bytes, reply: Callable) -> None:
-        """A broadcast command (``…/command/broadcast``) from a sink's thread."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._spawn_command, payload, reply, True)
-
-    def _spawn_command(self, payload: bytes, reply: Callable[[CommandReply], None], broadcast: bool = False) -> None:
+    def _spawn_command(self, kind: str, payload: bytes, retained: bool, reply: Callable[[BaseModel], None]) -> None:
         async def run() -> None:
             try:
-                if broadcast:
-                    from gateway.commands import handle_broadcast_payload
-                    reply(await handle_broadcast_payload(self.commands, self.broadcast, payload))
-                    return
-                reply(await self.commands.handle_payload(payload))
+                reply(await self.commands.handle(kind, payload, retained))
             except Exception:  # noqa: BLE001
-                log.exception("handling a write command failed")
-        task = asyncio.create_task(run(), name="command")
+                log.exception("handling a %s command failed", kind)
+        task = asyncio.create_task(run(), name=f"command:{kind}")
         self._command_tasks.add(task)
         task.add_done_callback(self._command_tasks.discard)
 

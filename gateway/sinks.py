@@ -14,8 +14,9 @@ class Sink(Protocol):
     ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm when it grows.
     Optional: ``on_inventory(device, inventory)`` (:class:`gateway.model.Inventory`); sinks
     without it do not receive inventories. ``on_alarm_event(event)`` receives every transition
-    of a device alarm (:class:`gateway.alarms.AlarmEvent`); ``set_ack_handler(handler)``, called
-    before ``start``, gives a sink that takes acknowledgements ``handler(alarm, by)`` (thread-safe).
+    of a device alarm (:class:`gateway.alarms.AlarmEvent`); ``set_command_handler(handler)``, called
+    before ``start``, gives a sink that takes commands ``handler(kind, payload, retained, reply)``
+    (thread-safe; gateway/commands.py).
     ``add_health_source(prefix, health)``: a sink that records health (the historian's
     ``gateway_health``) is given every other sink's ``health`` before ``start``, to record it too.
     """

@@ -40,18 +40,18 @@ from typing import Any, Callable
 
 import pytest
 
-from gateway.commands import BroadcastCommand, BroadcastReply, CommandReply, WriteCommand
+from gateway.commands import BroadcastReply, CommandReply
 from gateway.config import SiteConfig, parse_site
 from gateway.historian.buffer import DurableBuffer
 from gateway.historian.influx import make_writer
 from gateway.historian.sink import HistorianSink
-from gateway.messages import AlarmAck
-from gateway.mqtt import Topics, publish_once, request
+from gateway.mqtt import Topics
+from gateway.operator import Operator
 from gateway.runtime import Gateway
 from gateway.service import build_sinks
 from simulators.opcua.server import OpcUaSimServer
 from simulators.site import SiteSimulator
-from tests.util import free_port
+from tests.util import Operators, free_port
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,17 @@ KINDS = {  # device -> historian measurement
 }
 
 
+def keys_dir(state: Path) -> Path:
+    """Where the operators' private keys of a dashboard site live (beside its replay store)."""
+    return Path(state) / "operators"
+
+
 def dashboard_site(mqtt_host: str, mqtt_port: int, influx_url: str, database: str, *,
                    state_dir: str | Path | None = None, prefix: str | None = None) -> SiteConfig:
     """The demo mine; ``state_dir`` holds the historian buffer and snapshots (default: a new temporary
     directory), ``prefix`` is the MQTT topic prefix (default: ``dash-<random>``, unique)."""
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="minegw-dashboard-"))
+    keys_dir(state).mkdir(parents=True, exist_ok=True)
     prefix = prefix or f"dash-{uuid.uuid4().hex[:8]}"
     belt_port, node_port = free_port(), free_port()
     # timeout: the simulators share the gateway's event loop; only a busy loop makes them late
@@ -147,7 +153,8 @@ def dashboard_site(mqtt_host: str, mqtt_port: int, influx_url: str, database: st
             "confirm_timeout": 4.0},
         "linkage": [{"kind": "methane", "message": "evacuation", "priority": "emergency"},
                     {"kind": "state", "alarms": ["belt-1-smoke"], "message": "fire", "priority": "emergency"}],
-        "commands": {"allowed_users": list(USERS)},
+        "commands": {"allowed_users": list(USERS), "replay_store": str(state / "command-ids.sqlite3"),
+                     "operators": Operators(keys_dir(state), *USERS, "mallory").site_entry()},
         "snapshots": {"directory": str(state / "snapshots")},
         "mqtt": {"host": mqtt_host, "port": mqtt_port, "topic_prefix": prefix},
         "historian": {"url": influx_url, "database": database, "flush_interval": 0.2,
@@ -239,26 +246,28 @@ class _Fill:
         log.info("dashboard fill: %s at %.1f s", name, self.report.steps[name])
 
     # -- through the broker, with the functions `minegw alarm ack|write|broadcast` use --------
-    async def ack(self, alarm: str, by: str) -> None:
-        payload = AlarmAck(alarm=alarm, by=by).model_dump_json().encode()
-        await asyncio.to_thread(publish_once, self.site.mqtt, self.topics.alarm_ack(), payload)
+    async def ack(self, rid: str, alarm: str, by: str) -> None:
+        reply = await self._request("ack", by, rid, alarm=alarm)
+        if not reply["ok"]:
+            raise RuntimeError(f"dashboard fill: acknowledgement of {alarm} refused: {reply['error']}")
 
-    async def _request(self, topic: str, cmd) -> dict:
-        raw = await asyncio.to_thread(request, self.site.mqtt, topic, cmd.model_dump_json().encode(),
-                                      self.topics.command_reply(cmd.request_id), 15.0)
-        if raw is None:
-            raise TimeoutError(f"dashboard fill: no reply to command {cmd.request_id}")
-        reply = json.loads(raw)
-        self.report.replies[cmd.request_id] = reply
+    async def _request(self, kind: str, by: str, rid: str, **fields) -> dict:
+        operator = Operator(keys_dir(self.site.commands.replay_store.parent) / f"{by}.key", by)
+        reply = await asyncio.to_thread(operator.send, self.site.mqtt, self.topics, kind, 15.0,
+                                        self.site.commands.max_age, rid, **fields)
+        if reply is None:
+            raise TimeoutError(f"dashboard fill: no reply to a {kind} command")
+        reply = reply.model_dump(mode="json")
+        self.report.replies[reply["request_id"]] = reply
         return reply
 
     async def write(self, rid: str, device: str, signal: str, value, by: str = "alice", reason: str | None = None):
-        cmd = WriteCommand(request_id=rid, device=device, signal=signal, value=value, by=by, reason=reason)
-        return CommandReply.model_validate(await self._request(self.topics.command_write(), cmd))
+        return CommandReply.model_validate(await self._request("write", by, rid, device=device, signal=signal,
+                                                               value=value, reason=reason))
 
     async def broadcast(self, rid: str, action: str, zones: list[str], by: str = "zhang.wei", **extra):
-        cmd = BroadcastCommand(request_id=rid, action=action, zones=zones, by=by, **extra)
-        return BroadcastReply.model_validate(await self._request(self.topics.command_broadcast(), cmd))
+        return BroadcastReply.model_validate(await self._request("broadcast", by, rid, action=action, zones=zones,
+                                                                 **extra))
 
     # -- the scenes, run side by side -----------------------------------------------------
     async def face(self) -> None:
@@ -271,8 +280,8 @@ class _Fill:
         await w.until("methane linkage", lambda: {e.alarm for e in w.linkages} >= {"shearer-ch4", "shearer-ch4-cut"})
         self.step("methane linkage confirmed")
         self.linked.set()
-        await self.ack("shearer-ch4", "zhang.wei")
-        await self.ack("shearer-ch4-cut", "zhang.wei")
+        await self.ack("dash-ack-1", "shearer-ch4", "zhang.wei")
+        await self.ack("dash-ack-2", "shearer-ch4-cut", "zhang.wei")
         await w.until("methane acknowledgement", lambda: w.alarm_state("shearer-ch4") == "active_ack"
                       and w.alarm_state("shearer-ch4-cut") == "active_ack")
         self.step("methane alarm acknowledged")
@@ -295,7 +304,7 @@ class _Fill:
         await w.until("roadheader online again", lambda: w.status("roadheader-1302") == "online", timeout=20)
         self.step("roadheader online")
         await w.until("roadheader link alarm cleared", lambda: w.alarm_state("roadheader-link") == "cleared_unack")
-        await self.ack("roadheader-link", "alice")
+        await self.ack("dash-ack-3", "roadheader-link", "alice")
         await w.until("roadheader link alarm normal", lambda: w.alarm_state("roadheader-link") == "normal")
 
     async def camera_motion(self, cam: str) -> None:

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 from gateway.alarms import AlarmEngine, AlarmRule, AlarmState, Priority
 from gateway.config import ConfigError, parse_site
 from gateway.historian.lineprotocol import alarm_event_line
-from gateway.messages import AlarmAck, AlarmMessage
+from gateway.commands import AckCommand
+from gateway.messages import AlarmMessage
 from gateway.model import DeviceState, DeviceStatus, Quality, Reading, Sample
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -219,7 +220,7 @@ def test_events_serialise_to_the_mqtt_message_and_the_historian_line():
     assert line.startswith("alarm_event,site=s,area=face-1,device=d1,alarm=a1 ")
     assert 'state="active_unack"' in line and "priority=3i" in line and "value=1.0" in line
     with pytest.raises(ValidationError):
-        AlarmAck.model_validate_json(b'{"alarm": ""}')
+        AckCommand.model_validate_json(b'{"request_id": "r1", "issued_at": "2026-01-01T00:00:00Z", "alarm": ""}')
 
 
 def site_with(alarms):
@@ -273,9 +274,10 @@ async def test_methane_alarm_end_to_end(mosquitto, influxdb, tmp_path):
     from gateway.runtime import Gateway
     from simulators.site import SiteSimulator
     from tests.mqtt_util import MqttCollector
-    from tests.util import free_port
+    from tests.util import Operators, free_port
 
     prefix = f"alarm-e2e-{uuid.uuid4().hex[:8]}"
+    operators = Operators(tmp_path, "tester", "op")
     db = prefix.replace("-", "_")
     site = parse_site({
         "site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
@@ -285,7 +287,8 @@ async def test_methane_alarm_end_to_end(mosquitto, influxdb, tmp_path):
                     "location": "machine"}],
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
         "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}}})
+                      "buffer": {"path": str(tmp_path / "b.sqlite3")}},
+        "commands": {"operators": operators.site_entry(), "replay_store": str(tmp_path / "ids.sqlite3")}})
     topic = f"{prefix}/s1/face/shearer-1/alarm/ch4"
     broker = ["--host", mosquitto.host, "--port", str(mosquitto.port), "--prefix", prefix, "--site", "s1"]
 
@@ -316,17 +319,23 @@ async def test_methane_alarm_end_to_end(mosquitto, influxdb, tmp_path):
                 assert listed.exit_code == 0, listed.output
                 assert "ch4 " in listed.output and "ch4-cut" in listed.output and "2 alarm(s)" in listed.output
 
-                acked = await asyncio.to_thread(CliRunner().invoke, app, ["alarm", "ack", "ch4", "--by", "tester",
-                                                                           *broker])
+                tester = ["--key", str(operators.files["tester"])]
+                acked = await asyncio.to_thread(CliRunner().invoke, app, ["alarm", "ack", "ch4", *tester, *broker])
                 assert acked.exit_code == 0, acked.output
+                assert "ok: ch4 acknowledged, now active_ack" in acked.output
                 ack_msg = AlarmMessage.model_validate_json((await sub.until(state_is("active_ack"))).payload)
                 assert ack_msg.acked_by == "tester" and ack_msg.raised_at == msg.raised_at
+                again = await asyncio.to_thread(CliRunner().invoke, app, ["alarm", "ack", "ch4", *tester, *broker])
+                assert again.exit_code == 1 and "nothing to acknowledge" in again.output, again.output
+                unknown = await asyncio.to_thread(CliRunner().invoke, app, ["alarm", "ack", "nope", *tester, *broker])
+                assert unknown.exit_code == 1 and "refused: no alarm 'nope' is active" in unknown.output
 
-                # a malformed command is ignored, the gateway goes on
+                # malformed and unsigned commands are refused, the gateway goes on
                 sub.client.publish(f"{prefix}/s1/command/alarm/ack", b"{not json", qos=1)
-                sub.client.publish(f"{prefix}/s1/command/alarm/ack", b'{"alarm": "nope", "by": "x"}', qos=1)
+                sub.client.publish(f"{prefix}/s1/command/alarm/ack", b'{"alarm": "ch4-cut", "by": "x"}', qos=1)
                 # the cut level is acknowledged through the MQTT command directly
-                sub.client.publish(f"{prefix}/s1/command/alarm/ack", b'{"alarm": "ch4-cut", "by": "op"}', qos=1)
+                cmd = operators.sign("op", {"request_id": "ack-cut", "alarm": "ch4-cut"})
+                sub.client.publish(f"{prefix}/s1/command/alarm/ack", json.dumps(cmd).encode(), qos=1)
                 await sub.until(state_is("active_ack", f"{prefix}/s1/face/shearer-1/alarm/ch4-cut"))
 
                 sims.simulator("shearer-1").clear_fault("out_of_range")

@@ -184,12 +184,14 @@ def test_command_audit_accepted_and_refused(filled_historian):  # noqa: F811
                                'FROM "command_audit" GROUP BY "result"')
     got = {r["request_id"]: r for r in rows}
     assert {r for r, row in got.items() if row["result"] == "accepted"} == {
-        "dash-write-1", "dash-write-2", "dash-bc-play", "dash-bc-stop"}
+        "dash-write-1", "dash-write-2", "dash-bc-play", "dash-bc-stop", "dash-ack-1", "dash-ack-2", "dash-ack-3"}
     assert {r for r, row in got.items() if row["result"] == "refused"} == {"dash-write-3", "dash-write-4"}
     assert got["dash-write-1"]["value"] == "-4.5" and got["dash-write-1"]["by"] == "alice"
     assert got["dash-write-3"]["error"].startswith("out of range") and got["dash-write-3"]["ok"] is False
     assert got["dash-write-4"]["error"].startswith("unauthorised") and got["dash-write-4"]["by"] == "mallory"
     assert (got["dash-bc-play"]["device"], got["dash-bc-play"]["signal"]) == ("broadcast", "play")
+    assert (got["dash-ack-1"]["device"], got["dash-ack-1"]["signal"], got["dash-ack-1"]["value"]) == (
+        "alarm", "ack", '"shearer-ch4"')
 
 
 def test_gateway_alarm_of_a_broadcast_node_raised_and_cleared(filled_historian):  # noqa: F811

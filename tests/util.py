@@ -6,3 +6,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+class Operators:
+    """Operators' signing keys for the command path: key files, the site file's ``commands.operators``,
+    and signed commands (gateway/signing.py)."""
+
+    def __init__(self, directory, *names: str):
+        from pathlib import Path
+
+        from gateway import signing
+
+        self.keys = {name: signing.new_private_key() for name in names}
+        self.files = {}
+        for name, key in self.keys.items():
+            path = Path(directory) / f"{name}.key"
+            path.write_bytes(signing.private_pem(key))
+            self.files[name] = path
+
+    def site_entry(self) -> dict[str, str]:
+        from gateway import signing
+
+        return {name: signing.public_text(key) for name, key in self.keys.items()}
+
+    def sign(self, name: str, body: dict, age: float = 0.0) -> dict:
+        """``body`` with ``issued_at`` (``age`` seconds ago, unless it has one) and ``key_id``/``sig`` of ``name``."""
+        from datetime import timedelta
+
+        from gateway import signing
+        from gateway.model import utcnow
+
+        issued = (utcnow() - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
+        return signing.sign({"issued_at": issued, **body}, self.keys[name], name)
