@@ -1,8 +1,13 @@
 """The Modbus adapter against real pymodbus servers over loopback TCP."""
 import asyncio
 import math
+import os
+import signal
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from pymodbus.constants import ExcCodes
 
 from adapters.modbus.adapter import ModbusAdapter
@@ -242,3 +247,52 @@ async def test_gateway_target_failure_is_comm_fail_not_bad_data(tmp_path):
         assert "gateway target failed to respond" in adapter.state.reason
         assert adapter.client.connected  # the TCP link to the gateway stays up
         await adapter.stop()
+
+
+async def lines_until(stream, wanted: str, seen: list[str], timeout: float = 20.0) -> None:
+    """Read log lines into ``seen`` until one contains ``wanted``."""
+    async def scan():
+        while wanted not in (line := (await stream.readline()).decode()):
+            assert line, f"log ended before {wanted!r}:\n" + "".join(seen)
+            seen.append(line)
+        seen.append(line)
+    await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.mark.parametrize("pymodbus_log", [None, "debug"])
+async def test_a_device_timing_out_during_a_run_logs_one_line_per_state_change(mosquitto, tmp_path, pymodbus_log):
+    stalling = asyncio.Event()
+
+    async def stall_while_asked(*_):
+        if stalling.is_set():
+            await asyncio.sleep(1)  # past the adapter's timeout
+
+    async with raw_server(inputs=[regs(0, [100])], action=stall_while_asked) as (_, port):
+        site = {"site": {"id": "mine"}, "areas": [{"id": "a", "kind": "belt_line"}],
+                "devices": [{"id": "m1", "adapter": "modbus", "area": "a", "profile": write_profile(tmp_path, POINTS[:1]),
+                             "host": "127.0.0.1", "port": port, "poll_interval": 0.2, "timeout": 0.3,
+                             "retries": 0, "backoff_initial": 0.1, "backoff_max": 0.2}],
+                "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": "log-test"}}
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "run", str(tmp_path / "site.yaml"),
+                                                    cwd=Path(__file__).parent.parent, stderr=asyncio.subprocess.PIPE,
+                                                    env=os.environ | ({"MINEGW_PYMODBUS_LOG": pymodbus_log}
+                                                                      if pymodbus_log else {}))
+        seen: list[str] = []
+        try:
+            await lines_until(proc.stderr, "m1: online", seen)
+            stalling.set()
+            await lines_until(proc.stderr, "m1: offline", seen)
+            await asyncio.sleep(2)  # several more polls time out
+            stalling.clear()
+            await lines_until(proc.stderr, "m1: online", seen)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(proc.communicate(), 15)
+        log = "".join(seen) + rest.decode()
+        if pymodbus_log:  # asked for: every frame and every timeout
+            assert "DEBUG pymodbus.logging: send: 0x" in log and "ERROR pymodbus.logging: No response received" in log
+        else:
+            assert "pymodbus" not in log and ">>>>>" not in log, log
+        assert [line.split("m1: ")[1].split(":")[0] for line in log.splitlines() if "m1: o" in line] == \
+            ["online", "offline", "online"], log

@@ -20,6 +20,23 @@ from .profile import Point, Table, load_profile
 
 log = logging.getLogger(__name__)
 
+class _QuietTimeouts(logging.Filter):
+    """pymodbus logs every unanswered request at ERROR, followed by its last 20 frames in hex.
+    The adapter reports a device that stops answering itself, as one state-change line: unless
+    pymodbus is logged at DEBUG (asked for), drop those records and the frame dumps of others."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        message = record.getMessage()
+        if message.startswith("No response received"):
+            return False
+        record.msg, record.args = message.split("\n>>>>> ", 1)[0], ()
+        return True
+
+
+logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())  # the logger of pymodbus' Log class
+
 ILLEGAL_ADDRESS = 2
 GATEWAY_CODES = {10: "gateway path unavailable", 11: "gateway target failed to respond"}
 
@@ -63,6 +80,7 @@ class ModbusAdapter(Adapter):
         )
         self._write_lock = asyncio.Lock()
         self._retrying: Hole | None = None  # the learned hole this poll tries again
+        self._logged_status: DeviceStatus | None = None
 
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -208,6 +226,13 @@ class ModbusAdapter(Adapter):
                                        poll_ms=(time.monotonic() - started) * 1000, samples=samples)
 
     # -- state ---------------------------------------------------------------------------
+    def _set_status(self, status: DeviceStatus, reason: str) -> None:
+        if status is not self._logged_status:  # one line per change, not per failed poll
+            self._logged_status = status
+            level = logging.INFO if status is DeviceStatus.ONLINE else logging.WARNING
+            log.log(level, "%s: %s: %s", self.id, status.value, reason)
+        super()._set_status(status, reason)
+
     def _poll_succeeded(self, poll_ms: float) -> None:
         s = self.state
         s.polls += 1
