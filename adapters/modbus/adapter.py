@@ -20,6 +20,7 @@ from .profile import Point, Table, load_profile
 
 log = logging.getLogger(__name__)
 
+
 class _QuietTimeouts(logging.Filter):
     """pymodbus logs every unanswered request at ERROR, followed by its last 20 frames in hex.
     The adapter reports a device that stops answering itself, as one state-change line: unless
@@ -36,6 +37,7 @@ class _QuietTimeouts(logging.Filter):
 
 
 logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())  # the logger of pymodbus' Log class
+
 
 ILLEGAL_ADDRESS = 2
 GATEWAY_CODES = {10: "gateway path unavailable", 11: "gateway target failed to respond"}
