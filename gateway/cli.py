@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -50,11 +51,18 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+LIBRARY_LOG_ENV = "MINEGW_PYMODBUS_LOG"  # e.g. DEBUG: every Modbus frame in hex, every timeout
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pymodbus", "amqtt", "transitions", "httpx"):
+    for noisy in ("amqtt", "transitions", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+    asked = os.environ.get(LIBRARY_LOG_ENV, "WARNING")
+    if asked.strip().upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail(f"{LIBRARY_LOG_ENV}={asked!r}: expected DEBUG, INFO, WARNING or ERROR")
+    logging.getLogger("pymodbus").setLevel(asked.strip().upper())
 
 
 def _load(path: Path):

@@ -67,6 +67,8 @@ def test_probe_failures_are_one_clear_line():
     assert_one_clean_error(minegw("sim-fault", "belt-main-1", "slip", "--control", f"127.0.0.1:{port}"),
                            "no simulator control endpoint")
     assert_one_clean_error(minegw("run", "no-such-site.yaml"), "cannot read")
+    assert_one_clean_error(minegw("run", str(EXAMPLE), env=os.environ | {"MINEGW_PYMODBUS_LOG": "loud"}),
+                           "MINEGW_PYMODBUS_LOG='loud': expected DEBUG, INFO, WARNING or ERROR")
 
 
 def test_mqtt_tail_prints_messages(mosquitto):

@@ -1,14 +1,20 @@
 """The Modbus adapter against real pymodbus servers over loopback TCP."""
 import asyncio
 import math
+import os
+import signal
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from pymodbus.constants import ExcCodes
 
 from adapters.modbus.adapter import ModbusAdapter
 from adapters.modbus.codec import DataType, Order, encode
 from adapters.modbus.config import ModbusDeviceConfig
 from gateway.model import DeviceStatus, Quality, Reading
+from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from tests.modbus_util import bits, raw_server, regs, write_profile
 from tests.util import free_port
 
@@ -93,7 +99,7 @@ async def test_exception_response_marks_its_block_bad_and_the_rest_good(tmp_path
         await adapter.stop()
 
 
-async def test_a_hole_the_device_refuses_makes_the_adapter_read_point_by_point(tmp_path):
+async def test_a_hole_the_device_refuses_is_read_around_in_the_same_poll(tmp_path):
     points = [{"name": "a", "table": "input_register", "address": 0},
               {"name": "b", "table": "input_register", "address": 5}]
     profile = write_profile(tmp_path, points)
@@ -101,11 +107,44 @@ async def test_a_hole_the_device_refuses_makes_the_adapter_read_point_by_point(t
     async with raw_server(inputs=[regs(0, [7]), regs(5, [9])]) as (_, port):
         adapter = ModbusAdapter(device(profile, port))
         await adapter._connect()
-        first = by_signal(await adapter.poll_once())
-        assert first["a"].quality is Quality.BAD
-        second = by_signal(await adapter.poll_once())
-        assert (second["a"].value, second["b"].value) == (7, 9)
-        assert len(adapter.blocks) == 2
+        for _ in range(2):
+            s = by_signal(await adapter.poll_once())
+            assert (s["a"].value, s["b"].value) == (7, 9)
+            assert {x.quality for x in s.values()} == {Quality.GOOD}
+        assert [(b.address, b.count) for b in adapter.plan.blocks] == [(0, 1), (5, 1)]
+        await adapter.stop()
+
+
+async def poll_counting(adapter, sim):
+    """One poll: its samples by signal, and how many read requests the device served."""
+    before = sim.read_requests
+    reading = await adapter.poll_once()
+    return by_signal(reading), sim.read_requests - before
+
+
+async def test_refused_ranges_are_learned_so_polls_need_few_requests(tmp_path):
+    # A shearer whose map has a hole (input registers 30-31) and a point that cannot be read at all.
+    sim = DeviceSimulator("s1", "shearer")
+    sim.set_fault("strict_map")
+    sim.set_fault("unreadable", signal="haulage_speed")
+    async with ModbusSimServer("127.0.0.1", free_port(), [sim]) as server:
+        adapter = ModbusAdapter(device("shearer", server.port, id="s1"))
+        await adapter._connect()
+        assert len(adapter.plan.blocks) == 4  # one request per table
+        for _ in range(3):  # the first poll finds the holes; all three read every other point
+            s, requests = await poll_counting(adapter, sim)
+            assert (s["haulage_speed"].value, s["haulage_speed"].quality) == (None, Quality.BAD)
+            assert {x.quality for n, x in s.items() if n != "haulage_speed"} == {Quality.GOOD}
+        assert requests == 6  # input registers in 3 requests: below, above the point; past the hole
+        adapter.plan.retry_after = 0  # a hole is retried every poll: one request more, nothing lost
+        s, requests = await poll_counting(adapter, sim)
+        assert requests == 7 and s["haulage_speed"].quality is Quality.BAD
+        assert {x.quality for n, x in s.items() if n != "haulage_speed"} == {Quality.GOOD}
+        sim.clear_fault()  # the device's map was updated: the retries find out
+        for _ in range(2):
+            s, requests = await poll_counting(adapter, sim)
+        s, requests = await poll_counting(adapter, sim)
+        assert requests == 4 and {x.quality for x in s.values()} == {Quality.GOOD}
         await adapter.stop()
 
 
@@ -208,3 +247,52 @@ async def test_gateway_target_failure_is_comm_fail_not_bad_data(tmp_path):
         assert "gateway target failed to respond" in adapter.state.reason
         assert adapter.client.connected  # the TCP link to the gateway stays up
         await adapter.stop()
+
+
+async def lines_until(stream, wanted: str, seen: list[str], timeout: float = 20.0) -> None:
+    """Read log lines into ``seen`` until one contains ``wanted``."""
+    async def scan():
+        while wanted not in (line := (await stream.readline()).decode()):
+            assert line, f"log ended before {wanted!r}:\n" + "".join(seen)
+            seen.append(line)
+        seen.append(line)
+    await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.mark.parametrize("pymodbus_log", [None, "debug"])
+async def test_a_device_timing_out_during_a_run_logs_one_line_per_state_change(mosquitto, tmp_path, pymodbus_log):
+    stalling = asyncio.Event()
+
+    async def stall_while_asked(*_):
+        if stalling.is_set():
+            await asyncio.sleep(1)  # past the adapter's timeout
+
+    async with raw_server(inputs=[regs(0, [100])], action=stall_while_asked) as (_, port):
+        site = {"site": {"id": "mine"}, "areas": [{"id": "a", "kind": "belt_line"}],
+                "devices": [{"id": "m1", "adapter": "modbus", "area": "a", "profile": write_profile(tmp_path, POINTS[:1]),
+                             "host": "127.0.0.1", "port": port, "poll_interval": 0.2, "timeout": 0.3,
+                             "retries": 0, "backoff_initial": 0.1, "backoff_max": 0.2}],
+                "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": "log-test"}}
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "run", str(tmp_path / "site.yaml"),
+                                                    cwd=Path(__file__).parent.parent, stderr=asyncio.subprocess.PIPE,
+                                                    env=os.environ | ({"MINEGW_PYMODBUS_LOG": pymodbus_log}
+                                                                      if pymodbus_log else {}))
+        seen: list[str] = []
+        try:
+            await lines_until(proc.stderr, "m1: online", seen)
+            stalling.set()
+            await lines_until(proc.stderr, "m1: offline", seen)
+            await asyncio.sleep(2)  # several more polls time out
+            stalling.clear()
+            await lines_until(proc.stderr, "m1: online", seen)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(proc.communicate(), 15)
+        log = "".join(seen) + rest.decode()
+        if pymodbus_log:  # asked for: every frame and every timeout
+            assert "DEBUG pymodbus.logging: send: 0x" in log and "ERROR pymodbus.logging: No response received" in log
+        else:
+            assert "pymodbus" not in log and ">>>>>" not in log, log
+        assert [line.split("m1: ")[1].split(":")[0] for line in log.splitlines() if "m1: o" in line] == \
+            ["online", "offline", "online"], log

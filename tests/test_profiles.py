@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.modbus.codec import DataType, Order
-from adapters.modbus.plan import MAX_REGISTERS, plan_reads, split
+from adapters.modbus.plan import MAX_REGISTERS, Hole, ReadPlan, halve, plan_reads
 from adapters.modbus.profile import Point, Profile, Table, available_profiles, load_profile
 
 KINDS = ["belt_conveyor", "broadcast_node", "face_conveyor", "roadheader", "shearer"]
@@ -64,12 +64,41 @@ def test_plan_never_exceeds_protocol_limits():
     assert [b.count for b in plan_reads(bits)] == [2000, 2000, 500]
 
 
-def test_plan_keeps_tables_apart_and_split_reads_points_alone():
+def test_plan_keeps_tables_apart_and_halve_splits_a_block_by_its_points():
     pts = [ir("a", 0), Point(name="h", table=Table.HOLDING_REGISTER, address=1)]
     blocks = plan_reads(pts)
     assert {b.table for b in blocks} == {Table.INPUT_REGISTER, Table.HOLDING_REGISTER}
-    merged = plan_reads([ir("a", 0), ir("b", 5)])[0]
-    assert [(b.address, b.count) for b in split(merged)] == [(0, 1), (5, 1)]
+    merged = plan_reads([ir("a", 0), ir("b", 5), ir("c", 6, DataType.FLOAT32)])[0]
+    assert [(b.address, b.count) for b in halve(merged)] == [(0, 1), (5, 3)]
+
+
+def span(blocks):
+    return [(b.address, b.count) for b in blocks]
+
+
+def test_plan_reads_no_block_across_a_cut():
+    pts = [ir("a", 0), ir("b", 2), ir("c", 4), ir("d", 6)]
+    assert span(plan_reads(pts, cuts=[(Table.INPUT_REGISTER, 3)])) == [(0, 3), (4, 3)]
+    assert span(plan_reads(pts, cuts=[(Table.HOLDING_REGISTER, 3)])) == [(0, 7)]  # another table's cut
+
+
+def test_read_plan_learns_holes_and_retries_the_oldest_when_due():
+    now = [0.0]
+    pts = [ir("a", 0), ir("b", 2), ir("c", 4), ir("d", 6)]
+    plan = ReadPlan(pts, retry_after=60, clock=lambda: now[0])
+    plan.learn(Hole(Table.INPUT_REGISTER, 4))
+    now[0] = 10
+    plan.learn(Hole(Table.INPUT_REGISTER, 2, "b"))  # b alone is refused: not asked for
+    assert span(plan.blocks) == [(0, 1), (4, 3)] and [p.name for p in plan.unreadable] == ["b"]
+    now[0] = 59
+    assert plan.retry_oldest() is None
+    now[0] = 60
+    assert plan.retry_oldest() == Hole(Table.INPUT_REGISTER, 4)
+    assert span(plan.blocks) == [(0, 1), (4, 3)]  # b's hole still cuts at 2
+    assert plan.retry_oldest() is None  # b's is not due until 70
+    now[0] = 70
+    assert plan.retry_oldest() == Hole(Table.INPUT_REGISTER, 2, "b")
+    assert span(plan.blocks) == [(0, 7)] and plan.unreadable == []
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -15,10 +15,29 @@ from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteRe
 
 from . import codec
 from .config import ModbusDeviceConfig
-from .plan import Block, plan_reads, split
+from .plan import Block, Hole, ReadPlan, halve
 from .profile import Point, Table, load_profile
 
 log = logging.getLogger(__name__)
+
+
+class _QuietTimeouts(logging.Filter):
+    """pymodbus logs every unanswered request at ERROR, followed by its last 20 frames in hex.
+    The adapter reports a device that stops answering itself, as one state-change line: unless
+    pymodbus is logged at DEBUG (asked for), drop those records and the frame dumps of others."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        message = record.getMessage()
+        if message.startswith("No response received"):
+            return False
+        record.msg, record.args = message.split("\n>>>>> ", 1)[0], ()
+        return True
+
+
+logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())  # the logger of pymodbus' Log class
+
 
 ILLEGAL_ADDRESS = 2
 GATEWAY_CODES = {10: "gateway path unavailable", 11: "gateway target failed to respond"}
@@ -56,12 +75,14 @@ class ModbusAdapter(Adapter):
     def __init__(self, config: ModbusDeviceConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.profile = load_profile(config.profile)
-        self.blocks = plan_reads(self.profile.points, max_gap_registers=config.max_gap)
+        self.plan = ReadPlan(self.profile.points, max_gap_registers=config.max_gap, retry_after=config.hole_retry)
         self.client = AsyncModbusTcpClient(
             config.host, port=config.port, timeout=config.timeout, retries=config.retries,
             reconnect_delay=0,  # reconnects are ours: backoff with jitter, state tracking
         )
         self._write_lock = asyncio.Lock()
+        self._retrying: Hole | None = None  # the learned hole this poll tries again
+        self._logged_status: DeviceStatus | None = None
 
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -100,10 +121,9 @@ class ModbusAdapter(Adapter):
     async def poll_once(self, deadline: float | None = None) -> Reading | None:
         """Read every block once and emit one reading; ``None`` if the link failed."""
         started, started_at = time.monotonic(), utcnow()
-        samples: list[Sample] = []
+        self._retrying = self.plan.retry_oldest()
         try:
-            for block in list(self.blocks):
-                samples.extend(await self._read_block(block, deadline))
+            samples = await self._read_planned(self.plan.blocks, self.plan.unreadable, deadline)
         except TargetUnreachable as exc:  # the TCP link is fine: keep it
             self._poll_failed(str(exc), timeout=True)
             self._emit(self._comm_fail_reading(started_at, started))
@@ -116,24 +136,31 @@ class ModbusAdapter(Adapter):
         reading = Reading(device=self.id, ts=started_at,
                                           poll_ms=(time.monotonic() - started) * 1000,
                                           samples=samples)
+        if self._retrying is not None:  # read across without a refusal
+            log.info("%s: %s %s no longer refused", self.id, self._retrying.table.value,
+                     self._retrying.point or self._retrying.address)
         self._poll_succeeded(reading.poll_ms)
         self._emit(reading)
         return reading
 
-    async def _read_block(self, block: Block, deadline: float | None) -> list[Sample]:
+    async def _read_planned(self, blocks: list[Block], unreadable: list[Point],
+                            deadline: float | None) -> list[Sample]:
+        samples = self._bad(unreadable)
+        for block in blocks:
+            samples.extend((await self._read_block(block, deadline))[0])
+        return samples
+
+    async def _read_block(self, block: Block, deadline: float | None) -> tuple[list[Sample], bool]:
+        """The block's samples, and whether the device answered it as one request."""
         try:
             words = await self._request(block)
         except ExceptionResponse as exc:
             if exc.code in GATEWAY_CODES:
                 raise TargetUnreachable(f"unit {self.config.unit_id}: {GATEWAY_CODES[exc.code]}") from None
             self.state.exception_responses += 1
-            if exc.code == ILLEGAL_ADDRESS and len(block.points) > 1:
-                # The device refuses a merged range (a hole it does not map): read point by point.
-                log.warning("%s: %s refused range %d+%d, reading its points one by one",
-                            self.id, block.table.value, block.address, block.count)
-                self.blocks[self.blocks.index(block):self.blocks.index(block) + 1] = split(block)
-            now = utcnow()
-            return [self._sample(p, None, Quality.BAD, now) for p in block.points]
+            if exc.code == ILLEGAL_ADDRESS:
+                return await self._read_refused(block, deadline), False
+            return self._bad(block.points), False
         now = utcnow()
         late = deadline is not None and time.monotonic() > deadline
         out = []
@@ -143,7 +170,38 @@ class ModbusAdapter(Adapter):
             if late and quality is Quality.GOOD:
                 quality = Quality.STALE
             out.append(self._sample(p, value, quality, now))
-        return out
+        return out, True
+
+    async def _read_refused(self, block: Block, deadline: float | None) -> list[Sample]:
+        """A block the device refused as an illegal address: read it in halves, down to single
+        points, so what it can read still comes out in this poll, and learn where the hole is."""
+        retried = self._retrying
+        if retried is not None and retried.within(block):  # still there: back into the plan at once
+            self._retrying = None
+            self._learn(retried, "refused again")
+            return await self._read_planned(*self.plan.plan(block.points), deadline)
+        if len(block.points) == 1:
+            point = block.points[0]
+            self._learn(Hole(block.table, point.address, point.name),
+                        f"{point.name} at {point.address} refused alone: reported bad without asking")
+            return self._bad(block.points)
+        first, second = halve(block)
+        first_samples, first_whole = await self._read_block(first, deadline)
+        second_samples, second_whole = await self._read_block(second, deadline)
+        if first_whole and second_whole:  # each half reads alone: the hole lies between them
+            self._learn(Hole(block.table, second.address),
+                        f"{block.address}+{block.count} refused across {second.address}: read as two requests")
+        return first_samples + second_samples
+
+    def _learn(self, hole: Hole, what: str) -> None:
+        # Logged once; a hole that comes back after its retry is old news.
+        level = logging.DEBUG if hole in self.plan.ever_learned else logging.INFO
+        log.log(level, "%s: illegal data address: %s %s", self.id, hole.table.value, what)
+        self.plan.learn(hole)
+
+    def _bad(self, points) -> list[Sample]:
+        now = utcnow()
+        return [self._sample(p, None, Quality.BAD, now) for p in points]
 
     async def _request(self, block: Block) -> list[int] | list[bool]:
         c, uid = self.client, self.config.unit_id
@@ -170,6 +228,13 @@ class ModbusAdapter(Adapter):
                                        poll_ms=(time.monotonic() - started) * 1000, samples=samples)
 
     # -- state ---------------------------------------------------------------------------
+    def _set_status(self, status: DeviceStatus, reason: str) -> None:
+        if status is not self._logged_status:  # one line per change, not per failed poll
+            self._logged_status = status
+            level = logging.INFO if status is DeviceStatus.ONLINE else logging.WARNING
+            log.log(level, "%s: %s: %s", self.id, status.value, reason)
+        super()._set_status(status, reason)
+
     def _poll_succeeded(self, poll_ms: float) -> None:
         s = self.state
         s.polls += 1

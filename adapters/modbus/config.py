@@ -20,6 +20,7 @@ class ModbusDeviceConfig(DeviceConfig):
     timeout: float = Field(1.0, gt=0, le=10, description="seconds per request")
     retries: int = Field(1, ge=0, le=5, description="extra attempts per request")
     max_gap: int = Field(8, ge=0, le=100, description="unused registers a merged read may span")
+    hole_retry: float = Field(600.0, gt=0, description="seconds between retries of one range the device refused")
     backoff_initial: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
     backoff_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
 

@@ -61,12 +61,19 @@ class OutOfRangeParams(FaultParams):
     value: float | None = Field(None, description="value served; default: 10 % of the span above the range")
 
 
+class UnreadableParams(FaultParams):
+    signal: str = Field(description="register signal whose registers no read may touch (illegal data address)")
+
+
 SERVER_FAULTS: dict[str, type[FaultParams]] = {
     "offline": NoParams,  # connection refused (or exception 0x0B while other units share the port)
     "slow": SlowParams,
     "exception": ExceptionParams,
     "stuck": NoParams,  # every value frozen where it was
     "out_of_range": OutOfRangeParams,
+    # Register maps with holes, as many PLCs have: reads that touch them get illegal data address.
+    "strict_map": NoParams,  # a register no point owns
+    "unreadable": UnreadableParams,  # the registers of one point
 }
 
 
@@ -117,6 +124,7 @@ class DeviceSimulator(FaultHolder):
         self._faults: dict[str, FaultParams] = {}
         self._frozen: Image | None = None
         self._listeners: list[Callable[[DeviceSimulator], None]] = []
+        self.read_requests = 0  # FC 1-4 requests served (or refused): what a poll costs the device
 
     def __repr__(self) -> str:
         return f"DeviceSimulator({self.device_id!r}, {self.profile.kind}, unit {self.unit_id})"
@@ -128,7 +136,17 @@ class DeviceSimulator(FaultHolder):
         return {**SERVER_FAULTS, **self.model.FAULTS}
 
     def _check_targets(self, name: str, params: FaultParams) -> FaultParams:
+        if isinstance(params, UnreadableParams):
+            self._check_unreadable(params)
         return self._check_out_of_range(params) if isinstance(params, OutOfRangeParams) else params
+
+    def _check_unreadable(self, p: UnreadableParams) -> None:
+        try:
+            point = self.profile.point(p.signal)
+        except KeyError as exc:
+            raise FaultError(f"{self.device_id}: unreadable: {exc.args[0]}") from None
+        if point.table.is_bit:  # pymodbus tells the action packed registers, not the bits asked for
+            raise FaultError(f"{self.device_id}: unreadable: {p.signal} is a bit; only registers can be unreadable")
 
     def set_fault(self, name: str, **params: Any) -> FaultParams:
         """Inject a fault now (replacing the same fault's earlier parameters)."""
@@ -223,7 +241,9 @@ class DeviceSimulator(FaultHolder):
         table = FC_TABLE.get(function_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
-        if refusal := self._refusal(table):
+        reading = function_code in READ_FCS
+        self.read_requests += reading
+        if refusal := self._refusal(table) or (reading and self._hole_in(table, address, count)):
             return refusal
         slow = self._faults.get("slow")
         if slow and (set_values is not None or function_code in READ_FCS):  # once per request:
@@ -241,6 +261,17 @@ class DeviceSimulator(FaultHolder):
         exception = self._faults.get("exception")
         if exception and exception.table in (None, table):
             return exception.code
+        return None
+
+    def _hole_in(self, table: Table, address: int, count: int) -> ExcCodes | None:
+        """Illegal data address for a register read that touches a ``strict_map`` or ``unreadable`` hole."""
+        if table.is_bit:
+            return None
+        owners = [self._owner.get((table, a)) for a in range(address, address + count)]
+        unreadable = self._faults.get("unreadable")
+        if ("strict_map" in self._faults and None in owners) or (
+                unreadable and any(o is not None and o.name == unreadable.signal for o in owners)):
+            return ExcCodes.ILLEGAL_ADDRESS
         return None
 
     def _load(self, table: Table, registers: list[int]) -> None:
