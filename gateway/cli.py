@@ -63,9 +63,9 @@ def _load(path: Path):
 
 
 def _print_problems(exc: ConfigError) -> None:
-    err.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)", highlight=False)
+    err.print(f"[bold red]{escape(exc.path)}[/]: {len(exc.problems)} problem(s)", highlight=False, soft_wrap=True)
     for p in exc.problems:
-        err.print(f"  {p}", highlight=False, markup=False)
+        err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)  # one line each, whatever the width
     raise typer.Exit(1)
 
 
