@@ -18,6 +18,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError,
                       field_validator, model_validator)
 
+from adapters.base import HostName
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig
@@ -79,7 +80,7 @@ class BufferConfig(Strict):
 
 
 class MqttConfig(Strict):
-    host: str = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = None

@@ -174,3 +174,49 @@ def test_a_recursive_alias_is_refused(tmp_path):
 
 def test_a_huge_file_is_refused_without_reading_it_all(tmp_path):
     assert one_problem(check_file(tmp_path, b"#" * 5_000_000)) == "larger than 1 MB: not a configuration file"
+
+
+def test_broker_port_comes_from_the_environment_and_a_port_in_the_host_is_refused(monkeypatch):
+    monkeypatch.setenv("MINEGW_MQTT_PORT", "18830")
+    assert load_site(EXAMPLE).mqtt.port == 18830
+    monkeypatch.setenv("MINEGW_MQTT_HOST", "127.0.0.1:18830")
+    with pytest.raises(ConfigError) as err:
+        load_site(EXAMPLE)
+    assert err.value.problems == ["mqtt.host: '127.0.0.1:18830' has a port in it: "
+                                  "give the host (127.0.0.1) and the port (18830) separately"]
+
+
+@pytest.mark.parametrize("host, problem", [
+    ("10.1.20.11:502", "'10.1.20.11:502' has a port in it: give the host (10.1.20.11) and the port (502) separately"),
+    ("http://10.1.20.11", "'http://10.1.20.11' is a URL: give the host name or address only"),
+    ("plc 1", "'plc 1' is not a host name or IP address"),
+])
+def test_device_hosts_are_host_names_or_addresses(example, host, problem):
+    bad = copy.deepcopy(example)
+    bad["devices"][0]["host"] = host
+    assert problems(bad) == [f"devices[0].host: {problem}"]
+    good = copy.deepcopy(example)
+    good["devices"][0]["host"], good["devices"][1]["host"] = "fe80::1", "plc-1.face.mine"
+    parse_site(good)
+
+
+def test_a_device_without_adapter_is_modbus_as_the_docs_say(example):
+    data = copy.deepcopy(example)
+    del data["devices"][0]["adapter"]
+    assert parse_site(data).devices[0].adapter == "modbus"
+    row = next(line for line in (EXAMPLE.parent.parent / "docs" / "config.md").read_text().splitlines()
+               if line.startswith("| `adapter` |"))
+    assert row.split("|")[2:4] == [" `modbus`, `opcua`, `onvif` ", " `modbus` "]
+
+
+def test_the_historian_docs_example_lines_use_the_profile_s_fields():
+    from adapters.modbus.profile import load_profile
+
+    docs = (EXAMPLE.parent.parent / "docs" / "historian.md").read_text()
+    names = {p.name for p in load_profile("shearer").points} | {"status", "status_code"}  # derived status
+    lines = [line for line in docs.splitlines() if line.startswith("shearer,")]
+    assert lines
+    for line in lines:
+        fields = line.split(" ")[1].split(",")
+        used = {f.split("=")[0].removesuffix("__quality").removesuffix("__value") for f in fields}
+        assert used <= names, used - names
