@@ -47,7 +47,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -73,9 +73,9 @@ def _load(path: Path):
 
 
 def _print_problems(exc: ConfigError) -> None:
-    err.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)", highlight=False)
+    err.print(f"[bold red]{escape(exc.path)}[/]: {len(exc.problems)} problem(s)", highlight=False, soft_wrap=True)
     for p in exc.problems:
-        err.print(f"  {p}", highlight=False, markup=False)
+        err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)  # one line each, whatever the width
     raise typer.Exit(1)
 
 
@@ -170,6 +170,28 @@ def ingest(config: Path = typer.Argument(..., help="ingest YAML file (ingest:, m
 
 
 # -- probes ----------------------------------------------------------------------------
+def _broker(config: Optional[Path], **options):
+    """The broker settings and the site: the site file's ``mqtt:`` section (when given) with the options
+    given on the command line (``--host``, ``--port``, ...; None when not given) on top."""
+    from pydantic import ValidationError
+
+    from gateway.config import MqttConfig
+
+    site = _load(config) if config else None
+    if site and site.mqtt is None:
+        fail(f"{config}: no mqtt: section")
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        return MqttConfig.model_validate((site.mqtt.model_dump() if site else {}) | given), site
+    except ValidationError as exc:
+        fail("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                       for e in exc.errors()))
+
+
+_HOST_OPT = typer.Option(None, help="broker host [default: the site file's, else 127.0.0.1]")
+_PORT_OPT = typer.Option(None, help="broker port [default: the site file's, else 1883]")
+
+
 @modbus_app.command("read")
 def modbus_read(host: str = typer.Argument(...),
                 address: int = typer.Argument(..., min=0, max=65535),
@@ -189,17 +211,16 @@ def modbus_read(host: str = typer.Argument(...),
 
 @mqtt_app.command("tail")
 def mqtt_tail(topic: str = typer.Argument("minegw/#"),
-              host: str = typer.Option("127.0.0.1"), port: int = typer.Option(1883),
+              host: Optional[str] = _HOST_OPT, port: Optional[int] = _PORT_OPT,
+              protocol: Optional[str] = typer.Option(
+                  None, help="MQTT version, 5 or 3.1.1 (the demo's embedded broker) [default: the site file's, else 5]"),
               config: Optional[Path] = typer.Option(None, help="take broker settings from a site file"),
               count: Optional[int] = typer.Option(None, help="stop after N messages"),
               timeout: Optional[float] = typer.Option(None, help="stop after N seconds")) -> None:
     """Print messages from the broker as they arrive."""
-    from gateway.config import MqttConfig
     from gateway.probes import mqtt_tail as probe
 
-    cfg = _load(config).mqtt if config else MqttConfig(host=host, port=port)
-    if cfg is None:
-        fail(f"{config}: no mqtt: section")
+    cfg, _ = _broker(config, host=host, port=port, protocol=protocol)
     try:
         probe(out, cfg, topic, count, timeout)
     except UserError as exc:
@@ -390,19 +411,16 @@ def buffer_purge(ids: list[int] = typer.Argument(None, help="dead-letter ids; no
 
 # -- alarms ----------------------------------------------------------------------------
 def _alarm_broker(config: Optional[Path], host: str, port: int, prefix: str, site: Optional[str]):
-    from gateway.config import MqttConfig
     from gateway.mqtt import Topics
 
-    if config:
-        loaded = _load(config)
-        if loaded.mqtt is None:
-            fail(f"{config}: no mqtt: section")
-        return loaded.mqtt, Topics(loaded.mqtt.topic_prefix, site or loaded.site.id)
-    return MqttConfig(host=host, port=port), Topics(prefix, site or "+")
+    cfg, loaded = _broker(config, host=host, port=port)
+    if loaded:
+        return cfg, Topics(cfg.topic_prefix, site or loaded.site.id)
+    return cfg, Topics(prefix, site or "+")
 
 
 _A_CONFIG = typer.Option(None, "--config", "-c", help="site file (broker, prefix, site id)")
-_A_HOST, _A_PORT = typer.Option("127.0.0.1"), typer.Option(1883)
+_A_HOST, _A_PORT = _HOST_OPT, _PORT_OPT
 _A_PREFIX = typer.Option("minegw", help="topic prefix (without --config)")
 _A_SITE = typer.Option(None, help="site id (default: the site file's; for list without it: every site)")
 

@@ -177,7 +177,7 @@ class CommandHandler:
             log.warning("commands.require_signature is false: anyone who can publish to the command topics "
                         "can write, broadcast and acknowledge as any user (docs/mqtt.md#threat-model)")
         elif not self.operators:
-            log.warning("no commands.operators in the site file: every command will be refused")
+            log.info("no commands.operators in the site file: every command will be refused")
         self.replays = ReplayGuard(cfg.replay_store)
         self._global = TokenBucket(cfg.global_rate, cfg.global_burst)
         self._buckets: dict[str, TokenBucket] = {}

@@ -7,6 +7,7 @@ so secrets stay out of the file.
 """
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from enum import Enum
@@ -17,6 +18,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError,
                       field_validator, model_validator)
 
+from adapters.base import HostName
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig
@@ -79,7 +81,7 @@ class BufferConfig(Strict):
 
 
 class MqttConfig(Strict):
-    host: str = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = None
@@ -319,15 +321,124 @@ def parse_site(data: Any, path: str | Path = "<site>") -> SiteConfig:
 
 
 def load_site(path: str | Path) -> SiteConfig:
+    return parse_site(read_config_file(path), path)
+
+
+# -- reading a YAML file as people write it ----------------------------------------------
+MAX_FILE_BYTES = 1_000_000  # a large site file is ~100 kB; beyond this it is the wrong file
+MAX_VALUES = 100_000  # values a file may hold once its aliases (*name) are expanded: stops alias bombs
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def read_config_file(path: str | Path) -> Any:
+    """The YAML content of a configuration file, or :class:`ConfigError` with located problems.
+
+    UTF-8 with or without BOM only (editors on Chinese Windows save GBK or UTF-16 unless told);
+    duplicated keys and alias bombs are refused.
+    """
     path = Path(path)
+    loader = _StrictLoader(_decode(_read_capped(path), path))
     try:
-        text = path.read_text(encoding="utf-8")
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [_yaml_problem(exc)]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError(path, loader.duplicates)
+    return data
+
+
+def _read_capped(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(path, [f"larger than {MAX_FILE_BYTES // 1_000_000} MB: not a configuration file"])
+    return raw
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(path, ["line 1, column 1: saved as UTF-16: save the file as UTF-8"])
+    if (nul := raw.find(b"\0")) >= 0:
+        raise ConfigError(path, [f"{_byte_position(raw, nul)}: a NUL byte (UTF-16 without a BOM, or not a text "
+                                 "file): save the file as UTF-8"])
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_site(data, path)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        looks = "; it looks like GBK" if _is_gbk(raw) else ""
+        raise ConfigError(path, [f"{_byte_position(raw, exc.start)}: not UTF-8 (byte 0x{raw[exc.start]:02X}{looks}): "
+                                 "save the file as UTF-8"]) from None
+    if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):
+        offset = len(text[:bad.start()].encode()) + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)
+        raise ConfigError(path, [f"{_byte_position(raw, offset)}: control character U+{ord(bad[0]):04X} "
+                                 "(not a text file?): save the file as UTF-8 text"])
+    return text
+
+
+def _is_gbk(raw: bytes) -> bool:
+    try:
+        raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _byte_position(raw: bytes, offset: int) -> str:
+    line, line_start = raw.count(b"\n", 0, offset) + 1, raw.rfind(b"\n", 0, offset) + 1
+    return f"line {line}, column {len(raw[line_start:offset].decode('utf-8', 'replace')) + 1}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    if isinstance(exc, _Refused):
+        return f"{where}{exc.problem}"
+    return f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a configuration file must not hold (an alias bomb)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, hooked to count what aliases expand to and to note duplicated keys."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+        self._values: dict[int, int] = {}  # id(node) -> values it holds with its aliases expanded
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            if id(node) not in self._values:
+                raise _Refused(problem="an alias (*name) inside the node it names", problem_mark=event.start_mark)
+            return node
+        children = ([] if isinstance(node, yaml.ScalarNode) else
+                    [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value)
+        total = 1 + sum(self._values[id(child)] for child in children)
+        if total > MAX_VALUES:
+            raise _Refused(problem=f"aliases (*name) expand this to more than {MAX_VALUES} values "
+                                   "(an alias bomb?)", problem_mark=event.start_mark)
+        self._values[id(node)] = total
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self._note_duplicates(node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _note_duplicates(self, node: yaml.MappingNode) -> None:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue  # merged keys (<<: *defaults) may be overridden: that is what they are for
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in first:
+                self.duplicates.append(f"line {line}: key {key!r} repeats line {first[key]}: keep one")
+            first.setdefault(key, line)

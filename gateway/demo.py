@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -131,9 +132,11 @@ async def run_demo(duration: float | None, broker: tuple[str, int] | None, seed:
             except Exception as exc:  # amqtt raises broker-specific errors on bind failure
                 raise UserError(f"cannot start the embedded MQTT broker on {host}:{port}: {exc}") from None
             stack.push_async_callback(embedded.shutdown)
-            mqtt = MqttConfig(host=host, port=port, protocol="3.1.1")
+            # amqtt logs every client it turns away (an MQTT 5 one, say) over the live view; the client is told.
+            logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+            mqtt = MqttConfig(host=host, port=port, protocol="3.1.1")  # all amqtt speaks
             console.print(f"embedded MQTT broker (amqtt) on {host}:{port}; try: "
-                          f"minegw mqtt tail --port {port} 'minegw/#'")
+                          f"minegw mqtt tail --protocol 3.1.1 --port {port} 'minegw/#'", soft_wrap=True)
         else:
             mqtt = MqttConfig(host=broker[0], port=broker[1])
         site = demo_site(mqtt, host)

@@ -47,14 +47,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, ValidationError, model_validator
 
 from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, _expand_env,
-                            _location, _message)
+                            _location, _message, read_config_file)
 from gateway.errors import UserError
 from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_line, check_name, reading_lines,
                                             state_line, timestamp_ns)
@@ -124,14 +123,7 @@ def parse_ingest(data: Any, path: str | Path = "<ingest>") -> IngestConfig:
 
 
 def load_ingest(path: str | Path) -> IngestConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from None
-    return parse_ingest(data, path)
+    return parse_ingest(read_config_file(path), path)
 
 
 # ---- payload → lines --------------------------------------------------------------------------

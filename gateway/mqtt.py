@@ -44,6 +44,7 @@ from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, 
 from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another connection took this client id
 
 
 class _NoDisconnectNoise(logging.Filter):
@@ -550,7 +551,18 @@ class MqttSink:
             if self._spool:
                 self._move_to_spool()
             self._down_since = time.monotonic()
-            log.warning("MQTT: connection to %s lost (%s); %s", self._where, reason, self._queueing())
+            log.warning("MQTT: connection to %s lost (%s); %s", self._where, self._why_lost(flags, reason),
+                        self._queueing())
+
+    def _why_lost(self, flags: paho.DisconnectFlags, reason: ReasonCode) -> str:
+        taken = f"client id {self.client_id!r} is taken by another connection"
+        advice = "processes sharing a client id evict each other: give each its own mqtt.client_id"
+        if reason.value == SESSION_TAKEN_OVER:
+            return f"{taken}: {advice}"
+        if not flags.is_disconnect_packet_from_server:
+            # Mosquitto 2.0 closes the old connection without a word when a new one takes its client id.
+            return f"closed without a reason: {taken}, or the network failed; {advice}"
+        return str(reason)
 
     def _queueing(self) -> str:
         if self._spool:

@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from adapters.modbus import codec
 from adapters.modbus.codec import DataType, Order
+from adapters.modbus.plan import MAX_BITS, MAX_REGISTERS
 from adapters.modbus.profile import Table
 from gateway.errors import UserError
 from gateway.config import MqttConfig
@@ -37,7 +38,10 @@ async def modbus_read(console: Console, host: str, port: int, unit: int, table: 
         dtype = DataType.BOOL
     if dtype is DataType.STRING and length == 0:
         raise UserError("--type string needs --length (characters)")
+    if timeout <= 0:
+        raise UserError(f"--timeout {timeout:g}: must be more than 0 s")
     width = 1 if table.is_bit else codec.register_count(dtype, length)
+    _check_budget(table, dtype, count, width, length)
     client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0, reconnect_delay=0)
     try:
         if not await client.connect():
@@ -59,6 +63,17 @@ async def modbus_read(console: Console, host: str, port: int, unit: int, table: 
         hex_words = " ".join(f"{w:04X}" for w in words) if not table.is_bit else str(int(words[0]))
         view.add_row(str(address + i * width), hex_words, repr(value))
     console.print(view)
+
+
+def _check_budget(table: Table, dtype: DataType, count: int, width: int, length: int) -> None:
+    """One request reads at most 125 registers or 2000 bits (the Modbus limit): say what fits."""
+    budget, unit = (MAX_BITS, "bits") if table.is_bit else (MAX_REGISTERS, "registers")
+    if count * width <= budget:
+        return
+    if width > budget:
+        raise UserError(f"--length {length}: {width} {unit}; one read takes at most {budget} ({budget * 2} characters)")
+    raise UserError(f"--count {count} of {dtype.value} is {count * width} {unit}; one read takes at most {budget}: "
+                    f"the largest --count for {dtype.value} is {budget // width}")
 
 
 def mqtt_tail(console: Console, cfg: MqttConfig, topic: str, count: int | None, timeout: float | None) -> None:

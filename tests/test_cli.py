@@ -2,6 +2,7 @@
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -196,3 +197,62 @@ async def test_opcua_browse_read_and_cert(tmp_path):
     cert = minegw("opcua", "cert", str(tmp_path / "pki"))
     assert cert.returncode == 0 and (tmp_path / "pki" / "minegw.der").is_file()
     assert_one_clean_error(minegw("opcua", "read", f"opc.tcp://127.0.0.1:{free_port()}", "ns=2;s=x"), "Connect")
+
+
+def site_file(tmp_path, **mqtt) -> Path:
+    site = yaml.safe_load(EXAMPLE.read_text())
+    site["mqtt"] = {"host": "127.0.0.1", "port": free_port(), **mqtt}  # nobody listens there
+    del site["historian"]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
+def test_host_and_port_options_override_the_site_file(mosquitto, tmp_path):
+    path = str(site_file(tmp_path))
+    broker = ["--host", mosquitto.host, "--port", str(mosquitto.port)]
+    listed = minegw("alarm", "list", "-c", path, *broker, "--wait", "0.5")
+    assert listed.returncode == 0, listed.stderr
+    assert "0 alarm(s)" in listed.stdout
+    # the broker took the command; no gateway answers on this test broker
+    written = minegw("write", "belt-main-1", "run_command", "false", "--by", "tester", "-c", path, *broker,
+                     "--timeout", "0.5")
+    assert_one_clean_error(written, "no reply from the gateway within 0.5 s")
+    played = minegw("broadcast", "play", "evacuation", "-z", "face-1201", "--by", "tester", "-c", path, *broker,
+                    "--timeout", "0.5")
+    assert_one_clean_error(played, "no reply from the gateway within 0.5 s")
+    assert_one_clean_error(minegw("alarm", "list", "-c", path, "--host", "127.0.0.1:1883"),
+                           "--host: '127.0.0.1:1883' has a port in it")
+
+
+async def test_modbus_read_checks_count_and_timeout_before_asking():
+    async with raw_server(inputs=[regs(0, [0] * 8)]) as (host, port):
+        base = ("modbus", "read", host, "0", "--port", str(port), "--table", "input_register")
+        too_many = await aminegw(*base, "--type", "float64", "--count", "125")
+        assert_one_clean_error(too_many, "--count 125 of float64 is 500 registers; one read takes at most 125: "
+                                         "the largest --count for float64 is 31")
+        for timeout in ("0", "-1"):
+            assert_one_clean_error(await aminegw(*base, "--timeout", timeout), "must be more than 0 s")
+        assert (await aminegw(*base, "--type", "float64", "--count", "2")).returncode == 0
+
+
+def test_demo_hint_works_broker_log_stays_out_and_ctrl_c_is_quiet():
+    demo = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=os.environ | {"COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
+    try:
+        first = demo.stdout.readline()
+        hint = shlex.split(first.split("try: ", 1)[1])  # as a shell would pass it
+        assert hint[:3] == ["minegw", "mqtt", "tail"], first
+        args = hint[1:]
+        tailed = minegw(*args, "--count", "3", "--timeout", "20")
+        assert tailed.returncode == 0, tailed.stderr
+        assert "minegw/demo-mine/" in tailed.stdout
+        port = args[args.index("--port") + 1]
+        refused = minegw("mqtt", "tail", "--port", port, "--protocol", "5", "--timeout", "5")
+        assert_one_clean_error(refused, "Unsupported protocol version")  # amqtt speaks 3.1.1 only
+    finally:
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0, err
+    assert err == "", err  # no broker log, no "received pdu without a corresponding request"

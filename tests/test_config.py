@@ -1,3 +1,4 @@
+import codecs
 import copy
 import subprocess
 import sys
@@ -96,3 +97,126 @@ def test_config_check_cli(tmp_path, example):
     text = out.stdout + out.stderr
     assert "devices[3].poll_interval: must be ≤ 10 s" in text
     assert "Traceback" not in text
+
+
+# -- files as people save them ---------------------------------------------------------------
+CHINESE_NAME = EXAMPLE.read_text().replace("name: Demo colliery", "name: 示范煤矿")
+
+
+def check_file(tmp_path, content: bytes, name="site.yaml"):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return run_cli("config", "check", str(path))
+
+
+def one_problem(result) -> str:
+    """The single problem line of a failed `config check`; no traceback."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("1 problem(s)"), result.stderr
+    assert len(lines) == 2, result.stderr
+    return lines[1].strip()
+
+
+def test_utf8_with_a_bom_is_accepted(tmp_path):
+    result = check_file(tmp_path, codecs.BOM_UTF8 + CHINESE_NAME.encode())
+    assert result.returncode == 0, result.stderr
+    assert load_site(tmp_path / "site.yaml").site.name.startswith("示范煤矿")
+
+
+@pytest.mark.parametrize("encoding, expected", [
+    ("gbk", "line 6, column 10: not UTF-8 (byte 0xB7; it looks like GBK): save the file as UTF-8"),
+    ("utf-16", "line 1, column 1: saved as UTF-16: save the file as UTF-8"),
+    ("utf-16-le", "line 1, column 2: a NUL byte (UTF-16 without a BOM, or not a text file): save the file as UTF-8"),
+])
+def test_other_encodings_get_one_located_line_naming_utf8(tmp_path, encoding, expected):
+    assert one_problem(check_file(tmp_path, CHINESE_NAME.encode(encoding))) == expected
+
+
+def test_binary_garbage_gets_one_located_line(tmp_path):
+    garbage = b"site:\n  id: \x89PNG\r\n\x1a\n" + bytes(range(1, 256))
+    assert one_problem(check_file(tmp_path, garbage)) == "line 2, column 7: not UTF-8 (byte 0x89): save the file as UTF-8"
+    control = b"site:\n  id: x\x1b[0m\n"
+    assert one_problem(check_file(tmp_path, control)) == \
+        "line 2, column 8: control character U+001B (not a text file?): save the file as UTF-8 text"
+
+
+def test_a_duplicated_key_names_both_lines(tmp_path):
+    text = EXAMPLE.read_text()
+    qos_line = text[:text.index("  qos: 1\n")].count("\n") + 1
+    doubled = text.replace("  qos: 1\n", "  qos: 1\n  qos: 2\n")
+    assert one_problem(check_file(tmp_path, doubled.encode())) == \
+        f"line {qos_line + 1}: key 'qos' repeats line {qos_line}: keep one"
+
+
+def test_merge_keys_may_be_overridden(tmp_path):
+    text = EXAMPLE.read_text().replace("  qos: 1\n", "  <<: {qos: 0, keepalive: 60}\n  qos: 1\n")
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    assert load_site(path).mqtt.qos == 1
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path):
+    # 10^6 strings once expanded from 7 small lines; a real bomb has a few more levels
+    levels = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 6)]
+    bomb = EXAMPLE.read_text() + "\n".join(levels) + "\n"
+    l4 = bomb.count("\n") - 1  # 111 111 values: the first to expand past the limit
+    problem = one_problem(check_file(tmp_path, bomb.encode()))  # run_cli's timeout: 60 s
+    assert problem == f"line {l4}, column 5: aliases (*name) expand this to more than 100000 values (an alias bomb?)"
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    assert one_problem(check_file(tmp_path, b"site: &s {id: x, more: *s}\n")) == \
+        "line 1, column 24: an alias (*name) inside the node it names"
+
+
+def test_a_huge_file_is_refused_without_reading_it_all(tmp_path):
+    assert one_problem(check_file(tmp_path, b"#" * 5_000_000)) == "larger than 1 MB: not a configuration file"
+
+
+def test_broker_port_comes_from_the_environment_and_a_port_in_the_host_is_refused(monkeypatch):
+    monkeypatch.setenv("MINEGW_MQTT_PORT", "18830")
+    assert load_site(EXAMPLE).mqtt.port == 18830
+    monkeypatch.setenv("MINEGW_MQTT_HOST", "127.0.0.1:18830")
+    with pytest.raises(ConfigError) as err:
+        load_site(EXAMPLE)
+    assert err.value.problems == ["mqtt.host: '127.0.0.1:18830' has a port in it: "
+                                  "give the host (127.0.0.1) and the port (18830) separately"]
+
+
+@pytest.mark.parametrize("host, problem", [
+    ("10.1.20.11:502", "'10.1.20.11:502' has a port in it: give the host (10.1.20.11) and the port (502) separately"),
+    ("http://10.1.20.11", "'http://10.1.20.11' is a URL: give the host name or address only"),
+    ("plc 1", "'plc 1' is not a host name or IP address"),
+])
+def test_device_hosts_are_host_names_or_addresses(example, host, problem):
+    bad = copy.deepcopy(example)
+    bad["devices"][0]["host"] = host
+    assert problems(bad) == [f"devices[0].host: {problem}"]
+    good = copy.deepcopy(example)
+    good["devices"][0]["host"], good["devices"][1]["host"] = "fe80::1", "plc-1.face.mine"
+    parse_site(good)
+
+
+def test_a_device_without_adapter_is_modbus_as_the_docs_say(example):
+    data = copy.deepcopy(example)
+    del data["devices"][0]["adapter"]
+    assert parse_site(data).devices[0].adapter == "modbus"
+    row = next(line for line in (EXAMPLE.parent.parent / "docs" / "config.md").read_text().splitlines()
+               if line.startswith("| `adapter` |"))
+    assert row.split("|")[2:4] == [" `modbus`, `opcua`, `onvif` ", " `modbus` "]
+
+
+def test_the_historian_docs_example_lines_use_the_profile_s_fields():
+    from adapters.modbus.profile import load_profile
+
+    docs = (EXAMPLE.parent.parent / "docs" / "historian.md").read_text()
+    names = {p.name for p in load_profile("shearer").points} | {"status", "status_code"}  # derived status
+    lines = [line for line in docs.splitlines() if line.startswith("shearer,")]
+    assert lines
+    for line in lines:
+        fields = line.split(" ")[1].split(",")
+        used = {f.split("=")[0].removesuffix("__quality").removesuffix("__value") for f in fields}
+        assert used <= names, used - names

@@ -361,3 +361,18 @@ async def test_password_auth(secured_mosquitto, protocol, caplog):
     await until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records))
     await refused.stop()
     assert not any("s3cret-Pa55" in r.getMessage() or "guess" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_two_gateways_with_one_client_id_are_told_so(mosquitto, caplog, protocol):
+    site = make_site(mosquitto, client_id=f"dup-{secrets.token_hex(3)}", protocol=protocol)
+    first, second = MqttSink(site.mqtt, site), MqttSink(site.mqtt, site)
+    await first.start()
+    await second.start()  # the broker closes the first one's connection: the two now evict each other
+    try:
+        taken = f"client id {site.mqtt.client_id!r} is taken by another connection"
+        lost = await until(lambda: [r.getMessage() for r in caplog.records if "lost" in r.getMessage()], timeout=10)
+        assert taken in lost[0], lost
+    finally:
+        await second.stop()
+        await first.stop()

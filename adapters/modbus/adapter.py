@@ -292,5 +292,11 @@ class ModbusAdapter(Adapter):
         except Exception as exc:  # struct.error: does not fit the register type
             raise ValueError(f"{point.name}={value} does not fit {point.type.value}") from exc
 
+    async def stop(self) -> None:
+        # Drop the link before the poll is cancelled: a reply to the cancelled request would
+        # otherwise arrive on it and pymodbus logs "received pdu without a corresponding request".
+        self.client.close()
+        await super().stop()
+
     async def _close(self) -> None:
         self.client.close()

@@ -6,14 +6,14 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator
 
-from adapters.base import DeviceConfig
+from adapters.base import DeviceConfig, HostName
 
 from .profile import load_profile
 
 
 class ModbusDeviceConfig(DeviceConfig):
     adapter: Literal["modbus"] = "modbus"
-    host: str
+    host: HostName
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=255)
     profile: str = Field(description="built-in profile name or path to a profile YAML file")

@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from adapters.base import DeviceConfig
+from adapters.base import DeviceConfig, HostName
 
 
 class OnvifDeviceConfig(DeviceConfig):
     adapter: Literal["onvif"] = "onvif"
-    host: str = Field(description="camera address; its device service is http://host:port/onvif/device_service")
+    host: HostName = Field(description="camera address; its device service is http://host:port/onvif/device_service")
     port: int = Field(80, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = Field(None, description="use ${ENV} in the site file; never published or logged")
