@@ -30,7 +30,7 @@ import logging
 import math
 import time
 import traceback
-from datetime import datetime
+from datetime import datetime, timezone
 
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
@@ -50,6 +50,8 @@ COMM_FAIL_CODES = frozenset({SC.BadNoCommunication, SC.BadNotConnected, SC.BadCo
                              SC.BadServerNotConnected, SC.BadWaitingForInitialData})
 AUTH_CODES = frozenset({SC.BadUserAccessDenied, SC.BadIdentityTokenInvalid, SC.BadIdentityTokenRejected,
                         SC.BadUserSignatureInvalid})
+CERTIFICATE_CODES = frozenset({SC.BadSecurityChecksFailed, SC.BadCertificateUntrusted, SC.BadCertificateInvalid,
+                               SC.BadCertificateUriInvalid, SC.BadCertificateRevoked})
 UNCERTAIN, BAD = 1, 2  # status code severities (top two bits)
 ITEMS_PER_CALL = 500  # items per request when the server publishes no OperationLimits: below common limits
 OPERATION_LIMITS = {  # service → the standard node holding the server's limit for it (0: no limit)
@@ -126,10 +128,6 @@ def describe(exc: BaseException, config: OpcUaDeviceConfig) -> str:
     if isinstance(exc, UaError):
         return f"{where}: {exc}"
     return f"{where}: {exc!r}"
-
-
-CERTIFICATE_CODES = frozenset({SC.BadSecurityChecksFailed, SC.BadCertificateUntrusted, SC.BadCertificateInvalid,
-                               SC.BadCertificateUriInvalid, SC.BadCertificateRevoked})
 
 
 def _refused_secure_channel(exc: BaseException) -> bool:
@@ -212,6 +210,8 @@ class Link:
         info = {name: dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else None
                 for name, dv in zip(SERVER_INFO, values)}
         now = info.pop("now")
+        if isinstance(now, datetime) and now.tzinfo is None:  # OPC UA DateTime is UTC
+            now = now.replace(tzinfo=timezone.utc)
         info["clock_offset_s"] = round(now.timestamp() - middle, 3) if isinstance(now, datetime) else None
         self.server_info = info
         return info
