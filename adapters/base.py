@@ -97,6 +97,12 @@ class Adapter(ABC):
         while (event := await self._events.get()) is not None:
             yield event
 
+    def mark_stopped(self, reason: str) -> DeviceState:
+        """Record that the device is no longer followed (a clean stop: not a link failure, so
+        not an event of the stream); the state to announce."""
+        self.state.status, self.state.reason, self.state.since = DeviceStatus.OFFLINE, reason, utcnow()
+        return self.state.model_copy()
+
     @abstractmethod
     async def write(self, signal: str, value: Value) -> WriteResult: ...
 

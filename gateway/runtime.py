@@ -55,6 +55,7 @@ class Gateway:
 
     WATCH_INTERVAL_S = 5.0
     QUIET_TO_CLEAR_S = 60.0
+    STOPPED_REASON = "gateway stopped"
 
     def __init__(self, site: SiteConfig, sinks: list[Sink]):
         self.site = site
@@ -110,8 +111,15 @@ class Gateway:
             await self.linkage.stop()  # linkages under way end (confirm or time out) first
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
         await asyncio.gather(*self._routes, return_exceptions=True)
+        self._announce_stopped()
         for sink in reversed(self.sinks):
             await sink.stop()
+
+    def _announce_stopped(self) -> None:
+        """Every device's retained state must not say "online" after a clean stop. The sinks
+        learn it; the alarm engine does not (a stopped gateway is not a lost device)."""
+        for adapter in self.adapters.values():
+            self._dispatch("on_state", adapter.config, adapter.mark_stopped(self.STOPPED_REASON))
 
     async def __aenter__(self) -> "Gateway":
         await self.start()

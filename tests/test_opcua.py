@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from statistics import median
 
 import pytest
@@ -16,13 +17,13 @@ from asyncua import ua
 from cryptography import x509
 
 from adapters.opcua.adapter import OpcUaAdapter, judge
-from adapters.opcua.client import Security
+from adapters.opcua.client import Security, thumbprint
 from adapters.opcua.config import OpcUaDeviceConfig
 from adapters.opcua.nodemap import NodeMapError, load_nodemap, parse_nodemap
 from adapters.opcua.tools import browse, make_client_certificate, read
 from gateway.config import ADAPTER_KINDS, ConfigError, parse_site
 from gateway.messages import DataMessage, StateMessage
-from gateway.model import DeviceState, DeviceStatus, Quality, Reading
+from gateway.model import DeviceState, DeviceStatus, Inventory, Quality, Reading
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.opcua.longwall import LongwallModel
@@ -69,12 +70,14 @@ class Events:
     def __init__(self, adapter: OpcUaAdapter):
         self.readings: list[Reading] = []
         self.states: list[DeviceState] = []
+        self.inventories: list[Inventory] = []
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._pump(adapter))
 
     async def _pump(self, adapter: OpcUaAdapter) -> None:
         async for event in adapter.stream():
-            (self.readings if isinstance(event, Reading) else self.states).append(event)
+            kind = {Reading: self.readings, Inventory: self.inventories}.get(type(event), self.states)
+            kind.append(event)
             self._changed.set()
 
     async def until(self, predicate: Callable[[Events], object], timeout: float = 10.0):
@@ -372,7 +375,8 @@ async def test_basic256sha256_with_a_password_and_clear_refusals(make_face, tmp_
     assert encrypted.state("online").reason.endswith("[Basic256Sha256/SignAndEncrypt, user 'gw']")
     assert signed.state("online").reason.endswith("[Basic256Sha256/Sign, user 'gw']")
     assert offline.reason.startswith("authentication failed for user 'gw': BadUserAccessDenied")
-    assert distrusted.reason.startswith(f"security rejected by {server.url}: BadCertificateUntrusted")
+    assert distrusted.reason.startswith(f"{server.url} refused to open a secure channel: the server rejected our "
+                                        f"certificate {stranger[0]} (SHA-1 thumbprint {thumbprint(stranger[0])})")
     assert refused.state("online") is None
     assert {s.quality for r in refused.readings for s in r.samples} == {Quality.COMM_FAIL}
     assert assert_as_served(face, encrypted.readings) >= SIGNALS
@@ -435,6 +439,70 @@ async def test_tools_browse_read_and_make_certificates(make_face, tmp_path):
     assert status == "Good" and value == face.served_at(ts)["support_002_front_leg_pressure"].value
 
 
+# -- servers we did not write -------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+@pytest.mark.parametrize("published", [True, False], ids=["published-limit", "unpublished-limit"])
+async def test_requests_fit_the_servers_operation_limits(make_face, mode, published):
+    face, server = await make_face(operation_limit=100, publish_limits=published)  # SIGNALS > 100
+    async with running(device(server, mode=mode, poll_interval=0.5)) as (adapter, events):
+        await events.until(lambda e: e.state("online") and len(e.readings) >= 3, timeout=15)
+        await asyncio.sleep(1.2)  # polls and publishes go on fitting the limit
+    assert events.state("offline", 1) is None, [(s.status.value, s.reason) for s in events.states]
+    assert len({s.signal for r in events.readings for s in r.samples}) == SIGNALS
+    assert all(s.quality is Quality.GOOD for r in events.readings for s in r.samples)
+    assert assert_as_served(face, events.readings) > SIGNALS  # and changes kept coming
+
+
+async def test_untrusted_certificate_says_where_to_trust_it_once(make_face, tmp_path, caplog):
+    cert, key = make_client_certificate(tmp_path / "pki", "gw-test")
+    stranger, stranger_key = make_client_certificate(tmp_path / "other", "stranger")
+    face, server = await make_face(allow_insecure=False, trusted_clients=[cert])
+    config = device(server, security_policy="Basic256Sha256", security_mode="SignAndEncrypt",
+                    certificate=stranger, private_key=stranger_key, server_certificate=server.certificate)
+    caplog.set_level(logging.INFO)
+    async with running(config) as (adapter, events):
+        await events.until(lambda e: adapter.state.errors >= 3)
+    offline = events.state("offline")
+    assert offline.reason == (
+        f"{server.url} refused to open a secure channel: the server rejected our certificate {stranger} "
+        f"(SHA-1 thumbprint {thumbprint(stranger)}): trust it on the server (copy it into its "
+        "trusted-certificate folder, e.g. pki/trusted/certs, or accept it in its certificate manager)")
+    client_logs = [r for r in caplog.records if r.name.startswith(("adapters.opcua", "asyncua.client"))
+                   and r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in client_logs] == [f"face-1201: offline: {offline.reason}"]
+    assert not any(r.exc_info for r in client_logs)
+
+
+async def test_clean_server_shutdown_is_not_an_error(make_face, caplog):
+    face, server = await make_face()
+    async with running(device(server)) as (adapter, events):
+        await events.until(lambda e: e.state("online") and len(e.readings) >= 2)
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        await server.restart(downtime=1.5)  # answers the waiting Publish requests BadSessionClosed
+        mark = len(events.states)
+        await events.until(lambda e: e.state("online", mark), timeout=15)
+    assert server.starts == 2
+    errors = [r for r in caplog.records if r.name.startswith(("adapters.opcua", "asyncua.client"))
+              and r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert events.state("offline", 1).reason == f"connection to {server.url} lost"
+
+
+async def test_clock_offset_of_the_server_is_in_the_inventory(make_face):
+    face, server = await make_face(clock_skew=-42.5)
+    async with running(device(server, clock_check_interval=1)) as (adapter, events):
+        first = await events.until(lambda e: e.inventories and e.inventories[0])
+        server.clock_skew = timedelta(seconds=3)  # the server's clock is set while we are connected
+        moved = await events.until(lambda e: len(e.inventories) >= 2 and e.inventories[1])
+        await events.until(lambda e: e.readings)
+        sample = events.readings[-1].samples[0]
+    assert first.online and first.clock_offset_s == pytest.approx(-42.5, abs=0.1)
+    assert (first.manufacturer, first.model) == ("FreeOpcUa", "FreeOpcUa Python Server")
+    assert moved.clock_offset_s == pytest.approx(3, abs=0.1)
+    assert face.served_at(sample.ts) is not None  # samples carry the server's clock, not the gateway's
+
+
 # -- end to end ---------------------------------------------------------------------------
 async def test_gateway_publishes_roof_pressure_to_mqtt(mosquitto, tmp_path):
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
@@ -462,6 +530,34 @@ async def test_gateway_publishes_roof_pressure_to_mqtt(mosquitto, tmp_path):
             assert sample.quality == "good" and sample.value == face.served_at(sample.ts)[name].value
     assert first.samples[LEG].unit == "MPa" and 20 < first.samples[LEG].value < 41
     assert state.status == DeviceStatus.ONLINE and state.reason.startswith("subscribed")
+
+
+async def test_clean_gateway_stop_leaves_every_device_retained_as_stopped(mosquitto, tmp_path):
+    prefix = f"stop-{uuid.uuid4().hex[:8]}"
+    site = parse_site({
+        "site": {"id": "mine"}, "areas": [{"id": "face-1201", "kind": "longwall_face"}],
+        "devices": [{"id": "rp-1201", "adapter": "opcua", "area": "face-1201", "supports": SUPPORTS,
+                     "url": f"opc.tcp://127.0.0.1:{free_port()}", "backoff_initial": 0.1},
+                    {"id": "shearer-1201", "adapter": "modbus", "area": "face-1201", "profile": "shearer",
+                     "host": "127.0.0.1", "port": free_port(), "poll_interval": 0.5}],
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix}})
+    states = {d.id: f"{prefix}/mine/face-1201/{d.id}/state" for d in site.devices}
+    async with SiteSimulator(site, seed=2, opcua_certificate_dir=tmp_path):
+        with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/#") as sub:
+            async with Gateway(site, [MqttSink(site.mqtt, site)]) as gateway:
+                await sub.until(lambda ms: all(any(m.topic == t and b'"online"' in m.payload for m in ms)
+                                               for t in states.values()), timeout=15)
+            assert {a.state.status for a in gateway.adapters.values()} == {DeviceStatus.OFFLINE}
+    with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/#") as late:  # retained messages only
+        retained = await late.until(lambda ms: {m.topic: m for m in ms if m.topic in states.values()}
+                                    if len({m.topic for m in ms} & set(states.values())) == 2 else None)
+    for topic in states.values():
+        state = StateMessage.model_validate_json(retained[topic].payload)
+        assert (state.status, state.reason) == (DeviceStatus.OFFLINE, "gateway stopped"), topic
+    status = [m for m in sub.messages if m.topic.endswith("/status")]
+    stopped = [i for i, m in enumerate(sub.messages) if m.topic in states.values() and b"gateway stopped" in m.payload]
+    assert len(stopped) == 2 and max(stopped) < sub.messages.index(status[-1])  # before the gateway's own offline
+    assert b'"offline"' in status[-1].payload
 
 
 def test_served_history_is_keyed_by_source_timestamp():

@@ -29,16 +29,17 @@ import asyncio
 import logging
 import math
 import time
-from datetime import datetime
+import traceback
+from datetime import datetime, timezone
 
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from adapters.base import LinkedAdapter
 from gateway.backoff import Backoff
-from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
+from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
-from .client import Security, close_quietly, make_client
+from .client import Security, close_quietly, make_client, thumbprint
 from .config import OpcUaDeviceConfig
 from .nodemap import DataType, Signal, load_nodemap
 
@@ -49,8 +50,22 @@ COMM_FAIL_CODES = frozenset({SC.BadNoCommunication, SC.BadNotConnected, SC.BadCo
                              SC.BadServerNotConnected, SC.BadWaitingForInitialData})
 AUTH_CODES = frozenset({SC.BadUserAccessDenied, SC.BadIdentityTokenInvalid, SC.BadIdentityTokenRejected,
                         SC.BadUserSignatureInvalid})
+CERTIFICATE_CODES = frozenset({SC.BadSecurityChecksFailed, SC.BadCertificateUntrusted, SC.BadCertificateInvalid,
+                               SC.BadCertificateUriInvalid, SC.BadCertificateRevoked})
 UNCERTAIN, BAD = 1, 2  # status code severities (top two bits)
-ITEMS_PER_CALL = 500  # monitored items / reads / browse paths per request: below common server limits
+ITEMS_PER_CALL = 500  # items per request when the server publishes no OperationLimits: below common limits
+OPERATION_LIMITS = {  # service → the standard node holding the server's limit for it (0: no limit)
+    "read": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+    "translate": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
+    "monitor": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+}
+SERVER_INFO = {  # what the inventory says about the server, and its clock
+    "manufacturer": ua.ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName,
+    "model": ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName,
+    "firmware": ua.ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion,
+    "now": ua.ObjectIds.Server_ServerStatus_CurrentTime,
+}
+CLOCK_CHANGE_S = 0.5  # a clock offset that moved this much is announced again
 KEEPALIVE_S = 5.0  # the server sends a keep-alive at least this often when nothing changes
 
 
@@ -90,9 +105,13 @@ def to_sample(signal: Signal, dv: ua.DataValue, received: datetime) -> Sample:
 def describe(exc: BaseException, config: OpcUaDeviceConfig) -> str:
     """One line saying why a connection failed or died, for the device state."""
     where = config.url
+    if _refused_secure_channel(exc):
+        return _certificate_rejected(config, "refused to open a secure channel")
     if isinstance(exc, UaStatusCodeError):
         code = getattr(exc, "code", None) or 0
         name, doc = ua.StatusCode(code).name, ua.StatusCode(code).doc
+        if code in CERTIFICATE_CODES and config.secure:
+            return _certificate_rejected(config, f"answered {name}")
         if code in AUTH_CODES:
             who = Security.of(config).who()
             who = "anonymous user" if who == "anonymous" else who
@@ -109,6 +128,23 @@ def describe(exc: BaseException, config: OpcUaDeviceConfig) -> str:
     if isinstance(exc, UaError):
         return f"{where}: {exc}"
     return f"{where}: {exc!r}"
+
+
+def _refused_secure_channel(exc: BaseException) -> bool:
+    """asyncua's client fails with a bare AssertionError in ``open_secure_channel`` when the
+    server answers OpenSecureChannel with a ServiceFault (it logs the status code, then
+    finds no response): what servers do with a client certificate they do not trust."""
+    return isinstance(exc, AssertionError) and any(
+        frame.f_code.co_name == "open_secure_channel" for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def _certificate_rejected(config: OpcUaDeviceConfig, what: str) -> str:
+    if not config.secure:
+        return f"{config.url} {what} (security policy None)"
+    return (f"{config.url} {what}: the server rejected our certificate {config.certificate} "
+            f"(SHA-1 thumbprint {thumbprint(config.certificate)}): trust it on the server "
+            "(copy it into its trusted-certificate folder, e.g. pki/trusted/certs, or accept it in its "
+            "certificate manager)")
 
 
 class LinkFailed(Exception):
@@ -128,6 +164,8 @@ class Link:
         self.polled: list[int] = []
         self.refusals: dict[str, int] = {}  # status name → items the server would not monitor
         self.subscription: ua.CreateSubscriptionResult | None = None
+        self.per_call = dict.fromkeys(OPERATION_LIMITS, ITEMS_PER_CALL)  # items per request, by service
+        self.server_info: dict[str, object] = {}  # SERVER_INFO as last read; "clock_offset_s" added
         self.last_publish = time.monotonic()
         self._lost: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task] = []
@@ -139,6 +177,8 @@ class Link:
         self.client = await make_client(cfg.url, self.adapter.security, cfg.timeout)
         self.client.connection_lost_callback = self._on_connection_lost
         await self.client.connect()
+        await self._read_operation_limits()
+        await self.read_server_info()
         self.node_ids = await self._resolve()
         present = [i for i, node in enumerate(self.node_ids) if node is not None]
         if not present:
@@ -151,6 +191,55 @@ class Link:
             self._tasks.append(asyncio.create_task(self._watch_silence(), name=f"opcua-silence:{cfg.id}"))
         if self.polled:
             self._tasks.append(asyncio.create_task(self._poll_loop(), name=f"opcua-poll:{cfg.id}"))
+        self._tasks.append(asyncio.create_task(self._watch_clock(), name=f"opcua-clock:{cfg.id}"))
+
+    async def _read_operation_limits(self) -> None:
+        """Items per request the server takes (Part 5 OperationLimits); 0 or absent: ITEMS_PER_CALL."""
+        values = await self._read_nodes(OPERATION_LIMITS.values())
+        for service, dv in zip(OPERATION_LIMITS, values):
+            limit = dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else None
+            if isinstance(limit, int) and limit > 0:
+                self.per_call[service] = min(limit, ITEMS_PER_CALL)
+
+    async def read_server_info(self) -> dict[str, object]:
+        """The server's build info, and its clock against ours (``clock_offset_s``: its
+        CurrentTime minus the middle of the read's round trip on the gateway's clock)."""
+        sent = time.time()
+        values = await self._read_nodes(SERVER_INFO.values())
+        middle = (sent + time.time()) / 2
+        info = {name: dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else None
+                for name, dv in zip(SERVER_INFO, values)}
+        now = info.pop("now")
+        if isinstance(now, datetime) and now.tzinfo is None:  # OPC UA DateTime is UTC
+            now = now.replace(tzinfo=timezone.utc)
+        info["clock_offset_s"] = round(now.timestamp() - middle, 3) if isinstance(now, datetime) else None
+        self.server_info = info
+        return info
+
+    async def _read_nodes(self, object_ids) -> list[ua.DataValue]:
+        return await self.client.uaclient.read(ua.ReadParameters(
+            MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Neither,
+            NodesToRead=[ua.ReadValueId(NodeId=ua.NodeId(i), AttributeId=ua.AttributeIds.Value)
+                         for i in object_ids]))
+
+    async def in_calls(self, service: str, items: list, call) -> list:
+        """``await call(chunk)`` for every chunk of ``items``, concatenated: chunks as large as
+        the server takes for ``service``; when it answers BadTooManyOperations anyway (a limit
+        it does not publish), the chunk is halved and retried, and stays halved on this link."""
+        results, start = [], 0
+        while start < len(items):
+            chunk = items[start:start + self.per_call[service]]
+            try:
+                results += await call(chunk)
+            except ua.uaerrors.BadTooManyOperations:
+                if len(chunk) == 1:
+                    raise
+                self.per_call[service] = len(chunk) // 2
+                log.info("%s: %s answered BadTooManyOperations to %d items per %s request: trying %d",
+                         self.config.id, self.config.url, len(chunk), service, self.per_call[service])
+                continue
+            start += len(chunk)
+        return results
 
     async def _resolve(self) -> list[ua.NodeId | None]:
         """Node ids of every signal on this server (None: not there)."""
@@ -165,12 +254,12 @@ class Link:
                 node_ids[i] = None if ns is None else ua.NodeId.from_string(f"ns={ns};{s.node_id}")
             elif (path := _browse_path(s, index)) is not None:
                 paths.append((i, path))
-        for chunk in _chunks(paths, ITEMS_PER_CALL):
-            results = await self.client.uaclient.translate_browsepaths_to_nodeids([p for _, p in chunk])
-            for (i, _), result in zip(chunk, results):
-                if result.StatusCode.is_good() and result.Targets:
-                    node_ids[i] = ua.NodeId(result.Targets[0].TargetId.Identifier,
-                                            result.Targets[0].TargetId.NamespaceIndex)
+        results = await self.in_calls("translate", [p for _, p in paths],
+                                      self.client.uaclient.translate_browsepaths_to_nodeids)
+        for (i, _), result in zip(paths, results):
+            if result.StatusCode.is_good() and result.Targets:
+                node_ids[i] = ua.NodeId(result.Targets[0].TargetId.Identifier,
+                                        result.Targets[0].TargetId.NamespaceIndex)
         return node_ids
 
     async def _subscribe(self, indexes: list[int]) -> None:
@@ -180,15 +269,17 @@ class Link:
             RequestedPublishingInterval=cfg.publishing_interval * 1000, RequestedLifetimeCount=keepalive * 10,
             RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
         self.subscription = await self.client.uaclient.create_subscription(params, self._on_publish)
-        for chunk in _chunks(indexes, ITEMS_PER_CALL):
-            results = await self.client.uaclient.create_monitored_items(ua.CreateMonitoredItemsParameters(
+
+        async def create(chunk: list[int]) -> list[ua.MonitoredItemCreateResult]:
+            return await self.client.uaclient.create_monitored_items(ua.CreateMonitoredItemsParameters(
                 SubscriptionId=self.subscription.SubscriptionId, TimestampsToReturn=ua.TimestampsToReturn.Both,
                 ItemsToCreate=[self._item(i) for i in chunk]))
-            for i, result in zip(chunk, results):
-                if result.StatusCode.is_good():
-                    self.subscribed.append(i)
-                else:  # polled instead
-                    self.refusals[result.StatusCode.name] = self.refusals.get(result.StatusCode.name, 0) + 1
+
+        for i, result in zip(indexes, await self.in_calls("monitor", indexes, create)):
+            if result.StatusCode.is_good():
+                self.subscribed.append(i)
+            else:  # polled instead
+                self.refusals[result.StatusCode.name] = self.refusals.get(result.StatusCode.name, 0) + 1
 
     def _item(self, i: int) -> ua.MonitoredItemCreateRequest:
         cfg = self.config
@@ -258,19 +349,20 @@ class Link:
 
     async def _poll_once(self, deadline: float) -> None:
         started, started_at = time.monotonic(), utcnow()
-        signals, samples = self.adapter.signals, []
-        for chunk in _chunks(self.polled, ITEMS_PER_CALL):
-            values = await self.client.uaclient.read(ua.ReadParameters(
-                MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Both,
-                NodesToRead=[ua.ReadValueId(NodeId=self.node_ids[i], AttributeId=ua.AttributeIds.Value)
-                             for i in chunk]))
-            received = utcnow()
-            samples += [to_sample(signals[i], dv, received) for i, dv in zip(chunk, values)]
+        samples = await self.in_calls("read", self.polled, self._read_samples)
         if time.monotonic() > deadline:  # the answer came later than one interval
             samples = [s.model_copy(update={"quality": Quality.STALE}) if s.quality is Quality.GOOD else s
                        for s in samples]
         self._deliver(Reading(device=self.config.id, ts=started_at,
                               poll_ms=(time.monotonic() - started) * 1000, samples=samples))
+
+    async def _read_samples(self, indexes: list[int]) -> list[Sample]:
+        values = await self.client.uaclient.read(ua.ReadParameters(
+            MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Both,
+            NodesToRead=[ua.ReadValueId(NodeId=self.node_ids[i], AttributeId=ua.AttributeIds.Value)
+                         for i in indexes]))
+        received, signals = utcnow(), self.adapter.signals
+        return [to_sample(signals[i], dv, received) for i, dv in zip(indexes, values)]
 
     def _deliver(self, reading: Reading) -> None:
         if self._early is not None:
@@ -312,6 +404,16 @@ class Link:
                 self.lose(f"no publish responses for {silent:.0f} s (subscription lost)", timeout=True)
                 return
 
+    async def _watch_clock(self) -> None:
+        """The server's clock drifts (or is set) while we are connected: measure it again now and then."""
+        while True:
+            await asyncio.sleep(self.config.clock_check_interval)
+            try:
+                info = await self.read_server_info()
+            except (ConnectionError, OSError, asyncio.TimeoutError, UaError):
+                continue  # a dead link is noticed by the watchdog and the data loops
+            self.adapter.server_info_read(info)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -333,12 +435,14 @@ def _browse_path(s: Signal, index: dict[str, int]) -> ua.BrowsePath | None:
                          RelativePath=ua.RelativePath(Elements=elements))
 
 
+def _moved(before: float | None, after: float | None) -> bool:
+    if before is None or after is None:
+        return before != after
+    return abs(after - before) >= CLOCK_CHANGE_S
+
+
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or getattr(exc, "code", None) == SC.BadTimeout
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 # -- the adapter --------------------------------------------------------------------------
@@ -353,6 +457,7 @@ class OpcUaAdapter(LinkedAdapter):
         self.security = Security.of(config)
         self.link: Link | None = None
         self._links = 0  # links opened so far
+        self.inventory: Inventory | None = None  # as last announced
 
     async def _run(self) -> None:
         backoff = Backoff(self.config.backoff_initial, self.config.backoff_max)
@@ -375,9 +480,11 @@ class OpcUaAdapter(LinkedAdapter):
     def _why(self, exc: Exception) -> str:
         if isinstance(exc, LinkFailed):
             return str(exc)
-        if not isinstance(exc, (OSError, asyncio.TimeoutError, UaError)):
-            log.exception("%s: unexpected error connecting to %s", self.id, self.config.url)
-        return describe(exc, self.config)
+        reason = describe(exc, self.config)
+        expected = isinstance(exc, (OSError, asyncio.TimeoutError, UaError)) or _refused_secure_channel(exc)
+        if not expected and reason != self.state.reason:  # once per state change, not every retry
+            log.error("%s: unexpected error connecting to %s", self.id, self.config.url, exc_info=exc)
+        return reason
 
     # -- state ----------------------------------------------------------------------------
     def _link_up(self, link: Link) -> None:
@@ -386,6 +493,22 @@ class OpcUaAdapter(LinkedAdapter):
         self._links += 1
         s.consecutive_errors = 0
         self._set_status(DeviceStatus.ONLINE, link.describe())
+        self.server_info_read(link.server_info)
+
+    def server_info_read(self, info: dict[str, object]) -> None:
+        """Announce the inventory when the server or its clock (by CLOCK_CHANGE_S) changed."""
+        last = self.inventory
+        unchanged = (last is not None and last.online
+                     and all(getattr(last, k) == v for k, v in info.items() if k != "clock_offset_s")
+                     and not _moved(last.clock_offset_s, info["clock_offset_s"]))
+        if not unchanged:
+            self._announce(True, "", **info)
+
+    def _announce(self, online: bool, reason: str, **info: object) -> None:
+        base = self.inventory.model_dump() if self.inventory else {}
+        self.inventory = Inventory(**{**base, **info, "device": self.id, "ts": utcnow(), "online": online,
+                                      "reason": reason})
+        self._emit(self.inventory)
 
     def _data(self, reading: Reading) -> None:
         s = self.state
@@ -399,7 +522,11 @@ class OpcUaAdapter(LinkedAdapter):
         s.errors += 1
         s.consecutive_errors += 1
         s.timeouts += timeout
+        if self.state.status is DeviceStatus.ONLINE or self.state.reason != reason:
+            log.warning("%s: offline: %s", self.id, reason)
         self._set_status(DeviceStatus.OFFLINE, reason)
+        if self.inventory is not None and self.inventory.online:
+            self._announce(False, reason)
         now = utcnow()
         self._emit(Reading(device=self.id, ts=now, poll_ms=0.0, samples=[
             Sample(signal=sig.name, value=None, unit=sig.unit, quality=Quality.COMM_FAIL, ts=now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Literal
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from .config import OpcUaDeviceConfig
 
@@ -19,23 +21,42 @@ log = logging.getLogger(__name__)
 
 
 class _QuietTeardown(logging.Filter):
-    """asyncua logs a lost connection at ERROR with a traceback (its publish loop) and warns
-    when a dead link's session is closed. The adapter reports the loss itself, as the
-    device state: these records would only repeat it, louder."""
+    """asyncua logs at ERROR or WARNING, often with a traceback and at every reconnect
+    attempt, what the adapter handles and reports itself (as the device state, once per
+    change): a lost connection or a server's clean shutdown in its publish loop, the
+    teardown of a dead link, a refused OpenSecureChannel, a BadTooManyOperations the
+    adapter answers by splitting its request."""
 
     EXPECTED = ("close_session was called but connection is closed",
                 "close_secure_channel was called but connection is closed",
                 "close_session but connection wasn't established")
+    SHUTDOWN = (ua.StatusCodes.BadSessionClosed, ua.StatusCodes.BadShutdown, ua.StatusCodes.BadServerHalted,
+                ua.StatusCodes.BadSessionIdInvalid)
+    HANDLED_FAULTS = ("BadSessionClosed", "BadShutdown", "BadServerHalted", "BadSessionIdInvalid",
+                      "BadTooManyOperations")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
+        exc = record.exc_info[1] if record.exc_info else None
         if message.startswith("Publish iteration crashed"):
-            exc = record.exc_info[1] if record.exc_info else None
-            return not isinstance(exc, (ConnectionError, OSError))
+            return not (isinstance(exc, (ConnectionError, OSError)) or getattr(exc, "code", None) in self.SHUTDOWN)
+        if message.startswith("ServiceFault (") and record.args:
+            return record.args[0] not in self.HANDLED_FAULTS
+        if message.startswith("Exception raised while parsing message from server"):
+            return not _answer_to_open_secure_channel(exc)
         return not message.startswith(self.EXPECTED)
 
 
-for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+def _answer_to_open_secure_channel(exc: BaseException | None) -> bool:
+    """The exception came from decoding the server's answer to OpenSecureChannel (a ServiceFault)."""
+    header = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__ if exc else None):
+        header = header or frame.f_locals.get("header")
+    return getattr(header, "MessageType", None) == ua.MessageType.SecureOpen
+
+
+for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient",
+              "asyncua.client.ua_client.UASocketProtocol"):
     logging.getLogger(_name).addFilter(_QuietTeardown())
 
 DEFAULT_CLIENT_URI = "urn:minegw:gateway"
@@ -103,10 +124,23 @@ async def make_client(url: str, security: Security, timeout: float) -> Client:
     return client
 
 
+def load_certificate(path: Path) -> x509.Certificate:
+    """A certificate file, DER or PEM."""
+    data = path.read_bytes()
+    return x509.load_pem_x509_certificate(data) if data.startswith(b"-----") else x509.load_der_x509_certificate(data)
+
+
+def thumbprint(certificate: Path) -> str:
+    """The SHA-1 thumbprint servers show in their certificate lists (hex, upper case)."""
+    try:
+        return load_certificate(certificate).fingerprint(hashes.SHA1()).hex().upper()
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {exc}"
+
+
 def application_uri(certificate: Path) -> str:
     """The URI in a certificate's subject alternative names: the client must present the same."""
-    data = certificate.read_bytes()
-    cert = x509.load_pem_x509_certificate(data) if data.startswith(b"-----") else x509.load_der_x509_certificate(data)
+    cert = load_certificate(certificate)
     try:
         uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.UniformResourceIdentifier)

@@ -41,6 +41,8 @@ class OpcUaDeviceConfig(DeviceConfig):
     publishing_interval: float = Field(1.0, gt=0, le=10, description="server sends changes this often, s")
     queue_size: int = Field(1, ge=1, le=1000, description="samples a node may queue between publishes")
     deadband: Deadband = Deadband()
+    clock_check_interval: float = Field(60.0, ge=1, le=3600,
+                                        description="seconds between measurements of the server's clock offset")
     timeout: float = Field(4.0, gt=0, le=60, description="seconds per request")
     backoff_initial: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
     backoff_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")

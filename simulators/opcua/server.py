@@ -19,6 +19,14 @@ Sensor faults (``signals``: names from the node map; ``signal`` for one):
 - ``no_communication``: ``BadNoCommunication`` (the host lost the sensor's substation).
 - ``out_of_range``: a value outside the engineering range (``value``, default 10 % above).
 
+Server behaviours of servers we did not write, as options: ``operation_limit`` (at most
+that many nodes per Read / TranslateBrowsePaths / CreateMonitoredItems call, published in
+the standard OperationLimits nodes unless ``publish_limits`` is false; more is answered
+``BadTooManyOperations``), ``clock_skew`` (the server's clock runs that many seconds ahead:
+ServerStatus.CurrentTime and every timestamp it serves), and ``trusted_clients`` checked
+when the secure channel opens (an untrusted certificate gets a ServiceFault
+``BadSecurityChecksFailed`` in the OpenSecureChannel response, as real servers answer).
+
 Face and server faults: ``weighting`` (a periodic-weighting event now, on supports
 ``first``..``last``), ``offline`` (the port closes until cleared), ``restart`` (a server
 restart: sessions and subscriptions are lost; ``downtime`` seconds closed).
@@ -34,7 +42,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from copy import copy
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
@@ -42,6 +51,9 @@ from urllib.parse import urlparse
 from asyncua import Server, ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_session import InternalSession
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import struct_from_binary
 from asyncua.server.monitored_item_service import MonitoredItemService
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -352,8 +364,13 @@ class OpcUaSimServer(FaultFollowingServer):
     ``users`` (name → password) may log in; anonymous sessions are allowed unless
     ``allow_anonymous`` is false. ``allow_insecure`` offers security policy None too.
     ``trusted_clients`` (certificate files), when given, are the only application
-    certificates that may open a session (others: BadCertificateUntrusted); by default
-    any certificate is accepted, as a server in commissioning mode does.
+    certificates that may open a secure channel (others: a ServiceFault
+    BadSecurityChecksFailed answers OpenSecureChannel); by default any certificate is
+    accepted, as a server in commissioning mode does.
+    ``operation_limit``: at most this many operations per Read, TranslateBrowsePaths and
+    CreateMonitoredItems call (more: BadTooManyOperations), published in the server's
+    OperationLimits unless ``publish_limits`` is false. ``clock_skew``: seconds the server's
+    clock is ahead of the real one (negative: behind).
     ``trusted_users`` (user certificate files) may log in with an X.509 identity token;
     a token with another certificate is refused (BadIdentityTokenRejected).
     The server certificate is generated into ``certificate_dir`` (a temporary directory
@@ -364,7 +381,8 @@ class OpcUaSimServer(FaultFollowingServer):
                  users: dict[str, str] | None = None, allow_anonymous: bool = True, allow_insecure: bool = True,
                  certificate_dir: str | Path | None = None, bind_host: str | None = None,
                  trusted_clients: list[str | Path] | None = None,
-                 trusted_users: list[str | Path] | None = None):
+                 trusted_users: list[str | Path] | None = None, operation_limit: int | None = None,
+                 publish_limits: bool = True, clock_skew: float = 0.0):
         if not faces:
             raise ValueError(f"{url}: no faces to serve")
         self.url = url
@@ -377,6 +395,8 @@ class OpcUaSimServer(FaultFollowingServer):
         self.trusted_clients = None if trusted_clients is None else {_der(Path(p)) for p in trusted_clients}
         self.trusted_users = {_der(Path(p)): _common_name(_der(Path(p))) or Path(p).stem
                               for p in trusted_users or ()}
+        self.operation_limit, self.publish_limits = operation_limit, publish_limits
+        self.clock_skew = timedelta(seconds=clock_skew)
         self._tmp = None if certificate_dir else tempfile.TemporaryDirectory(prefix="minegw-opcua-sim-")
         self.certificate_dir = Path(certificate_dir or self._tmp.name)
         self.server: Server | None = None
@@ -429,6 +449,8 @@ class OpcUaSimServer(FaultFollowingServer):
             await server.start()
         except OSError as exc:
             raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        if self.trusted_clients is not None:
+            _check_clients_at_secure_channel(server, self.trusted_clients)
         self.server = server
         self.starts += 1
         await self._write_all()
@@ -441,6 +463,7 @@ class OpcUaSimServer(FaultFollowingServer):
             self._updates = None
         server, self.server = self.server, None
         if server is not None:
+            _end_sessions(server)
             await server.stop()
 
     # -- address space --------------------------------------------------------------------
@@ -464,6 +487,11 @@ class OpcUaSimServer(FaultFollowingServer):
                 if signal.range is not None:
                     ranges[node_id] = signal.range
         _install_spec_deadband(server, ranges)
+        if self.operation_limit is not None:
+            await _limit_operations(server, self.operation_limit, self.publish_limits)
+        server.iserver.aspace.set_attribute_value_callback(
+            ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime), ua.AttributeIds.Value,
+            lambda *_: ua.DataValue(ua.Variant(self.now(), ua.VariantType.DateTime)))
         self._written = {}
         return server
 
@@ -485,12 +513,6 @@ class OpcUaSimServer(FaultFollowingServer):
         if self.allow_anonymous:
             tokens.insert(0, ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
-        if self.trusted_clients is not None:
-            server.set_certificate_validator(self._check_client)
-
-    async def _check_client(self, certificate: x509.Certificate, _app: ua.ApplicationDescription) -> None:
-        if certificate.public_bytes(serialization.Encoding.DER) not in self.trusted_clients:
-            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
 
     # -- updates --------------------------------------------------------------------------
     async def _update_loop(self) -> None:
@@ -503,8 +525,12 @@ class OpcUaSimServer(FaultFollowingServer):
             except Exception:  # a model bug must not stop the server silently
                 log.exception("%s: update failed", self)
 
+    def now(self) -> datetime:
+        """The server's clock: the real time plus ``clock_skew``."""
+        return datetime.now(timezone.utc) + self.clock_skew
+
     async def _write_all(self) -> None:
-        server, now = self.server, datetime.now(timezone.utc)
+        server, now = self.server, self.now()
         await _set_server_time(server, now)
         for face in self.faces:
             for name, served in face.sample(now).items():
@@ -527,12 +553,90 @@ def _der(path: Path) -> bytes:
 
 
 async def _set_server_time(server: Server, now: datetime) -> None:
-    """What asyncua's own clock loop does (ServerStatus and its CurrentTime), once per update."""
+    """What asyncua's own clock loop does for ServerStatus, once per update (its CurrentTime
+    variable answers every read with the time of the read: see ``_build``)."""
     node = server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus))
     status = copy(await node.read_value())
     status.CurrentTime = now
     await node.write_value(status)
-    await server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)).write_value(now)
+
+
+# -- what servers we did not write do ----------------------------------------------------
+LIMITED = {  # service → (session method, operations in its request), as the processor calls it
+    "Read": ("read", lambda params: len(params.NodesToRead)),
+    "TranslateBrowsePathsToNodeIds": ("translate_browsepaths_to_nodeids", len),
+    "CreateMonitoredItems": ("create_monitored_items", lambda params: len(params.ItemsToCreate)),
+}
+LIMIT_NODES = (ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+               ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
+               ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
+
+
+async def _limit_operations(server: Server, limit: int, publish: bool) -> None:
+    """asyncua has the OperationLimits nodes but enforces none: refuse a request with more
+    operations than ``limit`` (BadTooManyOperations), on every client session."""
+    if publish:
+        for node_id in LIMIT_NODES:
+            await server.get_node(ua.NodeId(node_id)).write_value(ua.Variant(limit, ua.VariantType.UInt32))
+    iserver = server.iserver
+    create_session = iserver.create_session
+
+    def limited_session(*args: Any, **kwargs: Any) -> InternalSession:
+        session = create_session(*args, **kwargs)
+        for method, count in LIMITED.values():
+            setattr(session, method, partial(_within_limit, getattr(session, method), count, limit))
+        return session
+
+    iserver.create_session = limited_session
+
+
+async def _within_limit(service: Callable, count: Callable[[Any], int], limit: int, params: Any) -> Any:
+    if count(params) > limit:
+        raise ServiceError(ua.StatusCodes.BadTooManyOperations)
+    return await service(params)
+
+
+def _end_sessions(server: Server) -> None:
+    """A clean shutdown, as servers we did not write do it: every Publish request waiting for
+    data is answered BadSessionClosed before the connections close (asyncua just closes them)."""
+    for protocol in server.bserver.clients if server.bserver else ():
+        processor = protocol.processor
+        while processor._publish_requests:
+            request = processor._publish_requests.popleft()
+            fault = ua.ServiceFault()
+            fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadSessionClosed)
+            processor.send_response(request.requesthdr.RequestHandle, request.seqhdr, fault)
+
+
+def _check_clients_at_secure_channel(server: Server, trusted: set[bytes]) -> None:
+    """asyncua checks client certificates at CreateSession; real servers refuse an untrusted
+    one when the secure channel opens, with a ServiceFault in the OpenSecureChannel response
+    (BadSecurityChecksFailed: Part 4 tells servers not to say more). Every connection's
+    processor gets that check (asyncua makes one per connection, then lists the connection
+    in ``bserver.clients``)."""
+
+    class Clients(list):
+        def append(self, protocol: Any) -> None:
+            processor: UaProcessor = protocol.processor
+            processor.open_secure_channel = partial(_open_if_trusted, processor, processor.open_secure_channel,
+                                                    trusted)
+            super().append(protocol)
+
+    server.bserver.clients = Clients(server.bserver.clients)
+
+
+def _open_if_trusted(processor: UaProcessor, open_channel: Callable, trusted: set[bytes], algohdr: Any,
+                     seqhdr: Any, body: Any) -> None:
+    certificate = getattr(algohdr, "SenderCertificate", None)
+    if not certificate or certificate in trusted:
+        return open_channel(algohdr, seqhdr, body)
+    request = struct_from_binary(ua.OpenSecureChannelRequest, body)
+    log.info("OpenSecureChannel refused: client certificate not trusted")
+    processor._connection.select_policy(algohdr.SecurityPolicyURI, certificate, request.Parameters.SecurityMode)
+    fault = ua.ServiceFault()
+    fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadSecurityChecksFailed)
+    processor.send_response(request.RequestHeader.RequestHandle, seqhdr, fault, ua.MessageType.SecureOpen)
+    processor._transport.close()
 
 
 def _data_value(signal: Signal, served: Served, now: datetime) -> ua.DataValue:
