@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -10,7 +12,8 @@ from adapters.base import DeviceConfig
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
-from gateway.model import DeviceState, DeviceStatus, Reading, Sample
+from gateway.commands import AuditEntry
+from gateway.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
 
 SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -131,3 +134,43 @@ async def test_refused_line_is_dead_lettered_good_lines_land_and_replay_after_fi
     assert list_dead(cfg.buffer.path) == [] and sink.health()["dead_letters"] == 0
 
 
+
+
+async def test_full_buffer_drops_readings_but_keeps_the_audit_and_alarms_of_an_outage(make_influx, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(HistorianSink, "BACKOFF_S", (0.05, 0.3))
+    influx = make_influx()
+    cfg = historian(influx, "full", tmp_path, batch_lines=1000, flush_interval=0.1)
+    cfg.buffer.max_bytes = 1_000_000
+    sink = HistorianSink(cfg, SITE)
+    shearer = device("shearer-1")
+    noise = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731 - lines that do not compress
+    await sink.start()
+    try:
+        influx.stop()
+        sink.on_command_audit(AuditEntry(request_id="r-1", device=shearer.id, signal="run_command", value=False,
+                                         by="dispatcher", reason="outage drill", source="mqtt", ok=True,
+                                         error=None, ts=T0))
+        for i in range(2000):
+            sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+        await until(lambda: sink.health()["buffered"] >= 2001)
+        for i in range(2000, 6000):  # the budget holds ~2500: the oldest readings go, the audit stays
+            sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+            if i == 3000:
+                await until(lambda: sink.health()["dropped"] > 0)
+                sink.on_alarm(GatewayAlarm(id="historian-dropping", active=True, count=1, message="dropping"))
+            if i % 500 == 0:  # commit by commit, as a gateway would
+                await until(lambda: sink.health()["buffered"] >= i + 2)
+        await until(lambda: sink.health()["buffered"] >= 6002)
+        await until(lambda: sink.health()["dropped"] > 2000)  # health: as of the last drain step
+
+        influx.start()
+        await until(lambda: sink.health()["depth"] == 0, timeout=30)
+    finally:
+        await sink.stop()
+    audit = influx.query('SELECT "request_id", "by" FROM "command_audit"', "full")
+    assert [(row["request_id"], row["by"]) for row in audit] == [("r-1", "dispatcher")]
+    alarms = influx.query('SELECT "active", "alarm" FROM "gateway_alarm"', "full")
+    assert [(row["alarm"], row["active"]) for row in alarms] == [("historian-dropping", True)]
+    kept = counts(influx, "full", "shearer", "note")[shearer.id]
+    assert 0 < kept < 3000  # the newest readings, within the budget
