@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import logging
 import os
+import subprocess
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from adapters.base import DeviceConfig
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
+from gateway.historian.buffer import DurableBuffer
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
 from gateway.commands import AuditEntry
@@ -174,3 +180,69 @@ async def test_full_buffer_drops_readings_but_keeps_the_audit_and_alarms_of_an_o
     assert [(row["alarm"], row["active"]) for row in alarms] == [("historian-dropping", True)]
     kept = counts(influx, "full", "shearer", "note")[shearer.id]
     assert 0 < kept < 3000  # the newest readings, within the budget
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 8 MB (tmpfs), to fill up: needs root, skipped otherwise."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk) -> None:
+    with open(disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+async def test_full_disk_raises_unwritable_at_once_logs_the_cause_and_retries_flat(influxdb, small_disk, monkeypatch,
+                                                                                   caplog):
+    tried: list[int] = []  # lines per commit attempt: the retry cost
+    put = DurableBuffer.put
+
+    def counting_put(self, rows, events=()):
+        tried.append(len(rows) + len(events))
+        return put(self, rows, events)
+
+    monkeypatch.setattr(DurableBuffer, "put", counting_put)
+    cfg = HistorianConfig(url=influxdb.url, database=influxdb.create_database("fulldisk"), flush_interval=0.1,
+                          buffer=BufferConfig(path=small_disk / "buffer.sqlite3"))
+    sink = HistorianSink(cfg, SITE)
+    alarms: list[GatewayAlarm] = []
+    sink.set_alarm_handler(alarms.append)
+    shearer = device("shearer-1")
+    noise = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731
+    await sink.start()
+    try:
+        fill(small_disk)
+        with caplog.at_level(logging.WARNING):
+            for i in range(4000):
+                sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+                if i % 400 == 0:
+                    await asyncio.sleep(0.15)  # a commit or two
+            await until(lambda: alarms)
+            assert alarms[0].id == "historian-buffer-unwritable" and alarms[0].active
+            assert "disk is full" in alarms[0].message
+            failures = len(tried)
+            await until(lambda: len(tried) >= failures + 5)  # more retries, with every line waiting
+        refusals = [r for r in caplog.records if "cannot write the buffer file" in r.getMessage()]
+        assert refusals and all(r.levelno == logging.ERROR and "disk is full" in r.getMessage() for r in refusals)
+        assert "cannot rollback" not in caplog.text
+        assert max(tried[failures:]) <= HistorianSink.PROBE_LINES < 4000 - sink.health()["buffered"]
+
+        (small_disk / "filler").unlink()
+        await until(lambda: len(alarms) == 2)
+        assert alarms[1].id == "historian-buffer-unwritable" and not alarms[1].active
+        await until(lambda: counts(influxdb, "fulldisk", "shearer", "note") == {shearer.id: 4000})
+    finally:
+        await sink.stop()
+    assert sink.health()["dropped"] == 0
