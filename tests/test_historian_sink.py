@@ -246,3 +246,24 @@ async def test_full_disk_raises_unwritable_at_once_logs_the_cause_and_retries_fl
     finally:
         await sink.stop()
     assert sink.health()["dropped"] == 0
+
+
+async def test_after_an_outage_the_first_write_goes_once_ping_answers_not_after_the_backoff(make_influx, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(HistorianSink, "BACKOFF_S", (120.0, 120.0))  # a backoff far longer than this test's patience
+    influx = make_influx()
+    cfg = historian(influx, "probe", tmp_path, flush_interval=0.1)
+    sink = HistorianSink(cfg, SITE)
+    shearer = device("shearer-1")
+    await sink.start()
+    try:
+        influx.stop()
+        for i in range(50):
+            sink.on_reading(shearer, reading(shearer.id, i))
+        await until(lambda: sink.health()["retries"] >= 1)  # the write failed: backing off
+        influx.start()
+        await until(lambda: sink.health()["depth"] == 0 and sink.health()["written"] >= 50, timeout=20)
+    finally:
+        await sink.stop()
+    assert counts(influx, "probe", "shearer", "speed") == {shearer.id: 50}
+    assert sink.health()["retries"] == 1  # no write was tried before the server answered

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -54,6 +55,7 @@ class HistorianSink:
     PROBE_LINES = 500  # while the file refuses commits, each retry puts only this many: the cost stays flat
     UNWRITABLE_ALARM = "historian-buffer-unwritable"
     BACKOFF_S = (1.0, 60.0)
+    PROBE_INTERVAL_S = 1.0  # backing off from a server that does not answer: /ping it this often
     BISECT_WRITES = 64  # writes spent isolating refused lines in one batch; failing parts left then go whole
 
     def __init__(self, cfg: HistorianConfig, site: SiteConfig, writer: HistorianWriter | None = None,
@@ -356,7 +358,27 @@ class HistorianSink:
                         "Historian: %s; data stays in the buffer, retrying", exc)
             else:
                 log.error("Historian: unexpected write failure; data stays in the buffer, retrying", exc_info=exc)
-        await asyncio.sleep(delay)
+        await self._wait_to_retry(delay, exc)
+
+    async def _wait_to_retry(self, delay: float, exc: Exception) -> None:
+        """Wait ``delay``; but while the server does not answer at all, /ping it every ``PROBE_INTERVAL_S``
+        and end the wait once it answers: the backoff spares a server that answers and refuses, it must
+        not keep the back-fill waiting a minute after an outage."""
+        if getattr(exc, "retry_after", None) is not None or await self._answers_ping():
+            await asyncio.sleep(delay)
+            return
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.PROBE_INTERVAL_S, left))
+            if await self._answers_ping():
+                return
+
+    async def _answers_ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self._writer.ping(), self.cfg.timeout)
+        except Exception:  # noqa: BLE001 - any failure means: not back yet
+            return False
+        return True
 
     async def _in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
