@@ -117,6 +117,8 @@ class Gateway:
                 sink.set_command_handler(self._command_from_thread)
             if hasattr(sink, "set_broadcast_handler"):
                 sink.set_broadcast_handler(self._broadcast_from_thread)
+            if hasattr(sink, "set_state_source"):  # current states, re-published on reconnect (any thread)
+                sink.set_state_source(self.states)
             if hasattr(sink, "set_alarm_handler"):  # gateway alarms a sink raises itself (on the loop)
                 sink.set_alarm_handler(self.raise_alarm)
             await sink.start()
@@ -154,7 +156,8 @@ class Gateway:
         await self.stop()
 
     def states(self) -> dict[str, DeviceState]:
-        return {i: a.state for i, a in self.adapters.items()}
+        """Every device's state now: copies, so another thread may read them (the MQTT sink on reconnect)."""
+        return {i: a.state.model_copy() for i, a in self.adapters.items()}
 
     async def _route(self, adapter: Adapter) -> None:
         device = adapter.config
