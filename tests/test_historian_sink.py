@@ -4,23 +4,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import json
 import logging
 import os
+import random
+import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from adapters.base import DeviceConfig
-from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
+from gateway.commands import AuditEntry
+from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
 from gateway.historian.buffer import DurableBuffer
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
-from gateway.commands import AuditEntry
+from gateway.messages import DataMessage
 from gateway.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
+from simulators.site import SiteSimulator
+from tests.mqtt_util import MqttCollector
+from tests.util import free_port
 
+REPO = Path(__file__).resolve().parent.parent
 SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
 
@@ -267,3 +277,65 @@ async def test_after_an_outage_the_first_write_goes_once_ping_answers_not_after_
         await sink.stop()
     assert counts(influx, "probe", "shearer", "speed") == {shearer.id: 50}
     assert sink.health()["retries"] == 1  # no write was tried before the server answered
+
+
+def kill_test_site(mosquitto, influxdb, tmp_path, prefix: str) -> dict:
+    devices = [{"id": device_id, "adapter": "modbus", "area": "face-1", "profile": profile, "host": "127.0.0.1",
+                "port": free_port(), "poll_interval": 0.05, "timeout": 0.5}
+               for device_id, profile in (("shearer-1", "shearer"), ("belt-1", "belt_conveyor"))]
+    return {
+        "site": {"id": "kill-mine"}, "areas": [{"id": "face-1", "kind": "longwall_face"}], "devices": devices,
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
+        "historian": {"url": influxdb.url, "database": influxdb.create_database(prefix), "flush_interval": 0.1,
+                      "buffer": {"path": str(tmp_path / "buffer.sqlite3")}},
+    }
+
+
+def influx_polls(influxdb, db: str) -> set[tuple[str, int]]:
+    """(device, poll time in ms) of every reading point in InfluxDB."""
+    rows = influxdb.query('SELECT * FROM "shearer", "belt_conveyor"', db)
+    return {(row["device"], row["time"] // 1_000_000) for row in rows}
+
+
+async def test_after_kill_9_every_reading_seen_on_mqtt_is_in_influxdb(mosquitto, influxdb, tmp_path):
+    prefix = f"kill{os.getpid()}{random.randrange(1 << 16)}"
+    site_yaml = tmp_path / "site.yaml"
+    site = kill_test_site(mosquitto, influxdb, tmp_path, prefix)
+    site_yaml.write_text(json.dumps(site))  # JSON is YAML
+    seen: set[tuple[str, int]] = set()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def minegw_run() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(site_yaml)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def on_mqtt(messages) -> int:
+        for m in messages:
+            data = DataMessage.model_validate_json(m.payload)
+            seen.add((data.device, int(data.ts.timestamp() * 1000)))
+        return len(messages)
+
+    async with SiteSimulator(parse_site(site), seed=3):
+        with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/+/+/+/data") as sub:
+            for _ in range(4):  # kill -9 at random moments, each after data flowed
+                gateway = minegw_run()
+                try:
+                    before = len(sub.messages)
+                    await sub.until(lambda ms: len(ms) >= before + 20, timeout=20)
+                    await asyncio.sleep(random.uniform(0.0, 0.5))
+                finally:
+                    gateway.send_signal(signal.SIGKILL)
+                    gateway.wait()
+            await asyncio.sleep(0.5)  # the last messages the broker had reach the subscriber
+            on_mqtt(sub.messages)
+            gateway = minegw_run()  # drains the buffer to InfluxDB
+            try:
+                await until(lambda: seen <= influx_polls(influxdb, prefix), timeout=30)
+            except AssertionError:
+                missing = sorted(seen - influx_polls(influxdb, prefix))
+                raise AssertionError(f"{len(missing)} of {len(seen)} readings seen on MQTT are not in InfluxDB: "
+                                     f"{missing[:5]}") from None
+            finally:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(timeout=30)
+    assert len(seen) >= 80
