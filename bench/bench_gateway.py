@@ -8,8 +8,10 @@ For each device count N it starts, on loopback only and in separate processes:
 - the simulators (``python -m gateway.cli sim SITE.yaml``), N devices serving a
   generated 100-point input-register profile (uint16/int16/float32 with scales),
 - a subscriber (``bench/subscriber.py``, paho) that timestamps every message,
-- the gateway (``bench/gateway_worker.py``: the real ``Gateway`` + ``MqttSink``), a
-  fresh process per N so its CPU time and peak RSS are its own.
+- the gateway (``bench/gateway_worker.py``: the real ``Gateway`` + ``MqttSink``, and with
+  ``--historian URL`` the ``HistorianSink`` too), a fresh process per N so its CPU time
+  and peak RSS are its own. With the historian on, a reading goes to MQTT only after its
+  group commit to the buffer file: the latency figures include that wait.
 
 After ``--warmup`` seconds it measures over ``--seconds``: tags (samples) per second
 delivered to the subscriber, gateway CPU seconds per 1000 tags, latency from poll
@@ -298,6 +300,9 @@ def _run_one(n: int, args, workdir: Path, procs: Processes) -> dict:
     profile_path.write_text(yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
     mqtt_port, control_port = free_ports(2)
     site = make_site(n, profile_path, mqtt_port, args.units_per_port, args.interval, args.qos, args.protocol)
+    if args.historian:  # readings reach MQTT only after the historian's group commit: its latency is measured too
+        site["historian"] = {"url": args.historian, "database": "minegw_bench",
+                             "buffer": {"path": str(workdir / "buffer.sqlite3")}}
     site_path = workdir / "site.yaml"
     site_path.write_text(yaml.safe_dump(site, sort_keys=False, allow_unicode=True))
 
@@ -513,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="simulated devices sharing one TCP port (different unit ids)")
     ap.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="the gateway's MQTT QoS (site default: 1)")
     ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument("--historian", default=None, metavar="URL",
+                    help="with the historian sink on, writing to this InfluxDB (any URL: an unreachable one "
+                         "still buffers every reading, which is what delays MQTT)")
     ap.add_argument("--start-timeout", type=float, default=60.0, help="seconds for simulators/gateway to come up")
     ap.add_argument("--stop-timeout", type=float, default=30.0, help="seconds the gateway may take to stop")
     ap.add_argument("--drain", type=float, default=10.0, help="longest wait for in-flight messages after the window")
@@ -559,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"minegw gateway throughput ({rows[0]['points_per_device']} points = "
               f"{rows[0]['registers_per_device']} registers in {rows[0]['reads_per_poll']} reads per device, "
-              f"poll {args.interval:g} s, MQTT QoS {args.qos}, {os.cpu_count()} CPUs, "
+              f"poll {args.interval:g} s, MQTT QoS {args.qos}, historian {'on' if args.historian else 'off'}, "
+              f"{os.cpu_count()} CPUs, "
               f"window {args.seconds:g} s)")
         print_table(rows)
         for row in rows:

@@ -202,7 +202,11 @@ async def run(args) -> None:
     interval = min(d.poll_interval for d in site.devices)
     probe = ProbeSink(interval)
     sink = MqttSink(site.mqtt, site)
-    gateway = Gateway(site, [sink, probe])
+    sinks = [sink, probe]
+    if site.historian is not None:
+        from gateway.historian.sink import HistorianSink
+        sinks.append(HistorianSink(site.historian, site))
+    gateway = Gateway(site, sinks)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,13 +6,13 @@ import time
 
 
 class ThrottledWarning:
-    """Counts events and logs one warning about them at most every ``every`` seconds.
+    """Counts events and logs one warning (or ``level``) about them at most every ``every`` seconds.
 
     ``text`` is a format string with ``{count}`` and ``{detail}``. Not thread-safe: callers hold a lock.
     """
 
-    def __init__(self, logger: logging.Logger, text: str, every: float = 10.0):
-        self.logger, self.text, self.every = logger, text, every
+    def __init__(self, logger: logging.Logger, text: str, every: float = 10.0, level: int = logging.WARNING):
+        self.logger, self.text, self.every, self.level = logger, text, every, level
         self.count, self.detail, self._next = 0, "", 0.0
 
     def add(self, n: int = 1, detail: str = "") -> None:
@@ -23,5 +23,5 @@ class ThrottledWarning:
     def flush(self, force: bool = False) -> None:
         now = time.monotonic()
         if self.count and (force or now >= self._next):
-            self.logger.warning(self.text.format(count=self.count, detail=self.detail))
+            self.logger.log(self.level, self.text.format(count=self.count, detail=self.detail))
             self.count, self._next = 0, now + self.every

@@ -217,10 +217,11 @@ class MqttSink:
         self._latest_states: dict[str, bytes] = {}  # state topic -> last payload, re-published on connect
         # Alarm states live in the gateway's memory: retained alarms of an earlier run are cleared at the
         # first connection, and raised again by the engine if their condition still holds.
-        areas = {d.id: d.area for d in site.devices}
+        self._areas = areas = {d.id: d.area for d in site.devices}
         for rule in site.alarms:
             for alarm_id in AlarmEngine.alarm_ids(rule):
                 self._latest_states[self.topics.alarm(areas.get(rule.device, ""), rule.device, alarm_id)] = b""
+        self._state_source: Callable[[], dict[str, DeviceState]] | None = None
         self._unacked = 0
         self._window = self.WINDOW
         self._connected = False
@@ -295,9 +296,29 @@ class MqttSink:
         self._queue(topic, data_payload(*where, reading), retain=False)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
-        topic = self.topics.state(device.area, device.id)
-        payload = StateMessage(site=self.site_id, area=device.area, **state.model_dump()).model_dump_json().encode()
-        self._publish_latest(topic, payload)
+        self._publish_latest(self.topics.state(device.area, device.id), self._state_payload(device.area, state))
+
+    def _state_payload(self, area: str, state: DeviceState) -> bytes:
+        return StateMessage(site=self.site_id, area=area, **state.model_dump()).model_dump_json().encode()
+
+    def set_state_source(self, source: Callable[[], dict[str, DeviceState]]) -> None:
+        """``source()`` gives every device's current state (device id -> a copy; called on paho's thread).
+
+        On each (re)connection the retained ``state`` topics are re-published from it, so their
+        counters are those of now, not of the last status change."""
+        self._state_source = source
+
+    def _current_states(self) -> dict[str, bytes]:
+        """State topic -> the device's state now, for the devices whose state was published."""
+        if self._state_source is None:
+            return {}
+        try:
+            states = self._state_source()
+        except Exception:  # noqa: BLE001 - the last published states are re-published instead
+            log.exception("MQTT: reading the devices' current states failed")
+            return {}
+        return {self.topics.state(self._areas[device], device): self._state_payload(self._areas[device], state)
+                for device, state in states.items() if device in self._areas}
 
     def on_inventory(self, device: DeviceConfig, inventory: Inventory) -> None:
         payload = InventoryMessage(site=self.site_id, area=device.area, zone=device.zone, kind=device.equipment_kind,
@@ -495,9 +516,11 @@ class MqttSink:
             return
         if self._command_handler is not None:
             client.subscribe([(topic, 1) for topic in self._command_topics])
+        current = self._current_states()
         with self._send_lock:
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:
+                self._latest_states.update((t, p) for t, p in current.items() if t in self._latest_states)
                 self._requeue([_Message(m.topic, m.payload, m.retain) for m in returned])
                 self._window = min(self.WINDOW, getattr(properties, "ReceiveMaximum", self.WINDOW))
                 self._unacked, self._connected, self._refused = 0, True, None

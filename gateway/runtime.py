@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from pydantic import BaseModel
@@ -50,6 +51,31 @@ def _dropped(sink: Sink) -> int:
     return int(health["dropped"] if isinstance(health, dict) else health.dropped)
 
 
+class CommitGate:
+    """Holds readings for the live sinks until the durable sink's next group commit has run.
+
+    So a reading is on MQTT only once it is in the historian's buffer file: a kill -9 cannot leave
+    a reading that integrators hold and history lacks (docs/historian.md, "MQTT agrees with
+    history"). Cheap on the hot path: one list append per reading, one hand-off per commit.
+    """
+
+    def __init__(self, durable: Sink, release: Callable[[list[tuple[DeviceConfig, Reading]]], None]):
+        self._durable, self._release = durable, release
+        self._waiting: deque[tuple[asyncio.Future, list[tuple[DeviceConfig, Reading]]]] = deque()
+
+    def hold(self, device: DeviceConfig, reading: Reading) -> None:
+        """After the durable sink got the reading: the live sinks get it with its commit."""
+        commit = self._durable.when_committed()
+        if not self._waiting or self._waiting[-1][0] is not commit:
+            commit.add_done_callback(self._on_commit)
+            self._waiting.append((commit, []))
+        self._waiting[-1][1].append((device, reading))
+
+    def _on_commit(self, _: asyncio.Future) -> None:
+        while self._waiting and self._waiting[0][0].done():  # in commit order
+            self._release(self._waiting.popleft()[1])
+
+
 class Gateway:
     """Adapters feed the router; the router fans out to sinks. Neither knows the other's kind."""
 
@@ -60,6 +86,11 @@ class Gateway:
     def __init__(self, site: SiteConfig, sinks: list[Sink]):
         self.site = site
         self.sinks = sinks
+        # A sink with ``when_committed`` (the historian) is durable: the others get readings once it committed them.
+        durable = next((s for s in sinks if hasattr(s, "when_committed")), None)
+        self._live_sinks = [s for s in sinks if s is not durable]
+        self._gate = None if durable is None else CommitGate(durable, self._release)
+        self._durable_sinks = [] if durable is None else [durable]
         self._watch_task: asyncio.Task | None = None
         self.adapters: dict[str, Adapter] = {
             d.id: build_adapter(d) for d in site.devices if d.enabled}
@@ -86,6 +117,10 @@ class Gateway:
         for sink in self.sinks:
             if hasattr(sink, "set_command_handler"):  # commands arrive on the sink's own thread
                 sink.set_command_handler(self._command_from_thread)
+            if hasattr(sink, "set_state_source"):  # current states, re-published on reconnect (any thread)
+                sink.set_state_source(self.states)
+            if hasattr(sink, "set_alarm_handler"):  # gateway alarms a sink raises itself (on the loop)
+                sink.set_alarm_handler(self.raise_alarm)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
@@ -129,14 +164,15 @@ class Gateway:
         await self.stop()
 
     def states(self) -> dict[str, DeviceState]:
-        return {i: a.state for i, a in self.adapters.items()}
+        """Every device's state now: copies, so another thread may read them (the MQTT sink on reconnect)."""
+        return {i: a.state.model_copy() for i, a in self.adapters.items()}
 
     async def _route(self, adapter: Adapter) -> None:
         device = adapter.config
         async for event in adapter.stream():
             if isinstance(event, Reading):
                 self.latest[device.id] = event
-                self._dispatch("on_reading", device, event)
+                self._fan_out(device, event)
                 self._evaluate(self.alarms.on_reading, device, event)
                 self._derive(device, event)
             elif isinstance(event, Inventory):
@@ -217,9 +253,13 @@ class Gateway:
             await asyncio.sleep(self.WATCH_INTERVAL_S)
             for watch in watches:
                 if alarm := watch.check(time.monotonic()):
-                    log.warning("gateway alarm %s %s: %s (%d lost so far)", alarm.id,
-                                "raised" if alarm.active else "cleared", alarm.message, alarm.count)
-                    self._announce(alarm)
+                    self.raise_alarm(alarm)
+
+    def raise_alarm(self, alarm: GatewayAlarm) -> None:
+        """A gateway alarm raised or cleared (on the event loop): logged, and sent to every sink."""
+        log.warning("gateway alarm %s %s: %s (%d lost so far)", alarm.id,
+                    "raised" if alarm.active else "cleared", alarm.message, alarm.count)
+        self._announce(alarm)
 
     def _announce(self, alarm: GatewayAlarm) -> None:
         for sink in self.sinks:
@@ -240,11 +280,23 @@ class Gateway:
             log.exception("deriving signals of %s failed", device.id)
             return
         if derived is not None:
-            self._dispatch("on_reading", device, derived)
+            self._fan_out(device, derived)
             self._evaluate(self.alarms.on_reading, device, derived)
 
-    def _dispatch(self, handler: str, device: DeviceConfig, event) -> None:
-        for sink in self.sinks:
+    def _fan_out(self, device: DeviceConfig, reading: Reading) -> None:
+        """A reading to the durable sink first; to the others at once, or after its commit when there is one."""
+        if self._gate is None:
+            self._dispatch("on_reading", device, reading)
+            return
+        self._dispatch("on_reading", device, reading, self._durable_sinks)
+        self._gate.hold(device, reading)
+
+    def _release(self, held: list[tuple[DeviceConfig, Reading]]) -> None:
+        for device, reading in held:
+            self._dispatch("on_reading", device, reading, self._live_sinks)
+
+    def _dispatch(self, handler: str, device: DeviceConfig, event, sinks: list[Sink] | None = None) -> None:
+        for sink in self.sinks if sinks is None else sinks:
             if not hasattr(sink, handler):  # on_inventory is optional: not every sink keeps inventories
                 continue
             try:

@@ -19,6 +19,11 @@ class Sink(Protocol):
     (thread-safe; gateway/commands.py).
     ``add_health_source(prefix, health)``: a sink that records health (the historian's
     ``gateway_health``) is given every other sink's ``health`` before ``start``, to record it too.
+    ``set_alarm_handler(handler)``: a sink that raises gateway alarms itself (the historian's
+    ``historian-buffer-unwritable``) gets ``handler(GatewayAlarm)``, which sends it to every sink.
+    ``set_state_source(source)``: ``source()`` gives every device's current state (thread-safe copies).
+    ``when_committed()``: a durable sink (the historian) returns a future resolved by its next group
+    commit; the runtime then gives readings to the other sinks only after it (docs/historian.md).
     """
 
     name: str

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -113,6 +114,45 @@ def test_byte_budget_drops_oldest_counted_and_persisted(tmp_path, caplog):
     buffer = DurableBuffer(path, max_bytes=1_000_000)
     assert buffer.stats().dropped == stats.dropped  # the counter survives a restart
     assert [seq(line) for line in drain(buffer)] == list(range(stats.dropped, 5000))  # the newest are kept
+
+
+def test_byte_budget_drops_readings_before_events(tmp_path):
+    buffer = DurableBuffer(tmp_path / "b.sqlite3", max_bytes=1_000_000)
+    pad = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731 - does not compress
+    for k in range(100):
+        events = [(time.time(), f'alarm pad="{pad()}" {k}')] if k % 10 == 0 else []
+        buffer.put([(time.time(), f'm pad="{pad()}" {k * 50 + i}') for i in range(50)], events)
+    stats = buffer.stats()
+    assert stats.dropped > 2000 and stats.bytes <= 1_000_000
+    lines = drain(buffer)
+    assert [seq(line) for line in lines if line.startswith("alarm")] == list(range(0, 100, 10))  # all kept
+    readings = [seq(line) for line in lines if line.startswith("m ")]
+    assert readings == list(range(5000 - len(readings), 5000))  # the oldest readings went
+
+    buffer.put([], [(time.time(), f'alarm pad="{pad()}" {k}') for k in range(100, 3100)])  # events alone overflow
+    assert buffer.stats().bytes <= 1_000_000 and buffer.stats().dropped > stats.dropped
+
+
+def test_dead_letters_keep_their_kind_and_schema_1_files_open(tmp_path):
+    path = tmp_path / "b.sqlite3"
+    with closing(sqlite3.connect(path)) as db:  # a buffer file of the previous schema, with a row
+        db.executescript("""
+            CREATE TABLE queue (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL);
+            CREATE TABLE dead (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL,
+                               error TEXT NOT NULL, failed_at REAL NOT NULL);
+            CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT INTO counters VALUES ('next_id', 2), ('depth', 1), ('dead', 0), ('dropped', 0);
+            PRAGMA user_version = 1;""")
+        db.execute("INSERT INTO queue VALUES (1, 0, ?, ?)", (time.time(), zlib.compress(b"m v=1i 1")))
+        db.commit()
+    buffer = DurableBuffer(path, max_bytes=1_000_000)
+    buffer.put([], [(time.time(), "alarm v=1i 2")])
+    batch = buffer.take_batch(10)  # the live lane: the event
+    buffer.dead_letter(batch, "refused")
+    assert batch.lines == ["alarm v=1i 2"] and buffer.replay() == 1
+    buffer.put([(time.time(), f'm pad="{base64.b64encode(os.urandom(300)).decode()}" {k}') for k in range(3, 4000)])
+    lines = drain(buffer)
+    assert "alarm v=1i 2" in lines and "m v=1i 1" not in lines  # replayed, still an event; the old row a reading
 
 
 def test_age_limit_drops_old_rows_and_dead_letters(tmp_path):

@@ -2,16 +2,35 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import errno
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
 
 from adapters.base import DeviceConfig
-from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
+from gateway.commands import AuditEntry
+from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
+from gateway.historian.buffer import DurableBuffer
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
-from gateway.model import DeviceState, DeviceStatus, Reading, Sample
+from gateway.messages import DataMessage
+from gateway.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
+from simulators.site import SiteSimulator
+from tests.mqtt_util import MqttCollector
+from tests.util import free_port
 
+REPO = Path(__file__).resolve().parent.parent
 SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
 
@@ -131,3 +150,192 @@ async def test_refused_line_is_dead_lettered_good_lines_land_and_replay_after_fi
     assert list_dead(cfg.buffer.path) == [] and sink.health()["dead_letters"] == 0
 
 
+
+
+async def test_full_buffer_drops_readings_but_keeps_the_audit_and_alarms_of_an_outage(make_influx, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(HistorianSink, "BACKOFF_S", (0.05, 0.3))
+    influx = make_influx()
+    cfg = historian(influx, "full", tmp_path, batch_lines=1000, flush_interval=0.1)
+    cfg.buffer.max_bytes = 1_000_000
+    sink = HistorianSink(cfg, SITE)
+    shearer = device("shearer-1")
+    noise = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731 - lines that do not compress
+    await sink.start()
+    try:
+        influx.stop()
+        sink.on_command_audit(AuditEntry(request_id="r-1", device=shearer.id, signal="run_command", value=False,
+                                         by="dispatcher", reason="outage drill", source="mqtt", ok=True,
+                                         error=None, ts=T0))
+        for i in range(2000):
+            sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+        await until(lambda: sink.health()["buffered"] >= 2001)
+        for i in range(2000, 6000):  # the budget holds ~2500: the oldest readings go, the audit stays
+            sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+            if i == 3000:
+                await until(lambda: sink.health()["dropped"] > 0)
+                sink.on_alarm(GatewayAlarm(id="historian-dropping", active=True, count=1, message="dropping"))
+            if i % 500 == 0:  # commit by commit, as a gateway would
+                await until(lambda: sink.health()["buffered"] >= i + 2)
+        await until(lambda: sink.health()["buffered"] >= 6002)
+        await until(lambda: sink.health()["dropped"] > 2000)  # health: as of the last drain step
+
+        influx.start()
+        await until(lambda: sink.health()["depth"] == 0, timeout=30)
+    finally:
+        await sink.stop()
+    audit = influx.query('SELECT "request_id", "by" FROM "command_audit"', "full")
+    assert [(row["request_id"], row["by"]) for row in audit] == [("r-1", "dispatcher")]
+    alarms = influx.query('SELECT "active", "alarm" FROM "gateway_alarm"', "full")
+    assert [(row["alarm"], row["active"]) for row in alarms] == [("historian-dropping", True)]
+    kept = counts(influx, "full", "shearer", "note")[shearer.id]
+    assert 0 < kept < 3000  # the newest readings, within the budget
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 8 MB (tmpfs), to fill up: needs root, skipped otherwise."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk) -> None:
+    with open(disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+async def test_full_disk_raises_unwritable_at_once_logs_the_cause_and_retries_flat(influxdb, small_disk, monkeypatch,
+                                                                                   caplog):
+    tried: list[int] = []  # lines per commit attempt: the retry cost
+    put = DurableBuffer.put
+
+    def counting_put(self, rows, events=()):
+        tried.append(len(rows) + len(events))
+        return put(self, rows, events)
+
+    monkeypatch.setattr(DurableBuffer, "put", counting_put)
+    cfg = HistorianConfig(url=influxdb.url, database=influxdb.create_database("fulldisk"), flush_interval=0.1,
+                          buffer=BufferConfig(path=small_disk / "buffer.sqlite3"))
+    sink = HistorianSink(cfg, SITE)
+    alarms: list[GatewayAlarm] = []
+    sink.set_alarm_handler(alarms.append)
+    shearer = device("shearer-1")
+    noise = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731
+    await sink.start()
+    try:
+        fill(small_disk)
+        with caplog.at_level(logging.WARNING):
+            for i in range(4000):
+                sink.on_reading(shearer, reading(shearer.id, i, noise(), signal="note"))
+                if i % 400 == 0:
+                    await asyncio.sleep(0.15)  # a commit or two
+            await until(lambda: alarms)
+            assert alarms[0].id == "historian-buffer-unwritable" and alarms[0].active
+            assert "disk is full" in alarms[0].message
+            failures = len(tried)
+            await until(lambda: len(tried) >= failures + 5)  # more retries, with every line waiting
+        refusals = [r for r in caplog.records if "cannot write the buffer file" in r.getMessage()]
+        assert refusals and all(r.levelno == logging.ERROR and "disk is full" in r.getMessage() for r in refusals)
+        assert "cannot rollback" not in caplog.text
+        assert max(tried[failures:]) <= HistorianSink.PROBE_LINES < 4000 - sink.health()["buffered"]
+
+        (small_disk / "filler").unlink()
+        await until(lambda: len(alarms) == 2)
+        assert alarms[1].id == "historian-buffer-unwritable" and not alarms[1].active
+        await until(lambda: counts(influxdb, "fulldisk", "shearer", "note") == {shearer.id: 4000})
+    finally:
+        await sink.stop()
+    assert sink.health()["dropped"] == 0
+
+
+async def test_after_an_outage_the_first_write_goes_once_ping_answers_not_after_the_backoff(make_influx, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(HistorianSink, "BACKOFF_S", (120.0, 120.0))  # a backoff far longer than this test's patience
+    influx = make_influx()
+    cfg = historian(influx, "probe", tmp_path, flush_interval=0.1)
+    sink = HistorianSink(cfg, SITE)
+    shearer = device("shearer-1")
+    await sink.start()
+    try:
+        influx.stop()
+        for i in range(50):
+            sink.on_reading(shearer, reading(shearer.id, i))
+        await until(lambda: sink.health()["retries"] >= 1)  # the write failed: backing off
+        influx.start()
+        await until(lambda: sink.health()["depth"] == 0 and sink.health()["written"] >= 50, timeout=20)
+    finally:
+        await sink.stop()
+    assert counts(influx, "probe", "shearer", "speed") == {shearer.id: 50}
+    assert sink.health()["retries"] == 1  # no write was tried before the server answered
+
+
+def kill_test_site(mosquitto, influxdb, tmp_path, prefix: str) -> dict:
+    devices = [{"id": device_id, "adapter": "modbus", "area": "face-1", "profile": profile, "host": "127.0.0.1",
+                "port": free_port(), "poll_interval": 0.05, "timeout": 0.5}
+               for device_id, profile in (("shearer-1", "shearer"), ("belt-1", "belt_conveyor"))]
+    return {
+        "site": {"id": "kill-mine"}, "areas": [{"id": "face-1", "kind": "longwall_face"}], "devices": devices,
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
+        "historian": {"url": influxdb.url, "database": influxdb.create_database(prefix), "flush_interval": 0.1,
+                      "buffer": {"path": str(tmp_path / "buffer.sqlite3")}},
+    }
+
+
+def influx_polls(influxdb, db: str) -> set[tuple[str, int]]:
+    """(device, poll time in ms) of every reading point in InfluxDB."""
+    rows = influxdb.query('SELECT * FROM "shearer", "belt_conveyor"', db)
+    return {(row["device"], row["time"] // 1_000_000) for row in rows}
+
+
+async def test_after_kill_9_every_reading_seen_on_mqtt_is_in_influxdb(mosquitto, influxdb, tmp_path):
+    prefix = f"kill{os.getpid()}{random.randrange(1 << 16)}"
+    site_yaml = tmp_path / "site.yaml"
+    site = kill_test_site(mosquitto, influxdb, tmp_path, prefix)
+    site_yaml.write_text(json.dumps(site))  # JSON is YAML
+    seen: set[tuple[str, int]] = set()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def minegw_run() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(site_yaml)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def on_mqtt(messages) -> int:
+        for m in messages:
+            data = DataMessage.model_validate_json(m.payload)
+            seen.add((data.device, int(data.ts.timestamp() * 1000)))
+        return len(messages)
+
+    async with SiteSimulator(parse_site(site), seed=3):
+        with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/+/+/+/data") as sub:
+            for _ in range(4):  # kill -9 at random moments, each after data flowed
+                gateway = minegw_run()
+                try:
+                    before = len(sub.messages)
+                    await sub.until(lambda ms: len(ms) >= before + 20, timeout=20)
+                    await asyncio.sleep(random.uniform(0.0, 0.5))
+                finally:
+                    gateway.send_signal(signal.SIGKILL)
+                    gateway.wait()
+            await asyncio.sleep(0.5)  # the last messages the broker had reach the subscriber
+            on_mqtt(sub.messages)
+            gateway = minegw_run()  # drains the buffer to InfluxDB
+            try:
+                await until(lambda: seen <= influx_polls(influxdb, prefix), timeout=30)
+            except AssertionError:
+                missing = sorted(seen - influx_polls(influxdb, prefix))
+                raise AssertionError(f"{len(missing)} of {len(seen)} readings seen on MQTT are not in InfluxDB: "
+                                     f"{missing[:5]}") from None
+            finally:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(timeout=30)
+    assert len(seen) >= 80

@@ -376,3 +376,38 @@ async def test_two_gateways_with_one_client_id_are_told_so(mosquitto, caplog, pr
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_state_republished_on_reconnect_carries_the_counters_of_now(fresh_mosquitto):
+    from gateway.runtime import Gateway
+    from simulators.site import SiteSimulator
+
+    broker = fresh_mosquitto
+    site = parse_site({
+        "site": {"id": "pit-7", "gateway_id": "gw-a"},
+        "areas": [{"id": "face-1201", "kind": "longwall_face"}],
+        "devices": [{"id": "shearer-1", "adapter": "modbus", "area": "face-1201", "profile": "shearer",
+                     "host": "127.0.0.1", "port": free_port(), "poll_interval": 0.05}],
+        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": f"t{secrets.token_hex(3)}"},
+    })
+    state_topic = Topics(site.mqtt.topic_prefix, "pit-7").state("face-1201", "shearer-1")
+    async with SiteSimulator(site, seed=1):
+        sink = MqttSink(site.mqtt, site)
+        gateway = Gateway(site, [sink])
+        await gateway.start()
+        try:
+            with MqttCollector(broker.host, broker.port, state_topic) as first:
+                [online] = [StateMessage.model_validate_json(m.payload) for m in await first.until(
+                    lambda ms: [m for m in ms if b'"online"' in m.payload][:1])]
+            assert online.polls <= 2  # published when the link came up
+            await until(lambda: gateway.states()["shearer-1"].polls >= 20, timeout=10)
+            broker.stop()
+            broker.start()
+            await until(lambda: sink.health().reconnects == 1 and sink.health().queued == 0, timeout=10)
+            with MqttCollector(broker.host, broker.port, state_topic) as again:  # the retained one, re-published
+                [republished] = [StateMessage.model_validate_json(m.payload) for m in await again.until(
+                    lambda ms: ms[:1], timeout=10)]
+        finally:
+            await gateway.stop()
+    assert republished.status == "online" and republished.since == online.since
+    assert republished.polls >= 20 and republished.last_good_poll > online.last_good_poll

@@ -2,7 +2,8 @@
 
 Rows are line-protocol lines with their sample time and the time they were put.
 A row leaves the queue only by ``ack`` (written), ``dead_letter`` (refused by the
-server, kept aside) or the disk budget (dropped oldest first, counted). See
+server, kept aside) or the disk budget (dropped oldest first, counted; event rows,
+such as alarms and the command audit, only once no other row is left). See
 docs/historian.md, "Durable buffer and back-fill", for durability and ordering.
 
 Durability: ``synchronous=FULL`` in WAL mode fsyncs the WAL at every commit, so a
@@ -33,17 +34,26 @@ from gateway.logutil import ThrottledWarning
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL,
+                                  event INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL,
-                                 error TEXT NOT NULL, failed_at REAL NOT NULL);
+                                 error TEXT NOT NULL, failed_at REAL NOT NULL, event INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO counters VALUES ('next_id', 1), ('depth', 0), ('dead', 0), ('dropped', 0);
 CREATE TABLE IF NOT EXISTS rates (second INTEGER PRIMARY KEY, put INTEGER NOT NULL DEFAULT 0,
                                   acked INTEGER NOT NULL DEFAULT 0);
 PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+# Schema 1 had no ``event`` column: its rows are readings (0).
+_FROM_VERSION_1 = """
+BEGIN IMMEDIATE;
+ALTER TABLE queue ADD COLUMN event INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dead ADD COLUMN event INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 2;
 COMMIT;
 """
 # Ids come from the ``next_id`` counter and are never reused: they give commit order,
@@ -135,8 +145,10 @@ class DurableBuffer:
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA journal_size_limit = 67108864")  # truncate the WAL back to 64 MB after a burst
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"{self.path}: buffer schema {version}, this gateway knows {SCHEMA_VERSION}")
+        if version == 1:
+            db.executescript(_FROM_VERSION_1)
         db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -146,17 +158,27 @@ class DurableBuffer:
 
     # ---- the queue ----
 
-    def put(self, rows: Iterable[tuple[float, str]]) -> None:
-        """Append ``(sample time, line)`` rows in one transaction, then apply the disk budget."""
+    def put(self, rows: Iterable[tuple[float, str]], events: Iterable[tuple[float, str]] = ()) -> None:
+        """Append ``(sample time, line)`` rows in one transaction, then apply the disk budget.
+
+        ``events`` (alarms, the command audit, device states) are rows the byte budget drops
+        only once no other row is left: the record of what happened outlives the readings.
+        """
         now = time.time()
         with self._write() as db:
-            first_id = _get(db, "next_id")
-            added = db.executemany("INSERT INTO queue (id, ts, added, line) VALUES (?, ?, ?, ?)",
-                                   ((i, ts, now, _pack(line)) for i, (ts, line) in enumerate(rows, first_id))).rowcount
-            _add(db, "next_id", added)
+            added = self._insert(db, now, rows, 0) + self._insert(db, now, events, 1)
             _add(db, "depth", added)
             _count_rate(db, now, "put", added)
             self._enforce_budget(db, now)
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, now: float, rows: Iterable[tuple[float, str]], event: int) -> int:
+        first_id = _get(db, "next_id")
+        added = db.executemany("INSERT INTO queue (id, ts, added, line, event) VALUES (?, ?, ?, ?, ?)",
+                               ((i, ts, now, _pack(line), event)
+                                for i, (ts, line) in enumerate(rows, first_id))).rowcount
+        _add(db, "next_id", added)
+        return added
 
     def take_batch(self, max_lines: int) -> Batch | None:
         """The next batch to write, from the live and back-fill lanes in turn.
@@ -210,8 +232,8 @@ class DurableBuffer:
     def dead_letter(self, batch: Batch, error: str) -> None:
         """The server refused these rows: move them to the dead-letter table with its message."""
         with self._write() as db:
-            db.execute(f"INSERT INTO dead (id, ts, added, line, error, failed_at) "
-                       f"SELECT id, ts, added, line, ?, ? FROM queue WHERE id IN {_IDS}",
+            db.execute(f"INSERT INTO dead (id, ts, added, line, error, failed_at, event) "
+                       f"SELECT id, ts, added, line, ?, ?, event FROM queue WHERE id IN {_IDS}",
                        (error, time.time(), json.dumps(batch.ids)))
             _add(db, "dead", _delete_counted(db, "queue", f"id IN {_IDS}", (json.dumps(batch.ids),)))
         self._settle(batch)
@@ -230,7 +252,8 @@ class DurableBuffer:
         """
         where, params = _where_ids(ids)
         with self._write() as db:
-            db.execute(f"INSERT INTO queue (id, ts, added, line) SELECT id, ts, ?, line FROM dead WHERE {where}",
+            db.execute(f"INSERT INTO queue (id, ts, added, line, event) SELECT id, ts, ?, line, event FROM dead "
+                       f"WHERE {where}",
                        (time.time(), *params))
             moved = _delete_counted(db, "dead", where, params)
             _add(db, "depth", moved)
@@ -256,12 +279,14 @@ class DurableBuffer:
             return
         target = self.max_bytes * (1 - DROP_MARGIN)
         detail = f"disk budget of {self.max_bytes / 1e6:g} MB reached"
-        while used > target:
-            rows = _get(db, "depth") + _get(db, "dead")
-            if not rows:
-                return
-            self._drop(db, "id <= ?", (_nth_oldest(db, math.ceil(rows * (used - target) / used)),), detail)
-            used = _used_bytes(db)
+        for event in (0, 1):  # readings first; events only once no reading is left
+            while used > target:
+                rows = _get(db, "depth") + _get(db, "dead")  # an estimate of the rows of this kind, from above
+                cutoff = _nth_oldest(db, math.ceil(rows * (used - target) / used), event)
+                if cutoff is None:  # none of this kind left
+                    break
+                self._drop(db, "id <= ? AND event = ?", (cutoff, event), detail)
+                used = _used_bytes(db)
 
     def _drop(self, db: sqlite3.Connection, condition: str, params: tuple, detail: str) -> None:
         """Drop the queued rows and dead letters that meet ``condition``: counted and logged."""
@@ -296,10 +321,11 @@ class DurableBuffer:
         self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock with another process
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back itself after some errors (disk full): keep their cause
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
 
 # The rows before the first one put after the cutoff: reads only the rows it drops (no index on ``added``).
@@ -351,7 +377,8 @@ def _used_bytes(db: sqlite3.Connection) -> int:
     return pages * db.execute("PRAGMA page_size").fetchone()[0]
 
 
-def _nth_oldest(db: sqlite3.Connection, n: int) -> int:
-    """Id of the n-th oldest row, queue and dead letters together (a merge of both primary keys)."""
-    return db.execute("SELECT id FROM queue UNION ALL SELECT id FROM dead ORDER BY id LIMIT 1 OFFSET ?",
-                      (n - 1,)).fetchone()[0]
+def _nth_oldest(db: sqlite3.Connection, n: int, event: int) -> int | None:
+    """Id of the n-th oldest row of a kind (or of its newest, when fewer), queue and dead letters together
+    (a merge of both primary keys); None when there is none of that kind."""
+    return db.execute("SELECT max(id) FROM (SELECT id FROM queue WHERE event = ? UNION ALL "
+                      "SELECT id FROM dead WHERE event = ? ORDER BY id LIMIT ?)", (event, event, n)).fetchone()[0]

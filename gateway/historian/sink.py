@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -51,7 +52,10 @@ class HistorianSink:
     name = "historian"
     COMMIT_INTERVAL_S = 0.1  # lines not yet committed are what a kill -9 loses
     PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
+    PROBE_LINES = 500  # while the file refuses commits, each retry puts only this many: the cost stays flat
+    UNWRITABLE_ALARM = "historian-buffer-unwritable"
     BACKOFF_S = (1.0, 60.0)
+    PROBE_INTERVAL_S = 1.0  # backing off from a server that does not answer: /ping it this often
     BISECT_WRITES = 64  # writes spent isolating refused lines in one batch; failing parts left then go whole
 
     def __init__(self, cfg: HistorianConfig, site: SiteConfig, writer: HistorianWriter | None = None,
@@ -63,7 +67,8 @@ class HistorianSink:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="historian-db")
         self._buffer: DurableBuffer | None = None
         self._stats: BufferStats | None = None  # refreshed off the loop, so health() never touches SQLite
-        self._pending: list[Row] = []  # not committed yet
+        self._pending: list[Row] = []  # readings and health, not committed yet
+        self._pending_events: list[Row] = []  # states, alarms, audit: the buffer drops them last
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
         self._tasks: list[asyncio.Task] = []
@@ -71,8 +76,12 @@ class HistorianSink:
         self._connected = False
         self._last_error: str | None = None  # logged once until it changes or the server is back
         self.buffered = self.written = self.retries = self.dead_lettered = self.unstored = 0
+        self._unwritable = False  # the buffer file refuses commits: historian-buffer-unwritable is raised
+        self._alarm_handler: Callable[[GatewayAlarm], None] | None = None
+        self._next_commit: asyncio.Future | None = None  # resolved by the next commit (when_committed)
         self._store_failures = ThrottledWarning(log, "Historian: cannot write the buffer file, {count} commit(s) failed "
-                                          "since the last warning ({detail}); lines wait in memory")
+                                                     "since the last warning ({detail}); lines wait in memory",
+                                                level=logging.ERROR)
         self._read_failures = ThrottledWarning(log, "Historian: cannot read the buffer file, {count} time(s) since the "
                                          "last warning ({detail}); retrying")
         self._refusals = ThrottledWarning(log, "Historian: InfluxDB refused {count} line(s) since the last warning, "
@@ -103,8 +112,9 @@ class HistorianSink:
         await self._writer.close()
         for throttled in (self._store_failures, self._read_failures, self._refusals, self._source_failures):
             throttled.flush(force=True)
-        if self._pending:
-            log.error("Historian: stopped with %d lines that could not be stored", len(self._pending))
+        if self._pending or self._pending_events:
+            log.error("Historian: stopped with %d lines that could not be stored",
+                      len(self._pending) + len(self._pending_events))
 
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
         ts = reading.ts.timestamp()
@@ -113,25 +123,25 @@ class HistorianSink:
         self._device_health.add(device.area, reading)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
-        self._pending.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
+        self._pending_events.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
 
     def on_inventory(self, device: DeviceConfig, inventory: Inventory) -> None:
-        self._pending.append((inventory.ts.timestamp(), inventory_line(self.site_id, device.area, inventory)))
+        self._pending_events.append((inventory.ts.timestamp(), inventory_line(self.site_id, device.area, inventory)))
 
     def on_alarm(self, alarm: GatewayAlarm) -> None:
-        self._pending.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))
+        self._pending_events.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))
 
     def on_alarm_event(self, event) -> None:
         """Every transition of a device alarm is an event in the historian (docs/alarms.md)."""
-        self._pending.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
+        self._pending_events.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
 
     def on_linkage_event(self, event) -> None:
         """Every alarm linkage (docs/broadcast.md, "Linkage") in ``linkage_event``."""
-        self._pending.append((event.trigger_ts.timestamp(), linkage_line(self.site_id, event)))
+        self._pending_events.append((event.trigger_ts.timestamp(), linkage_line(self.site_id, event)))
 
     def on_command_audit(self, entry) -> None:
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
-        self._pending.append((entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry)))
+        self._pending_events.append((entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry)))
 
     # ---- counters ----
 
@@ -203,29 +213,85 @@ class HistorianSink:
     async def commit(self) -> bool:
         """Hand the lines queued so far to the buffer file (one transaction); every ``COMMIT_INTERVAL_S``.
 
-        True when they are on disk (or there were none); False when the file refused them: they
-        wait in memory for the next commit.
+        True when they are all on disk (or there were none); False when the file refused them, or
+        took only the first ``PROBE_LINES`` (its first success after refusing): the rest wait in
+        memory for the next commit. Either way, :meth:`when_committed` futures of the lines handed
+        so far are resolved: nothing more can be done for them now.
         """
-        if not self._pending:
-            return True
-        rows, self._pending = self._pending, []
-        try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
-            await asyncio.shield(self._in_db(self._buffer.put, rows))
-        except sqlite3.Error as exc:  # disk full, I/O error: keep the lines and try again next time
-            self._pending[:0] = rows
-            self._store_failures.add(detail=str(exc))
-            self._trim_pending()
-            return False
-        self.buffered += len(rows)
-        return True
+        handed, self._next_commit = self._next_commit, None
+        try:
+            return await self._commit_pending()
+        finally:
+            if handed is not None and not handed.done():
+                handed.set_result(None)
 
-    def _trim_pending(self) -> None:
-        excess = len(self._pending) - self.PENDING_LIMIT
-        if excess > 0:
-            del self._pending[:excess]
-            self.unstored += excess
-            log.error("Historian: dropped the %d oldest lines held in memory: the buffer file cannot be written",
-                      excess)
+    def when_committed(self) -> asyncio.Future:
+        """A future resolved by the next commit: once the lines handed so far are on disk, or once the
+        file refused them (``historian-buffer-unwritable`` is raised then). The runtime holds readings
+        for the live sinks until it resolves (docs/historian.md, "MQTT agrees with history"); one
+        future per commit, whoever asks."""
+        if self._next_commit is None:
+            self._next_commit = asyncio.get_running_loop().create_future()
+        return self._next_commit
+
+    def set_alarm_handler(self, handler: Callable[[GatewayAlarm], None]) -> None:
+        """``handler(alarm)`` raises or clears a gateway alarm on every sink (called on the event loop)."""
+        self._alarm_handler = handler
+
+    async def _commit_pending(self) -> bool:
+        rows, events = self._pending, self._pending_events
+        if not (rows or events):
+            return True
+        self._pending, self._pending_events = [], []
+        limit = self.PROBE_LINES if self._unwritable else None  # a refusing file costs a few lines a try
+        tried = rows[:limit], events[:limit]
+        try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
+            await asyncio.shield(self._in_db(self._buffer.put, *tried))
+        except sqlite3.Error as exc:  # disk full, I/O error: keep the lines and try again next time
+            self._hold(rows, events)
+            self._buffer_refused(exc)
+            return False
+        left = rows[len(tried[0]):], events[len(tried[1]):]
+        self._hold(*left)
+        self.buffered += len(tried[0]) + len(tried[1])
+        self._buffer_writable()
+        return not any(left)
+
+    def _hold(self, rows: list[Row], events: list[Row]) -> None:
+        """Lines not committed go back in front of those queued meanwhile; the oldest readings beyond
+        ``PENDING_LIMIT`` are dropped (counted in ``dropped``), events only when nothing else is left."""
+        self._pending[:0], self._pending_events[:0] = rows, events
+        excess = len(self._pending) + len(self._pending_events) - self.PENDING_LIMIT
+        if excess <= 0:
+            return
+        log.error("Historian: dropped the %d oldest lines held in memory: the buffer file cannot be written", excess)
+        self.unstored += excess
+        for lines in (self._pending, self._pending_events):  # readings first
+            gone = min(excess, len(lines))
+            del lines[:gone]
+            excess -= gone
+
+    def _buffer_refused(self, exc: sqlite3.Error) -> None:
+        waiting = len(self._pending) + len(self._pending_events)
+        self._store_failures.add(detail=f"{type(exc).__name__}: {exc}; {waiting} lines waiting")
+        if not self._unwritable:
+            self._unwritable = True
+            self._raise_alarm(True, f"historian: cannot write the buffer file {self.cfg.buffer.path}: "
+                                             f"{exc}; lines wait in memory")
+
+    def _buffer_writable(self) -> None:
+        if self._unwritable:
+            self._unwritable = False
+            self._store_failures.flush(force=True)
+            log.warning("Historian: the buffer file %s takes commits again", self.cfg.buffer.path)
+            self._raise_alarm(False, "historian: the buffer file takes commits again")
+
+    def _raise_alarm(self, active: bool, message: str) -> None:
+        alarm = GatewayAlarm(id=self.UNWRITABLE_ALARM, active=active, count=self.unstored, message=message)
+        if self._alarm_handler is not None:
+            self._alarm_handler(alarm)  # to every sink, this one included
+        else:
+            self.on_alarm(alarm)
 
     # ---- out to InfluxDB ----
 
@@ -292,7 +358,27 @@ class HistorianSink:
                         "Historian: %s; data stays in the buffer, retrying", exc)
             else:
                 log.error("Historian: unexpected write failure; data stays in the buffer, retrying", exc_info=exc)
-        await asyncio.sleep(delay)
+        await self._wait_to_retry(delay, exc)
+
+    async def _wait_to_retry(self, delay: float, exc: Exception) -> None:
+        """Wait ``delay``; but while the server does not answer at all, /ping it every ``PROBE_INTERVAL_S``
+        and end the wait once it answers: the backoff spares a server that answers and refuses, it must
+        not keep the back-fill waiting a minute after an outage."""
+        if getattr(exc, "retry_after", None) is not None or await self._answers_ping():
+            await asyncio.sleep(delay)
+            return
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.PROBE_INTERVAL_S, left))
+            if await self._answers_ping():
+                return
+
+    async def _answers_ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self._writer.ping(), self.cfg.timeout)
+        except Exception:  # noqa: BLE001 - any failure means: not back yet
+            return False
+        return True
 
     async def _in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
