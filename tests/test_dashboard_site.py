@@ -114,21 +114,27 @@ def test_device_state_online_everywhere_and_the_roadheader_offline_and_back(fill
     rows = q(filled_historian, 'SELECT "status", "reason", "polls", "errors" FROM "device_state" GROUP BY "device"')
     online = {r["device"] for r in rows if r["status"] == "online"}
     assert online == set(KINDS)
-    roadheader = [r for r in rows if r["device"] == "roadheader-1302"]
+    stopped = [r for r in rows if r["reason"] == "gateway stopped"]  # the fill ends with a clean stop
+    assert {r["device"] for r in stopped} == set(KINDS) and all(r["status"] == "offline" for r in stopped)
+    roadheader = [r for r in rows if r["device"] == "roadheader-1302" and r["reason"] != "gateway stopped"]
     statuses = [r["status"] for r in roadheader]
     assert "offline" in statuses and statuses[-1] == "online"
     down = next(r for r in roadheader if r["status"] == "offline")
     assert down["reason"].startswith("cannot connect") or "no answer" in down["reason"], down
     assert roadheader[-1]["errors"] >= 1
-    [last] = q(filled_historian, 'SELECT last("status") FROM "device_state" WHERE "device" = \'roadheader-1302\'')
-    assert last["last"] == "online"
+    [last] = q(filled_historian, 'SELECT last("reason") FROM "device_state" WHERE "device" = \'roadheader-1302\'')
+    assert last["last"] == "gateway stopped"
 
 
-def test_device_inventory_of_both_cameras(filled_historian):  # noqa: F811
+def test_device_inventory_of_both_cameras_and_the_opc_ua_server(filled_historian):  # noqa: F811
     rows = q(filled_historian, 'SELECT last("online"), last("model"), last("profiles") FROM "device_inventory" '
                                'GROUP BY "area", "device"')
-    assert {(r["area"], r["device"]) for r in rows} == {(HEADING, "cam-1302"), (BELT, "belt-transfer-cam")}
+    assert {(r["area"], r["device"]) for r in rows} == {(HEADING, "cam-1302"), (BELT, "belt-transfer-cam"),
+                                                        (FACE, "rp-1201")}
     for r in rows:
+        if r["device"] == "rp-1201":  # what the roof-pressure server says it is (clock offset on MQTT)
+            assert r["last_1"] and r["last_2"] in (None, "[]")
+            continue
         assert r["last"] is True and r["last_1"] == "SIM-IPC-2M"
         assert json.loads(r["last_2"])[0]["stream_uri"].startswith("rtsp://")
 
