@@ -1,7 +1,8 @@
 """Adapter kinds by their ``adapter:`` name in the site file."""
 from __future__ import annotations
 
-from adapters.base import Adapter, DeviceConfig
+from adapters.base import Adapter
+from gateway.core.device import DeviceConfig
 from adapters.modbus.adapter import ModbusAdapter
 from adapters.onvif.adapter import OnvifAdapter
 from adapters.opcua.adapter import OpcUaAdapter

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway.messages import data_payload  # noqa: E402
-from gateway.model import Reading, Sample  # noqa: E402
+from gateway.core.model import Reading, Sample  # noqa: E402
 
 HOST = "127.0.0.1"
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)

@@ -24,7 +24,7 @@ import threading
 import time
 
 from gateway.config import load_site
-from gateway.model import DeviceState, Reading
+from gateway.core.model import DeviceState, Reading
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 

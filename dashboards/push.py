@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 
 DEFAULT_FOLDER = "minegw"
 DEFAULT_FOLDER_UID = "minegw"

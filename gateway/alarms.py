@@ -25,7 +25,7 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.model import DeviceState, DeviceStatus, Quality, Reading, Value, utcnow
+from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading, Value, utcnow
 
 log = logging.getLogger(__name__)
 

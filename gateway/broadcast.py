@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.model import GatewayAlarm, utcnow
+from gateway.core.model import GatewayAlarm, utcnow
 
 if TYPE_CHECKING:
     from gateway.config import SiteConfig

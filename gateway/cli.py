@@ -15,7 +15,7 @@ from rich.markup import escape
 from adapters.modbus.codec import DataType, Order
 from adapters.modbus.profile import Table
 from gateway.config import ConfigError, load_site
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")

@@ -35,7 +35,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from gateway import signing
 from gateway.config import CommandsConfig
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 from gateway.replay import ReplayGuard, ReplayStoreError
 
 log = logging.getLogger(__name__)

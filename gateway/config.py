@@ -18,7 +18,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError,
                       field_validator, model_validator)
 
-from adapters.base import HostName
+from gateway.core.device import HostName
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
 from adapters.opcua.config import OpcUaDeviceConfig

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gateway.config import MqttConfig, SiteConfig, parse_site
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 from gateway.mqtt import MqttSink, make_client
 from gateway.runtime import Gateway
 

@@ -54,13 +54,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, _expand_env,
                             _location, _message, read_config_file)
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_line, check_name, reading_lines,
                                             state_line, timestamp_ns)
 from gateway.historian.sink import HistorianSink, Row
-from gateway.logutil import ThrottledWarning
+from gateway.core.logutil import ThrottledWarning
 from gateway.messages import DataMessage, GatewayAlarmMessage, StateMessage
-from gateway.model import DeviceState, GatewayAlarm, Reading, Sample
+from gateway.core.model import DeviceState, GatewayAlarm, Reading, Sample
 
 log = logging.getLogger(__name__)
 

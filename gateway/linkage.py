@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.alarms import AlarmEvent, AlarmKind, AlarmState, Priority
 from gateway.broadcast import BroadcastController, BroadcastPriority, NodeResult
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import pydantic_core
 from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
-from gateway.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso
+from gateway.core.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso
 
 Timestamp = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
 
@@ -47,7 +47,7 @@ class DataMessage(BaseModel):
 class StateMessage(BaseModel):
     """``{prefix}/{site}/{area}/{device}/state`` (retained): the device link's state and counters.
 
-    The fields after ``area`` are those of :class:`gateway.model.DeviceState`.
+    The fields after ``area`` are those of :class:`gateway.core.model.DeviceState`.
     """
 
     site: str
@@ -71,7 +71,7 @@ class InventoryMessage(BaseModel):
 
     For cameras: model, firmware, media profiles with their stream and snapshot URIs
     (never with credentials) and whether the camera is online. The fields after ``kind``
-    are those of :class:`gateway.model.Inventory`.
+    are those of :class:`gateway.core.model.Inventory`.
     """
 
     site: str

@@ -33,15 +33,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from adapters.base import DeviceConfig
+from gateway.core.device import DeviceConfig
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
-from gateway.logutil import ThrottledWarning
+from gateway.core.logutil import ThrottledWarning
 from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
                               StateMessage, data_payload)
-from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
+from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another connection took this client id

@@ -16,7 +16,7 @@ from gateway import signing
 from gateway.commands import (AckCommand, AckReply, BroadcastCommand, BroadcastReply, Command, CommandReply,
                               WriteCommand)
 from gateway.config import MqttConfig
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 from gateway.mqtt import Topics, request
 
 KINDS: dict[str, tuple[type[Command], type[BaseModel]]] = {

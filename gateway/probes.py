@@ -12,7 +12,7 @@ from adapters.modbus import codec
 from adapters.modbus.codec import DataType, Order
 from adapters.modbus.plan import MAX_BITS, MAX_REGISTERS
 from adapters.modbus.profile import Table
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 from gateway.config import MqttConfig
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",

@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from adapters.base import Adapter, DeviceConfig
+from adapters.base import Adapter
+from gateway.core.device import DeviceConfig
 from adapters.registry import build_adapter
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.commands import AuditEntry, CommandHandler
 from gateway.config import SiteConfig
 from gateway.derived import processor_for
-from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading
+from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading
 from gateway.sinks import Sink
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from gateway.config import SiteConfig
-from gateway.errors import UserError
+from gateway.core.errors import UserError
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from gateway.systemd import notify_systemd

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from adapters.base import DeviceConfig
-from gateway.model import DeviceState, GatewayAlarm, Reading
+from gateway.core.device import DeviceConfig
+from gateway.core.model import DeviceState, GatewayAlarm, Reading
 
 
 class Sink(Protocol):
@@ -12,7 +12,7 @@ class Sink(Protocol):
 
     ``name`` names the sink in gateway alarms; ``health()`` returns its counters, of which
     ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm when it grows.
-    Optional: ``on_inventory(device, inventory)`` (:class:`gateway.model.Inventory`); sinks
+    Optional: ``on_inventory(device, inventory)`` (:class:`gateway.core.model.Inventory`); sinks
     without it do not receive inventories. ``on_alarm_event(event)`` receives every transition
     of a device alarm (:class:`gateway.alarms.AlarmEvent`); ``set_command_handler(handler)``, called
     before ``start``, gives a sink that takes commands ``handler(kind, payload, retained, reply)``

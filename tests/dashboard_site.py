@@ -174,7 +174,7 @@ class Watch:
         self.states: list[tuple[str, str]] = []  # (device, status)
         self.alarm_events: list = []  # gateway.alarms.AlarmEvent
         self.linkages: list = []  # gateway.linkage.LinkageEvent
-        self.gateway_alarms: list = []  # gateway.model.GatewayAlarm
+        self.gateway_alarms: list = []  # gateway.core.model.GatewayAlarm
         self.events: dict[str, set] = defaultdict(set)  # device -> values of event signals seen (cameras)
 
     async def start(self) -> None: ...

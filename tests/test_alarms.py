@@ -9,7 +9,7 @@ from gateway.config import ConfigError, parse_site
 from gateway.historian.lineprotocol import alarm_event_line
 from gateway.commands import AckCommand
 from gateway.messages import AlarmMessage
-from gateway.model import DeviceState, DeviceStatus, Quality, Reading, Sample
+from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading, Sample
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
 S = AlarmState

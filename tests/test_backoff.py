@@ -1,7 +1,7 @@
-"""gateway/backoff.py: the retry delays of device reconnects and historian writes."""
+"""gateway/core/backoff.py: the retry delays of device reconnects and historian writes."""
 from __future__ import annotations
 
-from gateway.backoff import Backoff
+from gateway.core.backoff import Backoff
 
 
 def test_reconnect_delays_double_with_jitter_around_the_nominal_up_to_the_most_and_reset():

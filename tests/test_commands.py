@@ -15,7 +15,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import parse_site
 from gateway.historian.sink import HistorianSink
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator

@@ -13,7 +13,7 @@ from gateway.derived import processor_for
 from gateway.derived.roof_pressure import RoofPressureMetrics
 from gateway.derived.status import EquipmentStatus, Status, status_of
 from gateway.historian.sink import HistorianSink
-from gateway.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Sample
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from adapters.base import DeviceConfig
+from gateway.core.device import DeviceConfig
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.lineprotocol import device_health_line
 from gateway.historian.sink import HistorianSink
 from gateway.messages import GatewayHealth
-from gateway.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Sample
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator

@@ -23,7 +23,7 @@ from gateway.historian.influx import (InfluxV1Writer, InfluxV2Writer, check_hist
                                       make_writer, parse_retry_after)
 from gateway.historian.lineprotocol import (check_name, field_value, health_line, reading_lines, state_line,
                                             timestamp_ns)
-from gateway.model import DeviceState, DeviceStatus, Quality, Reading, Sample
+from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading, Sample
 from tests.util import free_port
 
 T0 = datetime(2025, 3, 14, 6, 30, 0, 118123, tzinfo=timezone.utc)

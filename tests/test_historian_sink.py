@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import DeviceConfig
+from gateway.core.device import DeviceConfig
 from gateway.commands import AuditEntry
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
 from gateway.historian.buffer import DurableBuffer
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
 from gateway.messages import DataMessage
-from gateway.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
+from gateway.core.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
 from tests.util import free_port

@@ -12,7 +12,7 @@ from gateway.historian.sink import HistorianSink
 from gateway.config import ConfigError, parse_site
 from gateway.linkage import LinkageRule
 from gateway.messages import LinkageMessage
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator

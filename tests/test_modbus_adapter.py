@@ -13,7 +13,7 @@ from pymodbus.constants import ExcCodes
 from adapters.modbus.adapter import ModbusAdapter
 from adapters.modbus.codec import DataType, Order, encode
 from adapters.modbus.config import ModbusDeviceConfig
-from gateway.model import DeviceStatus, Quality, Reading
+from gateway.core.model import DeviceStatus, Quality, Reading
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from tests.modbus_util import bits, raw_server, regs, write_profile
 from tests.util import free_port

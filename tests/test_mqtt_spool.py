@@ -19,7 +19,7 @@ import pytest
 from gateway.config import ConfigError, parse_site
 from gateway.historian.sink import buffer_status
 from gateway.messages import DataMessage
-from gateway.model import Reading, Sample, utcnow
+from gateway.core.model import Reading, Sample, utcnow
 from gateway.mqtt import MqttSink, Topics
 from gateway.runtime import DropWatch
 from tests.mqtt_util import MqttCollector, Received, TcpProxy
@@ -50,7 +50,7 @@ def depth(path: Path) -> int:
 SPOOLING_GATEWAY = """
 import asyncio, json, sys
 from gateway.config import parse_site
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 from gateway.mqtt import MqttSink
 from tests.test_mqtt_spool import stamped
 async def main():

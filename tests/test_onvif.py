@@ -34,7 +34,7 @@ from gateway.config import ADAPTER_KINDS, BufferConfig, ConfigError, HistorianCo
 from gateway.historian.lineprotocol import inventory_line
 from gateway.historian.sink import HistorianSink
 from gateway.messages import DataMessage, InventoryMessage, StateMessage
-from gateway.model import Inventory, MediaProfile
+from gateway.core.model import Inventory, MediaProfile
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.onvif import CameraSimulator, DiscoveryResponder, OnvifSimServer

@@ -5,7 +5,7 @@ import pytest
 
 from adapters.opcua.nodemap import load_nodemap
 from gateway.derived.roof_pressure import RoofPressureConfig, RoofPressureMetrics
-from gateway.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Sample
 from simulators.opcua.longwall import LongwallModel
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)

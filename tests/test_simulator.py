@@ -14,7 +14,7 @@ from adapters.modbus.adapter import ModbusAdapter, decode_point
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.modbus.profile import Point, Table, load_profile
 from gateway.config import parse_site
-from gateway.model import Quality
+from gateway.core.model import Quality
 from simulators.modbus.dynamics import BeltConveyorModel, make_model
 from simulators.modbus.scenario import Scenario, ScenarioError
 from simulators.faults import FaultError

@@ -34,7 +34,7 @@ class Operators:
         from datetime import timedelta
 
         from gateway import signing
-        from gateway.model import utcnow
+        from gateway.core.model import utcnow
 
         issued = (utcnow() - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
         return signing.sign({"issued_at": issued, **body}, self.keys[name], name)

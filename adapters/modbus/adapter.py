@@ -10,8 +10,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from adapters.base import Adapter
-from gateway.backoff import Backoff
-from gateway.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
+from gateway.core.backoff import Backoff
+from gateway.core.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from . import codec
 from .config import ModbusDeviceConfig

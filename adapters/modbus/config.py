@@ -6,7 +6,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator
 
-from adapters.base import DeviceConfig, HostName
+from gateway.core.device import DeviceConfig, HostName
 
 from .profile import load_profile
 

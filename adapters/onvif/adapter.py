@@ -8,7 +8,7 @@ offline with the reason; reconnects back off with jitter.
 
 What it emits: health readings (``online``, ``response_ms``), event readings (``motion``,
 ``tamper`` and any other topic, at the event time), device states, and the camera's
-:class:`~gateway.model.Inventory` whenever it is read anew or the camera goes on or offline.
+:class:`~gateway.core.model.Inventory` whenever it is read anew or the camera goes on or offline.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from collections import defaultdict
 from datetime import datetime
 
 from adapters.base import LinkedAdapter
-from gateway.backoff import Backoff
-from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
+from gateway.core.backoff import Backoff
+from gateway.core.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .config import OnvifDeviceConfig
 from .link import AuthError, CameraError, CameraLink, LinkDown, NoAnswer

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from adapters.base import DeviceConfig, HostName
+from gateway.core.device import DeviceConfig, HostName
 
 
 class OnvifDeviceConfig(DeviceConfig):

@@ -7,7 +7,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.model import Sample, Value, utcnow
+from gateway.core.model import Sample, Value, utcnow
 
 TOPICS_NS = "http://www.onvif.org/ver10/topics"
 WSTOP_TOPIC = "{http://docs.oasis-open.org/wsn/t-1}topic"

@@ -23,7 +23,7 @@ from lxml import etree
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
 
-from gateway.model import Inventory, MediaProfile, Sample, utcnow
+from gateway.core.model import Inventory, MediaProfile, Sample, utcnow
 
 from .config import OnvifDeviceConfig
 from .events import event_samples, topic_paths

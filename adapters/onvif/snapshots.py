@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gateway.model import iso, utcnow
+from gateway.core.model import iso, utcnow
 
 from .config import SnapshotConfig
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import SiteConfig
-from gateway.errors import UserError
-from gateway.model import Inventory
+from gateway.core.errors import UserError
+from gateway.core.model import Inventory
 
 from .config import OnvifDeviceConfig, SnapshotConfig
 from .discovery import Discovered, discover

@@ -36,8 +36,8 @@ from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from adapters.base import LinkedAdapter
-from gateway.backoff import Backoff
-from gateway.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
+from gateway.core.backoff import Backoff
+from gateway.core.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
 from .client import Security, close_quietly, make_client, thumbprint
 from .config import OpcUaDeviceConfig

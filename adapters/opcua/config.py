@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from adapters.base import DeviceConfig
+from gateway.core.device import DeviceConfig
 
 from .nodemap import NodeMapError, load_nodemap
 

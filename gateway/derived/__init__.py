@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.model import Reading
+from gateway.core.model import Reading
 
 if TYPE_CHECKING:
     from gateway.config import SiteConfig

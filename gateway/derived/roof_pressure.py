@@ -24,7 +24,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Sample
 
 LEG_ROLES = {"leg_front": "front", "leg_rear": "rear"}
 LOWERED, SETTING, LOADED = "lowered", "setting", "loaded"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import IntEnum
 
-from gateway.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Sample
 
 SIGNALS = ("status", "status_code")  # the derived signals' names
 

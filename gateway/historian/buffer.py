@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.logutil import ThrottledWarning
+from gateway.core.logutil import ThrottledWarning
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.model import Quality, Reading, Value
+from gateway.core.model import Quality, Reading, Value
 
 
 @dataclass

@@ -32,7 +32,7 @@ import httpx
 from gateway.config import HistorianConfig
 from gateway.historian.errors import AuthError, DataError, HistorianError, RetryableError
 from gateway.historian.lineprotocol import point
-from gateway.model import utcnow
+from gateway.core.model import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Mapping
 
-from gateway.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Value
+from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Value
 
 QUALITY_SUFFIX = "__quality"
 VALUE_SUFFIX = "__value"

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from adapters.base import DeviceConfig
-from gateway.backoff import Backoff
+from gateway.core.device import DeviceConfig
+from gateway.core.backoff import Backoff
 from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
@@ -37,8 +37,8 @@ from gateway.historian.influx import HistorianWriter, make_writer
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            reading_lines, state_line)
-from gateway.logutil import ThrottledWarning
-from gateway.model import DeviceState, GatewayAlarm, Inventory, Reading, Value, utcnow
+from gateway.core.logutil import ThrottledWarning
+from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, Value, utcnow
 
 log = logging.getLogger(__name__)
 
