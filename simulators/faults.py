@@ -3,7 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class FaultParams(BaseModel):
+    """Parameters of an injected fault; subclasses document their fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(FaultParams):
+    pass
 
 
 class FaultError(ValueError):
@@ -22,10 +32,10 @@ class FaultHolder:
     """
 
     device_id: str
-    _faults: dict[str, BaseModel]
+    _faults: dict[str, FaultParams]
 
     @property
-    def fault_kinds(self) -> dict[str, type[BaseModel]]:
+    def fault_kinds(self) -> dict[str, type[FaultParams]]:
         raise NotImplementedError
 
     @property
@@ -37,7 +47,7 @@ class FaultHolder:
     def offline(self) -> bool:
         return "offline" in self._faults
 
-    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> BaseModel:
+    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
         """Validated parameters of a fault, or :class:`FaultError` saying what is wrong."""
         self.check_known(name)
         try:
@@ -50,5 +60,5 @@ class FaultHolder:
         if name not in self.fault_kinds:
             raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(self.fault_kinds)})")
 
-    def _check_targets(self, name: str, params: BaseModel) -> BaseModel:
+    def _check_targets(self, name: str, params: FaultParams) -> FaultParams:
         return params

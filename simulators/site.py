@@ -34,13 +34,13 @@ from adapters.onvif.config import OnvifDeviceConfig
 from adapters.opcua.config import OpcUaDeviceConfig
 from adapters.opcua.nodemap import load_nodemap
 from gateway.config import SiteConfig, load_site
-from simulators.modbus.dynamics import derive_seed
-from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.faults import FaultError
+from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.onvif.camera import CameraSimulator
 from simulators.onvif.site import site_cameras
 from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+from simulators.physics import derive_seed
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from adapters.modbus.config import ModbusDeviceConfig
 from adapters.modbus.profile import Point, Table, load_profile
 from gateway.config import parse_site
 from gateway.model import Quality
-from simulators.modbus.dynamics import BeltConveyorModel, make_model
+from simulators.modbus.machines import BeltConveyorModel, make_model
 from simulators.modbus.scenario import Scenario, ScenarioError
 from simulators.faults import FaultError
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
@@ -492,7 +492,7 @@ async def test_a_custom_profile_gets_a_generic_model_inside_its_ranges(tmp_path)
     import yaml as _yaml
 
     from adapters.modbus.profile import Profile
-    from simulators.modbus.dynamics import GenericModel
+    from simulators.modbus.machines import GenericModel
 
     profile = Profile.model_validate({"kind": "pump_station", "points": [
         {"name": "flow", "unit": "m3/h", "table": "input_register", "address": 0, "type": "float32",

@@ -26,10 +26,10 @@ from pymodbus.simulator.simutils import SimUtils
 
 from adapters.modbus.profile import Point, Profile, Table, load_profile
 
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, NoParams
 from simulators.lifecycle import FaultFollowingServer
 
-from .dynamics import FaultParams, NoParams, make_model
+from .machines import make_model
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ SIM_TABLES = (Table.COIL, Table.DISCRETE_INPUT, Table.HOLDING_REGISTER, Table.IN
 Image = dict[Table, list]  # per table, from address 0: registers, or bools for bit tables
 
 
-# -- faults the server side applies (model faults live in dynamics) ------------------------
+# -- faults the server side applies (model faults live in machines/) ------------------------
 class SlowParams(FaultParams):
     delay: float = Field(1.0, gt=0, le=60, description="seconds added before every response")
 

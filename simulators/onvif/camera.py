@@ -23,8 +23,7 @@ from typing import Any
 
 from pydantic import Field
 
-from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, NoParams
 
 from . import responses
 from .auth import HttpDigest, TokenChecker

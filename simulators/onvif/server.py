@@ -18,8 +18,8 @@ from pathlib import Path
 import isodate
 from aiohttp import web
 
+from simulators.faults import FaultParams
 from simulators.lifecycle import FaultFollowingServer
-from simulators.modbus.dynamics import FaultParams
 
 from . import responses
 from .camera import EVENT_TOPICS, CameraSimulator, PullPoint, StreamProfile

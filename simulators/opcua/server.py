@@ -49,8 +49,7 @@ from pydantic import Field, model_validator
 
 from adapters.opcua.nodemap import DataType, NodeMap, Signal
 from adapters.opcua.tools import make_certificate
-from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, NoParams
 from simulators.lifecycle import FaultFollowingServer
 
 from .longwall import FaceParams, LongwallModel
