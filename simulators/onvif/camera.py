@@ -26,6 +26,7 @@ from simulators.faults import FaultError, FaultHolder, FaultParams, Listener, No
 
 from . import responses
 from .auth import HttpDigest, TokenChecker
+from .identity import DEFAULT_PROFILES, StreamProfile
 
 MAX_QUEUED = 100  # notifications a PullPoint keeps for a client that does not pull
 
@@ -44,23 +45,6 @@ FAULTS: dict[str, type[FaultParams]] = {
     "offline": NoParams, "motion": NoParams, "tamper": NoParams, "digital_input": NoParams,
     "clock": ClockParams, "password": PasswordParams,
 }
-
-
-@dataclass(frozen=True)
-class StreamProfile:
-    """One media profile: a video encoder configuration on the camera's one video source."""
-
-    token: str
-    name: str
-    encoding: str  # tt:VideoEncoding: JPEG, MPEG4, H264
-    width: int
-    height: int
-    frame_rate: int
-    bitrate: int  # kbit/s
-
-
-DEFAULT_PROFILES = (StreamProfile("main", "MainStream", "H264", 1920, 1080, 25, 4096),
-                    StreamProfile("sub", "SubStream", "H264", 640, 360, 15, 512))
 
 
 @dataclass(frozen=True)
