@@ -1,9 +1,20 @@
 """Fault bookkeeping shared by every simulated device (Modbus machines, OPC UA faces, cameras)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class FaultParams(BaseModel):
+    """Parameters of an injected fault; subclasses document their fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(FaultParams):
+    pass
 
 
 class FaultError(ValueError):
@@ -14,18 +25,24 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
 
 
-class FaultHolder:
-    """Which faults a device takes (``fault_kinds``), which are active, and their checked parameters.
+Listener = Callable[[Any, str, FaultParams | None], None]  # (device, fault, params or None: cleared)
 
-    Subclasses set ``device_id`` and ``_faults`` and may refine ``_check_targets`` (e.g. that a
-    fault names a signal the device has).
+
+class FaultHolder:
+    """Which faults a device takes (``fault_kinds``), which are active, their checked parameters,
+    and who hears of a change.
+
+    Subclasses set ``device_id``, ``_faults`` and ``_listeners`` (a list), may refine
+    ``_check_targets`` (e.g. that a fault names a signal the device has), and undo what a fault
+    did in ``_fault_cleared``. Their ``set_fault`` ends with ``_notify``.
     """
 
     device_id: str
-    _faults: dict[str, BaseModel]
+    _faults: dict[str, FaultParams]
+    _listeners: list[Listener]
 
     @property
-    def fault_kinds(self) -> dict[str, type[BaseModel]]:
+    def fault_kinds(self) -> dict[str, type[FaultParams]]:
         raise NotImplementedError
 
     @property
@@ -37,7 +54,7 @@ class FaultHolder:
     def offline(self) -> bool:
         return "offline" in self._faults
 
-    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> BaseModel:
+    def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
         """Validated parameters of a fault, or :class:`FaultError` saying what is wrong."""
         self.check_known(name)
         try:
@@ -50,5 +67,25 @@ class FaultHolder:
         if name not in self.fault_kinds:
             raise FaultError(f"{self.device_id}: unknown fault {name!r} (known: {', '.join(self.fault_kinds)})")
 
-    def _check_targets(self, name: str, params: BaseModel) -> BaseModel:
+    def _check_targets(self, name: str, params: FaultParams) -> FaultParams:
         return params
+
+    def clear_fault(self, name: str | None = None) -> None:
+        """End one fault, or every fault. Clearing an inactive fault does nothing."""
+        if name is not None:
+            self.check_known(name)
+        for gone in [name] if name else list(self._faults):
+            if self._faults.pop(gone, None) is not None:
+                self._fault_cleared(gone)
+                self._notify(gone, None)
+
+    def _fault_cleared(self, name: str) -> None:
+        """Undo what fault ``name`` did (it has left ``faults``); listeners hear of it next."""
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(self, fault, params)`` after every fault change (params None: cleared)."""
+        self._listeners.append(listener)
+
+    def _notify(self, fault: str, params: FaultParams | None) -> None:
+        for listener in self._listeners:
+            listener(self, fault, params)

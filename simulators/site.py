@@ -30,23 +30,21 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.onvif.config import OnvifDeviceConfig
-from adapters.opcua.config import OpcUaDeviceConfig
 from adapters.opcua.nodemap import load_nodemap
-from gateway.config import SiteConfig, load_site
-from simulators.modbus.dynamics import derive_seed
-from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.faults import FaultError
+from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.onvif.camera import CameraSimulator
 from simulators.onvif.site import site_cameras
 from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+from simulators.physics import derive_seed
 
 log = logging.getLogger(__name__)
 
 
 class SiteSimulator:
-    """Serve every Modbus, OPC UA and ONVIF device of ``site`` (a SiteConfig or a site file path).
+    """Serve every Modbus, OPC UA and ONVIF device of ``site``: a loaded site file (a ``SiteConfig``;
+    only its ``devices`` are read, each by its ``adapter`` and that adapter's settings).
 
     ``bind_host`` overrides the devices' hosts for listening (e.g. "0.0.0.0" when the
     site file names this machine's LAN address). ``control_port`` opens the fault
@@ -57,12 +55,14 @@ class SiteSimulator:
     ``onvif_discovery_port`` (None: no responder).
     """
 
-    def __init__(self, site: SiteConfig | str | Path, seed: int = 0,
+    def __init__(self, site: Any, seed: int = 0,
                  scenario: Scenario | str | Path | None = None, *, bind_host: str | None = None,
                  control_port: int | None = None, control_host: str = "127.0.0.1",
                  opcua_time_scale: float = 1.0, opcua_certificate_dir: str | Path | None = None,
                  onvif_discovery_port: int | None = 3702):
-        self.site = site if isinstance(site, SiteConfig) else load_site(site)
+        if isinstance(site, (str, Path)):
+            raise TypeError("SiteSimulator takes a loaded site, not a path: load the file first")
+        self.site = site
         self.seed = seed
         self._started_at: float | None = None
         self._simulators: dict[str, DeviceSimulator | FaceSimulator | CameraSimulator] = {
@@ -75,7 +75,7 @@ class SiteSimulator:
         self.servers: list[ModbusSimServer | OpcUaSimServer] = [
             ModbusSimServer(host, port, sims) for (host, port), sims in endpoints.items()]
         self.servers += self._opcua_servers(bind_host, opcua_time_scale, opcua_certificate_dir)
-        cameras, camera_servers = site_cameras([d for d in self.site.devices if isinstance(d, OnvifDeviceConfig)],
+        cameras, camera_servers = site_cameras([d for d in self.site.devices if d.adapter == "onvif"],
                                                bind_host, onvif_discovery_port)
         self._simulators.update(cameras)
         self.servers += camera_servers
@@ -92,9 +92,9 @@ class SiteSimulator:
                        certificate_dir: str | Path | None) -> list[OpcUaSimServer]:
         """One server per endpoint URL. It accepts the logins the site file uses; anonymous
         sessions only where no device logs in."""
-        by_url: dict[str, list[OpcUaDeviceConfig]] = defaultdict(list)
+        by_url: dict[str, list[Any]] = defaultdict(list)
         for d in self.site.devices:
-            if isinstance(d, OpcUaDeviceConfig):
+            if d.adapter == "opcua":
                 by_url[d.url].append(d)
         servers = []
         for url, devices in by_url.items():
@@ -106,7 +106,7 @@ class SiteSimulator:
                                           certificate_dir=own_dir, bind_host=bind_host))
         return servers
 
-    def _face(self, d: OpcUaDeviceConfig, time_scale: float) -> FaceSimulator:
+    def _face(self, d: Any, time_scale: float) -> FaceSimulator:
         self._simulators[d.id] = face = FaceSimulator(
             d.id, load_nodemap(d.nodemap, d.supports), derive_seed(self.seed, d.id), clock=self.clock,
             time_scale=time_scale)

@@ -11,7 +11,7 @@ from adapters.modbus.profile import Table, load_profile
 from gateway.broadcast import BroadcastController, BroadcastPriority
 from gateway.config import parse_site
 from gateway.runtime import Gateway
-from simulators.modbus.dynamics import MODELS, BroadcastNodeModel, make_model
+from simulators.modbus.machines import MODELS, BroadcastNodeModel, make_model
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.site import SiteSimulator
 from tests.util import free_port

@@ -151,6 +151,7 @@ def test_buffer_commands_show_replay_and_purge_dead_letters(tmp_path):
 
 
 async def test_run_publishes_and_stops_cleanly_on_sigterm(mosquitto, tmp_path):
+    from gateway.config import load_site
     from simulators.site import SiteSimulator
     from tests.mqtt_util import MqttCollector
 
@@ -161,7 +162,7 @@ async def test_run_publishes_and_stops_cleanly_on_sigterm(mosquitto, tmp_path):
     del site["historian"]
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
-    async with SiteSimulator(path):
+    async with SiteSimulator(load_site(path)):
         with MqttCollector(mosquitto.host, mosquitto.port, "cli-run/#") as sub:
             proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "run", str(path),
                                                         cwd=ROOT, stderr=asyncio.subprocess.PIPE)

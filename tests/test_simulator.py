@@ -13,9 +13,9 @@ from adapters.modbus import codec
 from adapters.modbus.adapter import ModbusAdapter, decode_point
 from adapters.modbus.config import ModbusDeviceConfig
 from adapters.modbus.profile import Point, Table, load_profile
-from gateway.config import parse_site
+from gateway.config import load_site, parse_site
 from gateway.core.model import Quality
-from simulators.modbus.dynamics import BeltConveyorModel, make_model
+from simulators.modbus.machines import BeltConveyorModel, make_model
 from simulators.modbus.scenario import Scenario, ScenarioError
 from simulators.faults import FaultError
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
@@ -457,7 +457,7 @@ def test_scenario_problems_are_reported_with_their_step():
 
 
 def test_shipped_scenario_fits_the_example_site():
-    sim = SiteSimulator("deploy/site.example.yaml", scenario="simulators/scenarios/belt_faults.yaml")
+    sim = SiteSimulator(load_site("deploy/site.example.yaml"), scenario="simulators/scenarios/belt_faults.yaml")
     assert len(sim.scenario.steps) >= 5
     assert {len(s.simulators) for s in sim.servers} == {1, 2}  # the two belts share a port
 
@@ -492,7 +492,7 @@ async def test_a_custom_profile_gets_a_generic_model_inside_its_ranges(tmp_path)
     import yaml as _yaml
 
     from adapters.modbus.profile import Profile
-    from simulators.modbus.dynamics import GenericModel
+    from simulators.modbus.machines import GenericModel
 
     profile = Profile.model_validate({"kind": "pump_station", "points": [
         {"name": "flow", "unit": "m3/h", "table": "input_register", "address": 0, "type": "float32",

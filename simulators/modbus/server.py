@@ -26,10 +26,10 @@ from pymodbus.simulator.simutils import SimUtils
 
 from adapters.modbus.profile import Point, Profile, Table, load_profile
 
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, Listener, NoParams
 from simulators.lifecycle import FaultFollowingServer
 
-from .dynamics import FaultParams, NoParams, make_model
+from .machines import make_model
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ SIM_TABLES = (Table.COIL, Table.DISCRETE_INPUT, Table.HOLDING_REGISTER, Table.IN
 Image = dict[Table, list]  # per table, from address 0: registers, or bools for bit tables
 
 
-# -- faults the server side applies (model faults live in dynamics) ------------------------
+# -- faults the server side applies (model faults live in machines/) ------------------------
 class SlowParams(FaultParams):
     delay: float = Field(1.0, gt=0, le=60, description="seconds added before every response")
 
@@ -123,7 +123,7 @@ class DeviceSimulator(FaultHolder):
         self._owner = {(p.table, a): p for p in self.profile.points for a in range(p.address, p.address + p.width)}
         self._faults: dict[str, FaultParams] = {}
         self._frozen: Image | None = None
-        self._listeners: list[Callable[[DeviceSimulator], None]] = []
+        self._listeners: list[Listener] = []
         self.read_requests = 0  # FC 1-4 requests served (or refused): what a poll costs the device
 
     def __repr__(self) -> str:
@@ -157,29 +157,14 @@ class DeviceSimulator(FaultHolder):
         elif name == "stuck" and self._frozen is None:
             self._frozen = self._image(now)
         self._faults[name] = checked
-        self._notify()
+        self._notify(name, checked)
         return checked
 
-    def clear_fault(self, name: str | None = None) -> None:
-        """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None:
-            self.check_known(name)
-        for gone in [name] if name else list(self._faults):
-            if self._faults.pop(gone, None) is None:
-                continue
-            if gone in self.model.FAULTS:
-                self.model.clear_fault(gone, t=self.clock())
-            elif gone == "stuck":
-                self._frozen = None
-        self._notify()
-
-    def subscribe(self, listener: Callable[[DeviceSimulator], None]) -> None:
-        """Call ``listener(self)`` after every fault change (the server watches ``offline``)."""
-        self._listeners.append(listener)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener(self)
+    def _fault_cleared(self, name: str) -> None:
+        if name in self.model.FAULTS:
+            self.model.clear_fault(name, t=self.clock())
+        elif name == "stuck":
+            self._frozen = None
 
     def _check_out_of_range(self, p: OutOfRangeParams) -> OutOfRangeParams:
         try:
@@ -336,7 +321,7 @@ class ModbusSimServer(FaultFollowingServer):
     def listening(self) -> bool:
         return self._server is not None
 
-    def _fault_changed(self, _sim: DeviceSimulator) -> None:
+    def _fault_changed(self, _sim: DeviceSimulator, _fault: str, _params: FaultParams | None) -> None:
         self._schedule()
 
     def _all_offline(self) -> bool:

@@ -4,8 +4,9 @@
 :class:`OnvifSimServer` serves it over HTTP, :class:`DiscoveryResponder` answers
 WS-Discovery probes for several. ``simulators/site.py`` builds them from a site file.
 """
-from .camera import DEFAULT_PROFILES, EVENT_TOPICS, FAULTS, CameraSimulator, StreamProfile
+from .camera import EVENT_TOPICS, FAULTS, CameraSimulator
 from .discovery import DiscoveryResponder
+from .identity import DEFAULT_PROFILES, StreamProfile
 from .server import OnvifSimServer
 
 __all__ = ["CameraSimulator", "DEFAULT_PROFILES", "DiscoveryResponder", "EVENT_TOPICS", "FAULTS", "OnvifSimServer",

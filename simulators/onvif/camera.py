@@ -16,18 +16,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import Field
 
-from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, Listener, NoParams
 
 from . import responses
 from .auth import HttpDigest, TokenChecker
+from .identity import DEFAULT_PROFILES, StreamProfile
 
 MAX_QUEUED = 100  # notifications a PullPoint keeps for a client that does not pull
 
@@ -46,23 +45,6 @@ FAULTS: dict[str, type[FaultParams]] = {
     "offline": NoParams, "motion": NoParams, "tamper": NoParams, "digital_input": NoParams,
     "clock": ClockParams, "password": PasswordParams,
 }
-
-
-@dataclass(frozen=True)
-class StreamProfile:
-    """One media profile: a video encoder configuration on the camera's one video source."""
-
-    token: str
-    name: str
-    encoding: str  # tt:VideoEncoding: JPEG, MPEG4, H264
-    width: int
-    height: int
-    frame_rate: int
-    bitrate: int  # kbit/s
-
-
-DEFAULT_PROFILES = (StreamProfile("main", "MainStream", "H264", 1920, 1080, 25, 4096),
-                    StreamProfile("sub", "SubStream", "H264", 640, 360, 15, 512))
 
 
 @dataclass(frozen=True)
@@ -136,7 +118,7 @@ class CameraSimulator(FaultHolder):
         self.pull_points: dict[str, PullPoint] = {}
         self.snapshots_served = 0
         self._faults: dict[str, FaultParams] = {}
-        self._listeners: list[Callable[[CameraSimulator, str, FaultParams | None], None]] = []
+        self._listeners: list[Listener] = []
 
     def __repr__(self) -> str:
         return f"CameraSimulator({self.device_id!r}, {self.base_url or 'not served'})"
@@ -201,19 +183,11 @@ class CameraSimulator(FaultHolder):
         was_active = name in self._faults
         self._faults[name] = checked
         self._apply(name, changed=not was_active)
+        self._notify(name, checked)
         return checked
 
-    def clear_fault(self, name: str | None = None) -> None:
-        """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None:
-            self.check_known(name)
-        for gone in [name] if name else list(self._faults):
-            if self._faults.pop(gone, None) is not None:
-                self._apply(gone, changed=True)
-
-    def subscribe(self, listener: Callable[[CameraSimulator, str, FaultParams | None], None]) -> None:
-        """Call ``listener(self, fault, params)`` after every fault change (params None: cleared)."""
-        self._listeners.append(listener)
+    def _fault_cleared(self, name: str) -> None:
+        self._apply(name, changed=True)
 
     def _apply(self, name: str, changed: bool) -> None:
         if name == "password":
@@ -223,8 +197,6 @@ class CameraSimulator(FaultHolder):
                 self.users[p.user or next(iter(self._users))] = p.value
         if name in EVENT_TOPICS and changed:
             self._announce(name)
-        for listener in self._listeners:
-            listener(self, name, self._faults.get(name))
 
     # -- what the services answer ---------------------------------------------------------------
     def stream_uri(self, profile: StreamProfile) -> str:

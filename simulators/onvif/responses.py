@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from string import Template
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-if TYPE_CHECKING:
-    from .camera import CameraSimulator
+from .identity import CameraIdentity
 
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
 NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
@@ -71,12 +69,12 @@ def system_date_and_time(now: datetime) -> str:
                  year=now.year, month=now.month, day=now.day)
 
 
-def device_information(camera: CameraSimulator) -> str:
+def device_information(camera: CameraIdentity) -> str:
     return _fill(DEVICE_INFORMATION, manufacturer=camera.manufacturer, model=camera.model,
                  firmware=camera.firmware, serial=camera.serial, hardware=f"{camera.model}-HW1")
 
 
-def services(camera: CameraSimulator) -> str:
+def services(camera: CameraIdentity) -> str:
     offered = [(NS_DEVICE, "device_service", 2, 60), (NS_MEDIA, "media_service", 2, 60),
                (NS_EVENTS, "events_service", 2, 60)]
     if camera.ptz:
@@ -86,7 +84,7 @@ def services(camera: CameraSimulator) -> str:
     return f"<tds:GetServicesResponse>{body}</tds:GetServicesResponse>"
 
 
-def capabilities(camera: CameraSimulator) -> str:
+def capabilities(camera: CameraIdentity) -> str:
     ptz = f"<tt:PTZ><tt:XAddr>{escape(camera.base_url)}/onvif/ptz_service</tt:XAddr></tt:PTZ>" if camera.ptz else ""
     return _fill(CAPABILITIES, base=camera.base_url, ptz_xml=ptz)
 
@@ -115,7 +113,7 @@ MEDIA_URI = Template(
     "<tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:${operation}Response>")
 
 
-def profiles(camera: CameraSimulator) -> str:
+def profiles(camera: CameraIdentity) -> str:
     count = len(camera.profiles)
     ptz = _fill(PTZ_CONFIGURATION, profiles=count) if camera.ptz else ""
     body = "".join(

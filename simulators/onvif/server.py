@@ -18,11 +18,12 @@ from pathlib import Path
 import isodate
 from aiohttp import web
 
+from simulators.faults import FaultParams
 from simulators.lifecycle import FaultFollowingServer
-from simulators.modbus.dynamics import FaultParams
 
 from . import responses
-from .camera import EVENT_TOPICS, CameraSimulator, PullPoint, StreamProfile
+from .camera import EVENT_TOPICS, CameraSimulator, PullPoint
+from .identity import StreamProfile
 from .soap import CONTENT_TYPE, Request, SoapFault, envelope, invalid_arg, not_authorized, not_supported, \
     parse_request
 

@@ -1,16 +1,17 @@
 """The cameras of a site file, for :class:`simulators.site.SiteSimulator`."""
 from __future__ import annotations
 
-from adapters.onvif.config import OnvifDeviceConfig
+from typing import Any
 
 from .camera import CameraSimulator
 from .discovery import DiscoveryResponder
 from .server import OnvifSimServer
 
 
-def site_cameras(devices: list[OnvifDeviceConfig], bind_host: str | None = None, discovery_port: int | None = 3702,
+def site_cameras(devices: list[Any], bind_host: str | None = None, discovery_port: int | None = 3702,
                  ) -> tuple[dict[str, CameraSimulator], list[OnvifSimServer | DiscoveryResponder]]:
-    """A camera and a server per device, accepting the login the site file uses, and one
+    """A camera and a server per ONVIF device of a site file (``id``, ``host``, ``port``, ``username``,
+    ``secret``, ``name``, ``zone``, ``area``), accepting the login the site file uses, and one
     WS-Discovery responder for them all (none when ``discovery_port`` is None)."""
     cameras: dict[str, CameraSimulator] = {}
     servers: list[OnvifSimServer | DiscoveryResponder] = []

@@ -34,7 +34,7 @@ from itertools import pairwise
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.opcua.nodemap import SUPPORTS_GROUP, DataType, NodeMap, Signal
-from simulators.modbus.dynamics import Noise, clamp
+from simulators.physics import Noise, clamp
 
 HOUR = 3600.0
 LEGS = ("front", "rear")

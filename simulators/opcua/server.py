@@ -61,8 +61,7 @@ from pydantic import Field, model_validator
 
 from adapters.opcua.nodemap import DataType, NodeMap, Signal
 from adapters.opcua.tools import make_certificate
-from simulators.modbus.dynamics import FaultParams, NoParams
-from simulators.faults import FaultError, FaultHolder
+from simulators.faults import FaultError, FaultHolder, FaultParams, NoParams
 from simulators.lifecycle import FaultFollowingServer
 
 from .longwall import FaceParams, LongwallModel
@@ -226,23 +225,9 @@ class FaceSimulator(FaultHolder):
         self._notify(name, checked)
         return checked
 
-    def clear_fault(self, name: str | None = None) -> None:
-        """End one fault, or every fault. Clearing an inactive fault does nothing."""
-        if name is not None:
-            self.check_known(name)
-        for gone in [name] if name else list(self._faults):
-            if self._faults.pop(gone, None) is not None:
-                if gone == "stuck":
-                    self._frozen.clear()
-                self._notify(gone, None)
-
-    def subscribe(self, listener: Callable[[FaceSimulator, str, FaultParams | None], None]) -> None:
-        """Call ``listener(self, fault, params)`` after every fault change (params None: cleared)."""
-        self._listeners.append(listener)
-
-    def _notify(self, fault: str, params: FaultParams | None) -> None:
-        for listener in self._listeners:
-            listener(self, fault, params)
+    def _fault_cleared(self, name: str) -> None:
+        if name == "stuck":
+            self._frozen.clear()
 
 
 def _as_served(data_type: DataType, value: Any) -> Any:
