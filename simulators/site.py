@@ -36,7 +36,8 @@ from simulators.modbus.scenario import Scenario, run_scenario
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.onvif.camera import CameraSimulator
 from simulators.onvif.site import site_cameras
-from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+from simulators.opcua.face import FaceSimulator
+from simulators.opcua.server import OpcUaSimServer
 from simulators.physics import derive_seed
 
 log = logging.getLogger(__name__)

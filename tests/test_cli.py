@@ -180,7 +180,8 @@ async def test_run_publishes_and_stops_cleanly_on_sigterm(mosquitto, tmp_path):
 
 async def test_opcua_browse_read_and_cert(tmp_path):
     from adapters.opcua.nodemap import load_nodemap
-    from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+    from simulators.opcua.face import FaceSimulator
+    from simulators.opcua.server import OpcUaSimServer
 
     face = FaceSimulator("rp", load_nodemap("longwall", supports=3), seed=1)
     server = OpcUaSimServer(f"opc.tcp://127.0.0.1:{free_port()}", [face], certificate_dir=tmp_path / "sim")

@@ -27,7 +27,8 @@ from gateway.core.model import DeviceState, DeviceStatus, Inventory, Quality, Re
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.opcua.longwall import LongwallModel
-from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+from simulators.opcua.face import FaceSimulator
+from simulators.opcua.server import OpcUaSimServer
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector, TcpProxy
 from tests.util import free_port

@@ -124,7 +124,8 @@ async def test_the_gateway_derives_cycle_metrics_from_a_live_opcua_face(tmp_path
 
     from gateway.config import parse_site
     from gateway.runtime import Gateway
-    from simulators.opcua.server import FaceSimulator, OpcUaSimServer
+    from simulators.opcua.face import FaceSimulator
+    from simulators.opcua.server import OpcUaSimServer
     from tests.util import free_port
 
     nodemap_file = tmp_path / "face.yaml"
