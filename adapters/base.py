@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import ClassVar, Union
-
 
 from gateway.core.device import DeviceConfig
 from gateway.core.model import DeviceState, DeviceStatus, Inventory, Reading, Value, WriteResult, utcnow
@@ -109,3 +109,27 @@ class LinkedAdapter(Adapter):
 
     async def _close(self) -> None:
         await self._drop_link()
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """One protocol as the site file and the gateway know it, declared in its own package
+    (``adapters/<protocol>/plugin.py``) and listed once in ``adapters/registry.py``.
+
+    ``kind`` is the ``adapter:`` name in the site file, ``config`` the device settings (a
+    :class:`DeviceConfig` with ``adapter: Literal[kind]``), ``adapter`` a function returning the
+    :class:`Adapter` class: imported on first use, since client libraries are slow to import and
+    reading a site file needs none of them.
+    """
+
+    kind: str
+    config: type[DeviceConfig]
+    adapter: Callable[[], type[Adapter]]
+
+    def __post_init__(self) -> None:
+        declared = self.config.model_fields["adapter"].default
+        if declared != self.kind:
+            raise TypeError(f"{self.config.__name__} says adapter: {declared!r}, its entry says {self.kind!r}")
+
+    def build(self, config: DeviceConfig) -> Adapter:
+        return self.adapter()(config)

@@ -257,7 +257,8 @@ def onvif_snapshot(camera: str = typer.Argument(..., help="camera id in the site
     """Take a JPEG snapshot into the snapshot store; print its reference."""
     from adapters.onvif.tools import snapshot_command
 
-    _run(snapshot_command(out, _load(config), camera, directory))
+    site = _load(config)
+    _run(snapshot_command(out, site.devices, site.snapshots, camera, directory))
 
 
 @historian_app.command("check")

@@ -12,16 +12,15 @@ import os
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError,
-                      field_validator, model_validator)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.core.device import HostName
 from adapters.modbus.config import ModbusDeviceConfig
-from adapters.onvif.config import OnvifDeviceConfig, SnapshotConfig
-from adapters.opcua.config import OpcUaDeviceConfig
+from adapters.onvif.config import SnapshotConfig
+from adapters.registry import ADAPTER_KINDS, AnyDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
@@ -119,22 +118,6 @@ class HistorianConfig(Strict):
         return self
 
 
-def _adapter_of(device: Any) -> str | None:
-    # Site files written before there was a choice may omit ``adapter:``: they mean Modbus.
-    if isinstance(device, dict):
-        return device.get("adapter", "modbus")
-    return getattr(device, "adapter", None)
-
-
-DeviceConfig = Annotated[
-    Union[Annotated[ModbusDeviceConfig, Tag("modbus")], Annotated[OpcUaDeviceConfig, Tag("opcua")],
-          Annotated[OnvifDeviceConfig, Tag("onvif")]],
-    Discriminator(_adapter_of, custom_error_type="unknown_adapter",
-                  custom_error_message="unknown adapter", custom_error_context={}),
-]
-ADAPTER_KINDS = ("modbus", "opcua", "onvif")
-
-
 class CommandsConfig(Strict):
     """The command path: writes, broadcast commands, alarm acknowledgements (docs/mqtt.md#commands)."""
     rate: float = Field(1.0, gt=0, description="writes per second per device, sustained")
@@ -169,7 +152,7 @@ class CommandsConfig(Strict):
 class SiteConfig(Strict):
     site: Site
     areas: list[Area] = Field(min_length=1)
-    devices: list[DeviceConfig] = []
+    devices: list[AnyDeviceConfig] = []
     mqtt: MqttConfig | None = Field(None, description="absent: `minegw demo` embeds a broker")
     historian: HistorianConfig | None = None
     roof_pressure: RoofPressureConfig = Field(default_factory=RoofPressureConfig,

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adapters.base import Adapter
+from adapters.registry import ADAPTER_KINDS, DEFAULT_KIND, KINDS, build_adapter
 from gateway.config import ConfigError, load_site, parse_site
 
 EXAMPLE = Path(__file__).parent.parent / "deploy" / "site.example.yaml"
@@ -206,7 +208,24 @@ def test_a_device_without_adapter_is_modbus_as_the_docs_say(example):
     assert parse_site(data).devices[0].adapter == "modbus"
     row = next(line for line in (EXAMPLE.parent.parent / "docs" / "config.md").read_text().splitlines()
                if line.startswith("| `adapter` |"))
-    assert row.split("|")[2:4] == [" `modbus`, `opcua`, `onvif` ", " `modbus` "]
+    assert row.split("|")[2:4] == [" " + ", ".join(f"`{kind}`" for kind in ADAPTER_KINDS) + " ", f" `{DEFAULT_KIND}` "]
+
+
+async def test_the_adapter_table_gives_each_kind_its_settings_and_its_adapter(example):
+    assert ADAPTER_KINDS == ("modbus", "opcua", "onvif") and DEFAULT_KIND in ADAPTER_KINDS
+    for kind, entry in KINDS.items():
+        adapter = entry.adapter()
+        assert issubclass(adapter, Adapter) and adapter.kind == kind
+        assert entry.config.model_fields["adapter"].default == kind
+    device = parse_site(example).devices[0]
+    assert type(build_adapter(device)) is KINDS[device.adapter].adapter()
+
+
+def test_reading_a_site_file_imports_no_protocol_client():
+    code = ("import sys, gateway.config; gateway.config.load_site(sys.argv[1]); "
+            "print(sorted({'pymodbus', 'asyncua', 'onvif'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_historian_docs_example_lines_use_the_profile_s_fields():

@@ -30,7 +30,8 @@ from adapters.onvif.events import event_signal
 from adapters.onvif.link import AuthError, CameraError, CameraLink, public_uri
 from adapters.onvif.snapshots import SnapshotError, SnapshotStore, is_jpeg
 from adapters.onvif.tools import camera_config, info
-from gateway.config import ADAPTER_KINDS, BufferConfig, ConfigError, HistorianConfig, parse_site
+from adapters.registry import ADAPTER_KINDS
+from gateway.config import BufferConfig, ConfigError, HistorianConfig, parse_site
 from gateway.historian.lineprotocol import inventory_line
 from gateway.historian.sink import HistorianSink
 from gateway.messages import DataMessage, InventoryMessage, StateMessage

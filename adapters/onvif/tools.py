@@ -6,13 +6,14 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import SiteConfig
+from gateway.core.device import DeviceConfig
 from gateway.core.errors import UserError
 from gateway.core.model import Inventory
 
@@ -44,14 +45,15 @@ async def info(config: OnvifDeviceConfig) -> Inventory:
         return await link.read_inventory()
 
 
-async def snapshot(site: SiteConfig, camera: str, directory: Path | None = None) -> SnapshotRef:
-    """Take a snapshot from ``camera`` (a device id of the site) into the site's snapshot store."""
-    device = next((d for d in site.devices if d.id == camera), None)
+async def snapshot(devices: Sequence[DeviceConfig], store: SnapshotConfig, camera: str,
+                   directory: Path | None = None) -> SnapshotRef:
+    """Take a snapshot from ``camera`` (the id of one of ``devices``, a site's) into the snapshot
+    store ``store`` (or one in ``directory`` with its disk budget)."""
+    device = next((d for d in devices if d.id == camera), None)
     if not isinstance(device, OnvifDeviceConfig):
-        cameras = ", ".join(d.id for d in site.devices if isinstance(d, OnvifDeviceConfig)) or "none"
+        cameras = ", ".join(d.id for d in devices if isinstance(d, OnvifDeviceConfig)) or "none"
         raise UserError(f"no camera {camera!r} in the site file (cameras: {cameras})")
-    store_config = site.snapshots if directory is None else SnapshotConfig(
-        directory=directory, max_bytes=site.snapshots.max_bytes)
+    store_config = store if directory is None else SnapshotConfig(directory=directory, max_bytes=store.max_bytes)
     async with CameraLink(device) as link:
         jpeg = await link.snapshot(device.snapshot_profile)
     return await SnapshotStore(store_config).save(device.id, jpeg)
@@ -96,9 +98,10 @@ def _describe(inventory: Inventory) -> str:
         f"event topics: {', '.join(inventory.event_topics) or 'none'}"])
 
 
-async def snapshot_command(console: Console, site: SiteConfig, camera: str, directory: Path | None) -> None:
+async def snapshot_command(console: Console, devices: Sequence[DeviceConfig], store: SnapshotConfig, camera: str,
+                           directory: Path | None) -> None:
     try:
-        ref = await snapshot(site, camera, directory)
+        ref = await snapshot(devices, store, camera, directory)
     except (CameraError, SnapshotError) as exc:
         raise UserError(f"{camera}: {exc}") from None
     console.print(f"{ref.ref} ({ref.bytes} bytes) in {ref.path.parent.parent}", highlight=False)
