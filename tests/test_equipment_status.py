@@ -95,7 +95,7 @@ def test_processor_for_every_modbus_machine_but_not_broadcast_nodes():
                  "supports": 3}]
     site = parse_site({"site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
                        "devices": devices})
-    processors = {d.id: processor_for(d, site) for d in site.devices}
+    processors = {d.id: processor_for(d, site.roof_pressure) for d in site.devices}
     assert all(isinstance(processors[d], EquipmentStatus) and processors[d].device_id == d for d in machines)
     assert processors["bn-1"] is None
     assert isinstance(processors["roof-1"], RoofPressureMetrics)
@@ -109,7 +109,7 @@ def test_no_derived_status_for_a_profile_with_a_status_signal_of_its_own(tmp_pat
                    + "  - {name: status, table: input_register, address: 90, type: uint16}\n")
     site = parse_site({"site": {"id": "s1"}, "areas": [{"id": "a", "kind": "belt_line"}],
                        "devices": [{"id": "b", "area": "a", "profile": str(own), "host": "127.0.0.1"}]})
-    assert processor_for(site.devices[0], site) is None
+    assert processor_for(site.devices[0], site.roof_pressure) is None
     assert "its profile has signal(s) status of its own" in caplog.text
 
 
