@@ -18,6 +18,7 @@ from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
+from tests.sites import historian, make_site, modbus, mqtt
 from tests.util import free_port
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -117,14 +118,8 @@ async def test_status_code_goes_running_fault_running_offline_in_influxdb(mosqui
     monkeypatch.setattr(EquipmentStatus, "HEARTBEAT_S", 1.0)  # to see heartbeats within the test
     prefix = f"status-{uuid.uuid4().hex[:8]}"
     db = prefix.replace("-", "_")
-    site = parse_site({
-        "site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
-        "devices": [{"id": "shearer-1", "area": "face", "profile": "shearer", "host": "127.0.0.1",
-                     "port": free_port(), "poll_interval": 0.2, "timeout": 0.5, "retries": 0,
-                     "backoff_initial": 0.2, "backoff_max": 0.5}],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}}})
+    site = make_site(modbus("shearer-1", "shearer", backoff_initial=0.2, backoff_max=0.5),
+                     mqtt=mqtt(mosquitto, prefix), historian=historian(influxdb, db, tmp_path / "b.sqlite3"))
 
     def codes() -> list[tuple[int, str, int]]:
         try:
