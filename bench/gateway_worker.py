@@ -27,6 +27,7 @@ from gateway.config import load_site
 from gateway.core.model import DeviceState, Reading
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
+from gateway.sinks import Sink
 
 
 def emit(obj: dict) -> None:
@@ -60,17 +61,15 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[k]
 
 
-class ProbeSink:
+class ProbeSink(Sink):
     """Counts readings as the router dispatches them; does no I/O."""
+
+    name = "probe"
 
     def __init__(self, interval: float):
         self.interval = interval
         self.rows: list[tuple[str, float, float, int]] = []  # device, ts (epoch), poll_ms, samples
         self.states: list[tuple[float, str, str]] = []
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
     def on_reading(self, device, reading: Reading) -> None:
         self.rows.append((device.id, reading.ts.timestamp(), reading.poll_ms, len(reading.samples)))

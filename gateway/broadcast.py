@@ -6,21 +6,25 @@ docs/broadcast.md); the gateway polls their status like any device. The
 zones through the gateway's adapters, then confirms each node from its next readings:
 a node that does not report playing the message at the requested priority within the
 timeout is reported, with the reason, and raises the gateway alarm ``broadcast-node-<id>``.
+
+The controller is given what it uses, not the gateway: the adapters by device id (to write),
+the latest readings and a wait for a device's next reading (to confirm), and a callable that
+announces a gateway alarm. Its settings (:class:`BroadcastConfig`) live here; the site file
+(gateway/config.py) takes them from here, so this module never imports gateway.config nor
+gateway.runtime.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.core.model import GatewayAlarm, utcnow
-
-if TYPE_CHECKING:
-    from gateway.config import SiteConfig
-    from gateway.runtime import Gateway
+from adapters.base import Adapter
+from gateway.core.device import DeviceConfig
+from gateway.core.model import GatewayAlarm, Reading, utcnow
 
 NODE_KIND = "broadcast_node"
 
@@ -114,15 +118,18 @@ class BroadcastResult(BaseModel):
 class BroadcastController:
     """Owns the zones, the message library and the priorities; plays and confirms."""
 
-    POLL_S = 0.05  # how often the latest readings are looked at while confirming
-
-    def __init__(self, site: SiteConfig, gateway: Gateway, confirm_timeout: float | None = None):
-        if site.broadcast is None:
-            raise ValueError("the site file has no broadcast: section")
-        self.config = site.broadcast
-        self.gateway = gateway
+    def __init__(self, config: BroadcastConfig, devices: Iterable[DeviceConfig], *,
+                 adapters: Mapping[str, Adapter], latest: Mapping[str, Reading],
+                 next_reading: Callable[[str, float], Awaitable[Reading | None]],
+                 announce: Callable[[GatewayAlarm], None], confirm_timeout: float | None = None):
+        """``config``: the site's ``broadcast:``; ``devices``: the site's devices. ``adapters``: device id ->
+        adapter (absent: disabled); ``latest``: device id -> its last reading; ``next_reading(id, timeout)``:
+        the device's next reading, or None after ``timeout`` seconds; ``announce(alarm)``: a gateway alarm
+        to every sink."""
+        self.config = config
+        self.adapters, self.latest, self.next_reading, self.announce = adapters, latest, next_reading, announce
         self.timeout = confirm_timeout or self.config.confirm_timeout
-        devices = {d.id: d for d in site.devices}
+        devices = {d.id: d for d in devices}
         for zone in self.config.zones:
             for node in zone.nodes:
                 device = devices.get(node)
@@ -132,7 +139,7 @@ class BroadcastController:
                     raise ValueError(f"broadcast zone {zone.id}: {node} is not a {NODE_KIND}")
         self.zones = {z.id: z for z in self.config.zones}
         self.messages = {m.name: m for m in self.config.messages}
-        self._areas = {d.id: d.area for d in site.devices}
+        self._areas = {d.id: d.area for d in devices.values()}
         self.failures: dict[str, int] = {}  # node -> failed confirmations while its alarm is up
 
     # -- lookups --------------------------------------------------------------------------
@@ -195,7 +202,7 @@ class BroadcastController:
         started = time.monotonic()
         results = []
         for node, zone in self.nodes_of(zones).items():
-            adapter = self.gateway.adapters.get(node)
+            adapter = self.adapters.get(node)
             if adapter is None:
                 results.append(NodeResult(node=node, zone=zone, confirmed=False, reason="node disabled (no adapter)"))
                 continue
@@ -206,7 +213,7 @@ class BroadcastController:
 
     # -- internals ------------------------------------------------------------------------
     async def _command(self, node: str, zone: str, steps, done, started: float) -> NodeResult:
-        adapter = self.gateway.adapters.get(node)
+        adapter = self.adapters.get(node)
         if adapter is None:
             return NodeResult(node=node, zone=zone, confirmed=False, reason="node disabled (no adapter)")
         for signal, value in steps:
@@ -216,16 +223,17 @@ class BroadcastController:
         written_at = utcnow()
         deadline = started + self.timeout
         values: dict | None = None
-        while True:
-            reading = self.gateway.latest.get(node)
+        reading = self.latest.get(node)
+        while True:  # the latest reading, then each next one as the router hands it over, until the deadline
             if reading is not None and reading.ts >= written_at:
                 values = {s.signal: s.value for s in reading.samples}
                 if done(values):
                     return NodeResult(node=node, zone=zone, confirmed=True,
                                       confirm_ms=round((time.monotonic() - started) * 1000, 1))
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return NodeResult(node=node, zone=zone, confirmed=False, reason=self._why(values))
-            await asyncio.sleep(self.POLL_S)
+            reading = await self.next_reading(node, left)
 
     def _why(self, v: dict | None) -> str:
         timeout = f"not confirmed within {self.timeout:g} s"
@@ -254,10 +262,10 @@ class BroadcastController:
         alarm_id = f"broadcast-node-{r.node}"
         if not r.confirmed:
             self.failures[r.node] = self.failures.get(r.node, 0) + 1
-            self.gateway._announce(GatewayAlarm(
+            self.announce(GatewayAlarm(
                 id=alarm_id, active=True, count=self.failures[r.node],
                 message=f"broadcast node {r.node} (zone {r.zone}) did not confirm {action}: {r.reason}"))
         elif self.failures.pop(r.node, None) is not None:
-            self.gateway._announce(GatewayAlarm(
+            self.announce(GatewayAlarm(
                 id=alarm_id, active=False, count=0,
                 message=f"broadcast node {r.node} (zone {r.zone}) confirmed {action} again"))

@@ -4,6 +4,12 @@
 carrying every problem with its location (``devices[3].poll_interval: ...``).
 Strings may name environment variables as ``${NAME}`` or ``${NAME:-default}``
 so secrets stay out of the file.
+
+Whose settings live where: a feature's own settings stay in the feature's module (``AlarmRule`` in
+gateway/alarms.py, ``BroadcastConfig`` in gateway/broadcast.py, ``LinkageRule`` in gateway/linkage.py,
+``RoofPressureConfig`` in gateway/derived/roof_pressure.py) and this module assembles them into
+:class:`SiteConfig`. So imports run one way: those modules never import this one (nor gateway.runtime);
+whoever builds them passes them the part of the site they need.
 """
 from __future__ import annotations
 

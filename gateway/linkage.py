@@ -11,24 +11,26 @@ rule matches, :class:`Linkage` starts a task (the router never waits for it) tha
 * measures ``trigger_to_confirmed_ms``: from the triggering sample's timestamp to the last node's
   confirmation (``None`` unless every node confirmed);
 
-and hands a :class:`LinkageEvent` to every sink that has ``on_linkage_event(event)``.
+and hands a :class:`LinkageEvent` to ``emit`` (the runtime gives it to every sink's ``on_linkage_event``).
 See docs/broadcast.md, "Linkage".
+
+:class:`Linkage` is given what it uses, not the gateway: the controller, ``emit`` and the adapters by
+device id (for the cameras). Its settings (:class:`LinkageRule`) live here; the site file
+(gateway/config.py) takes them from here, so this module never imports gateway.config nor gateway.runtime.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adapters.base import Adapter
 from gateway.alarms import AlarmEvent, AlarmKind, AlarmState, Priority
 from gateway.broadcast import BroadcastController, BroadcastPriority, NodeResult
 from gateway.core.model import utcnow
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,10 @@ class LinkageEvent(BaseModel):
 class Linkage:
     """Runs the linkage rules; the gateway calls :meth:`on_alarm_event` for every alarm transition."""
 
-    def __init__(self, rules: list[LinkageRule], controller: BroadcastController, gateway: Gateway,
-                 store=None):
-        self.rules, self.controller, self.gateway, self.store = rules, controller, gateway, store
+    def __init__(self, rules: list[LinkageRule], controller: BroadcastController, *,
+                 emit: Callable[[LinkageEvent], None], adapters: Mapping[str, Adapter], store=None):
+        """``emit(event)``: what each linkage did, to the sinks; ``adapters``: device id -> adapter."""
+        self.rules, self.controller, self.emit, self.adapters, self.store = rules, controller, emit, adapters, store
         for rule in rules:
             controller.message(rule.message)  # unknown message: fail at start, not at the alarm
         self._tasks: set[asyncio.Task] = set()
@@ -119,7 +122,7 @@ class Linkage:
                     event.alarm, linkage.message, ",".join(linkage.zones), linkage.priority,
                     "all nodes confirmed" if linkage.ok else f"failed: {linkage.error or linkage.nodes}",
                     linkage.trigger_to_confirmed_ms)
-        self.gateway._dispatch_linkage(linkage)
+        self.emit(linkage)
 
     async def _link(self, rule: LinkageRule, event: AlarmEvent) -> LinkageEvent:
         zones = self.controller.emergency_zones(event.area)
@@ -142,7 +145,7 @@ class Linkage:
                             snapshots=refs, snapshot_errors=errors, error=error, ts=utcnow())
 
     async def _snapshots(self, area: str) -> tuple[list[str], dict[str, str]]:
-        cameras = [a for a in self.gateway.adapters.values()
+        cameras = [a for a in self.adapters.values()
                    if a.config.area == area and hasattr(a, "snapshot") and a.config.adapter == "onvif"]
         if not cameras:
             return [], {}

@@ -42,6 +42,7 @@ from gateway.core.logutil import ThrottledWarning
 from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
                               StateMessage, data_payload)
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
+from gateway.sinks import CommandHandler, Sink
 
 log = logging.getLogger(__name__)
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another connection took this client id
@@ -172,7 +173,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-class MqttSink:
+class MqttSink(Sink):
     """Publishes readings and device states to an MQTT broker; see docs/mqtt.md.
 
     While the broker is away, messages wait in a queue of ``cfg.queue_limit``;
@@ -203,7 +204,7 @@ class MqttSink:
         self._client.suppress_exceptions = True  # a bug in a callback is logged, the network thread lives on
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
         self._client.reconnect_delay_set(1, 30)
-        self._command_handler: Callable[[str, bytes, bool, Callable], None] | None = None
+        self._command_handler: CommandHandler | None = None
         self._command_topics = {self.topics.command_write(): "write", self.topics.command_broadcast(): "broadcast",
                                 self.topics.alarm_ack(): "ack"}
         self.malformed_commands = 0  # commands without a request id or response topic: nowhere to reply
@@ -344,10 +345,11 @@ class MqttSink:
         payload = LinkageMessage(site=self.site_id, **event.model_dump())
         self._publish_latest(self.topics.linkage(event.area, event.alarm), payload.model_dump_json().encode())
 
-    def set_command_handler(self, handler: Callable[[str, bytes, bool, Callable], None]) -> None:
-        """``handler(kind, payload, retained, reply)`` is called (on paho's thread) for every message on the
-        command topics (kind ``write``, ``broadcast`` or ``ack``; ``retained``: delivered from the broker's
-        retained store); the handler calls ``reply(answer)`` once it knows the result (gateway/commands.py).
+    def set_command_handler(self, handler: CommandHandler) -> None:
+        """:class:`gateway.sinks.CommandSource`: ``handler(kind, payload, retained, reply)`` is called (on paho's
+        thread) for every message on the command topics (kind ``write``, ``broadcast`` or ``ack``; ``retained``:
+        delivered from the broker's retained store); the handler calls ``reply(answer)`` once it knows the result
+        (gateway/commands.py).
         Nothing is parsed here: a hostile payload never costs paho's thread more than a hand-off."""
         self._command_handler = handler
 

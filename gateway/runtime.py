@@ -5,19 +5,19 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-
-from pydantic import BaseModel
+from collections.abc import Callable, Iterable, Mapping
 
 from adapters.base import Adapter
 from gateway.core.device import DeviceConfig
 from adapters.registry import build_adapter
 from gateway.alarms import AlarmEngine, AlarmEvent
+from gateway.broadcast import BroadcastController
 from gateway.commands import AuditEntry, CommandHandler
 from gateway.config import SiteConfig
 from gateway.derived import processor_for
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading
-from gateway.sinks import Sink
+from gateway.linkage import Linkage, LinkageEvent
+from gateway.sinks import Reply, Sink
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DropWatch:
 
 def _dropped(sink: Sink) -> int:
     health = sink.health()
-    return int(health["dropped"] if isinstance(health, dict) else health.dropped)
+    return int(health.get("dropped", 0) if isinstance(health, Mapping) else health.dropped)
 
 
 class CommitGate:
@@ -77,6 +77,37 @@ class CommitGate:
             self._release(self._waiting.popleft()[1])
 
 
+class LatestReadings(dict[str, Reading]):
+    """The last reading of every device (for live views), and a wait for a device's next one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: dict[str, list[asyncio.Future]] = {}
+
+    def arrived(self, reading: Reading) -> None:
+        """The router's: ``reading`` is its device's latest; whoever waits for it is woken."""
+        self[reading.device] = reading
+        if self._waiting and (waiters := self._waiting.pop(reading.device, None)):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(reading)
+
+    async def next(self, device_id: str, timeout: float) -> Reading | None:
+        """The device's next reading, or None when none arrives within ``timeout`` seconds."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(device_id, []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, max(timeout, 0.0))
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiting.get(device_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[device_id]
+
+
 class Gateway:
     """Adapters feed the router; the router fans out to sinks. Neither knows the other's kind."""
 
@@ -87,8 +118,8 @@ class Gateway:
     def __init__(self, site: SiteConfig, sinks: list[Sink]):
         self.site = site
         self.sinks = sinks
-        # A sink with ``when_committed`` (the historian) is durable: the others get readings once it committed them.
-        durable = next((s for s in sinks if hasattr(s, "when_committed")), None)
+        # A durable sink (the historian): the others get readings once it committed them.
+        durable = next((s for s in sinks if s.durable), None)
         self._live_sinks = [s for s in sinks if s is not durable]
         self._gate = None if durable is None else CommitGate(durable, self._release)
         self._durable_sinks = [] if durable is None else [durable]
@@ -96,46 +127,44 @@ class Gateway:
         self.adapters: dict[str, Adapter] = {
             d.id: build_adapter(d) for d in site.devices if d.enabled}
         self._routes: list[asyncio.Task] = []
-        self.latest: dict[str, Reading] = {}  # last reading per device, for live views
-        self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site))}
+        self.latest = LatestReadings()  # last reading per device, for live views and broadcast confirmations
+        self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site.roof_pressure))}
         self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._command_tasks: set[asyncio.Task] = set()
-        self.broadcast = self.linkage = None
+        self.broadcast: BroadcastController | None = None
+        self.linkage: Linkage | None = None
         if site.broadcast is not None:  # broadcast commands (gateway/commands.py) and linkage
-            from gateway.broadcast import BroadcastController
-            self.broadcast = BroadcastController(site, self)
+            self.broadcast = BroadcastController(site.broadcast, site.devices, adapters=self.adapters,
+                                                 latest=self.latest, next_reading=self.latest.next,
+                                                 announce=self._announce)
         self.commands = CommandHandler(site.commands, self.adapters, self._audit, broadcast=self.broadcast,
                                        ack=self.ack)
-        if site.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
+        if self.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
             from adapters.onvif.snapshots import SnapshotStore
-            from gateway.linkage import Linkage
-            self.linkage = Linkage(site.linkage, self.broadcast, self, SnapshotStore(site.snapshots))
+            self.linkage = Linkage(site.linkage, self.broadcast, emit=self._dispatch_linkage,
+                                   adapters=self.adapters, store=SnapshotStore(site.snapshots))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._share_health()
         for sink in self.sinks:
-            if hasattr(sink, "set_command_handler"):  # commands arrive on the sink's own thread
-                sink.set_command_handler(self._command_from_thread)
-            if hasattr(sink, "set_state_source"):  # current states, re-published on reconnect (any thread)
-                sink.set_state_source(self.states)
-            if hasattr(sink, "set_alarm_handler"):  # gateway alarms a sink raises itself (on the loop)
-                sink.set_alarm_handler(self.raise_alarm)
+            sink.set_command_handler(self._command_from_thread)  # commands arrive on the sink's own thread
+            sink.set_state_source(self.states)  # current states, re-published on reconnect (any thread)
+            sink.set_alarm_handler(self.raise_alarm)  # gateway alarms a sink raises itself (on the loop)
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
             await adapter.start()
-        watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks if hasattr(s, "health")]
+        watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks]
         self._watch_task = asyncio.create_task(self._watch_drops(watches), name="drop-watch")
 
     def _share_health(self) -> None:
         """Sinks that record health (the historian's ``gateway_health``) also record the other sinks' counters."""
         for sink in self.sinks:
-            if hasattr(sink, "add_health_source"):
-                for other in self.sinks:
-                    if other is not sink and hasattr(other, "health"):
-                        sink.add_health_source(other.name, other.health)
+            for other in self.sinks:
+                if other is not sink:
+                    sink.add_health_source(other.name, other.health)
 
     async def stop(self) -> None:
         if self._watch_task:
@@ -155,7 +184,8 @@ class Gateway:
         """Every device's retained state must not say "online" after a clean stop. The sinks
         learn it; the alarm engine does not (a stopped gateway is not a lost device)."""
         for adapter in self.adapters.values():
-            self._dispatch("on_state", adapter.config, adapter.mark_stopped(self.STOPPED_REASON))
+            device, state = adapter.config, adapter.mark_stopped(self.STOPPED_REASON)
+            self._each(lambda sink: sink.on_state(device, state), "state of", device.id)
 
     async def __aenter__(self) -> "Gateway":
         await self.start()
@@ -172,14 +202,14 @@ class Gateway:
         device = adapter.config
         async for event in adapter.stream():
             if isinstance(event, Reading):
-                self.latest[device.id] = event
+                self.latest.arrived(event)
                 self._fan_out(device, event)
                 self._evaluate(self.alarms.on_reading, device, event)
                 self._derive(device, event)
             elif isinstance(event, Inventory):
-                self._dispatch("on_inventory", device, event)
+                self._each(lambda sink: sink.on_inventory(device, event), "inventory of", device.id)
             else:
-                self._dispatch("on_state", device, event)
+                self._each(lambda sink: sink.on_state(device, event), "state of", device.id)
                 self._evaluate(self.alarms.on_state, device, event)
 
     # ---- the alarm engine ----
@@ -200,13 +230,12 @@ class Gateway:
             self._announce_event(event)
         return event
 
-    def _command_from_thread(self, kind: str, payload: bytes, retained: bool,
-                             reply: Callable[[BaseModel], None]) -> None:
+    def _command_from_thread(self, kind: str, payload: bytes, retained: bool, reply: Reply) -> None:
         """A command (``kind``: write, broadcast, ack) from a sink's thread; ``reply`` gets the result on the loop."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn_command, kind, payload, retained, reply)
 
-    def _spawn_command(self, kind: str, payload: bytes, retained: bool, reply: Callable[[BaseModel], None]) -> None:
+    def _spawn_command(self, kind: str, payload: bytes, retained: bool, reply: Reply) -> None:
         async def run() -> None:
             try:
                 reply(await self.commands.handle(kind, payload, retained))
@@ -217,37 +246,20 @@ class Gateway:
         task.add_done_callback(self._command_tasks.discard)
 
     def _audit(self, entry: AuditEntry) -> None:
-        for sink in self.sinks:
-            if hasattr(sink, "on_command_audit"):
-                try:
-                    sink.on_command_audit(entry)
-                except Exception:
-                    log.exception("sink %s failed on command audit %s", type(sink).__name__, entry.request_id)
+        self._each(lambda sink: sink.on_command_audit(entry), "command audit", entry.request_id)
 
     def _announce_event(self, event: AlarmEvent) -> None:
         log.warning("alarm %s %s (priority %d, value %r): %s", event.alarm, event.state.value,
                     event.priority, event.value, event.message)
-        for sink in self.sinks:
-            if not hasattr(sink, "on_alarm_event"):  # optional, like on_inventory
-                continue
-            try:
-                sink.on_alarm_event(event)
-            except Exception:
-                log.exception("sink %s failed on alarm event %s", type(sink).__name__, event.alarm)
+        self._each(lambda sink: sink.on_alarm_event(event), "alarm event", event.alarm)
         if self.linkage is not None:
             try:
                 self.linkage.on_alarm_event(event)  # starts a task: never blocks the router
             except Exception:
                 log.exception("linkage of alarm event %s failed", event.alarm)
 
-    def _dispatch_linkage(self, event) -> None:
-        """A :class:`gateway.linkage.LinkageEvent` to every sink with ``on_linkage_event`` (optional)."""
-        for sink in self.sinks:
-            if hasattr(sink, "on_linkage_event"):
-                try:
-                    sink.on_linkage_event(event)
-                except Exception:
-                    log.exception("sink %s failed on linkage event %s", type(sink).__name__, event.alarm)
+    def _dispatch_linkage(self, event: LinkageEvent) -> None:
+        self._each(lambda sink: sink.on_linkage_event(event), "linkage event", event.alarm)
 
     async def _watch_drops(self, watches: list[DropWatch]) -> None:
         while True:
@@ -263,12 +275,7 @@ class Gateway:
         self._announce(alarm)
 
     def _announce(self, alarm: GatewayAlarm) -> None:
-        for sink in self.sinks:
-            if hasattr(sink, "on_alarm"):
-                try:
-                    sink.on_alarm(alarm)
-                except Exception:
-                    log.exception("sink %s failed on alarm %s", type(sink).__name__, alarm.id)
+        self._each(lambda sink: sink.on_alarm(alarm), "gateway alarm", alarm.id)
 
     def _derive(self, device: DeviceConfig, reading: Reading) -> None:
         """Derived signals travel as readings of the device they are computed from."""
@@ -287,20 +294,20 @@ class Gateway:
     def _fan_out(self, device: DeviceConfig, reading: Reading) -> None:
         """A reading to the durable sink first; to the others at once, or after its commit when there is one."""
         if self._gate is None:
-            self._dispatch("on_reading", device, reading)
+            self._each(lambda sink: sink.on_reading(device, reading), "reading of", device.id)
             return
-        self._dispatch("on_reading", device, reading, self._durable_sinks)
+        self._each(lambda sink: sink.on_reading(device, reading), "reading of", device.id, self._durable_sinks)
         self._gate.hold(device, reading)
 
     def _release(self, held: list[tuple[DeviceConfig, Reading]]) -> None:
         for device, reading in held:
-            self._dispatch("on_reading", device, reading, self._live_sinks)
+            self._each(lambda sink: sink.on_reading(device, reading), "reading of", device.id, self._live_sinks)
 
-    def _dispatch(self, handler: str, device: DeviceConfig, event, sinks: list[Sink] | None = None) -> None:
+    def _each(self, call: Callable[[Sink], object], what: str, about: str, sinks: Iterable[Sink] | None = None) -> None:
+        """The one fan-out: ``call(sink)`` for every sink (or ``sinks``); one that raises is logged, the
+        others still get the event (one broken sink must not starve the others)."""
         for sink in self.sinks if sinks is None else sinks:
-            if not hasattr(sink, handler):  # on_inventory is optional: not every sink keeps inventories
-                continue
             try:
-                getattr(sink, handler)(device, event)
-            except Exception:  # one broken sink must not starve the others
-                log.exception("sink %s failed on %s from %s", type(sink).__name__, handler, device.id)
+                call(sink)
+            except Exception:
+                log.exception("sink %s failed on %s %s", sink.name, what, about)

@@ -51,7 +51,7 @@ from gateway.runtime import Gateway
 from gateway.service import build_sinks
 from simulators.opcua.server import OpcUaSimServer
 from simulators.site import SiteSimulator
-from tests.util import Operators, free_port
+from tests.util import Operators, RecordingSink, free_port
 
 log = logging.getLogger(__name__)
 
@@ -163,25 +163,17 @@ def dashboard_site(mqtt_host: str, mqtt_port: int, influx_url: str, database: st
 
 
 # -- watching the gateway ---------------------------------------------------------------------
-class Watch:
+class Watch(RecordingSink):
     """A sink that notes what the gateway routes, so that :func:`fill` can wait for each step."""
 
-    name = "dashboard-watch"
-
     def __init__(self) -> None:
+        super().__init__("dashboard-watch")
         self.latest: dict[str, dict[str, Any]] = {}  # device -> signal -> last value
         self.derived = 0  # *_setting_load samples derived from the roof pressure
-        self.states: list[tuple[str, str]] = []  # (device, status)
-        self.alarm_events: list = []  # gateway.alarms.AlarmEvent
-        self.linkages: list = []  # gateway.linkage.LinkageEvent
-        self.gateway_alarms: list = []  # gateway.core.model.GatewayAlarm
         self.events: dict[str, set] = defaultdict(set)  # device -> values of event signals seen (cameras)
 
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
     def on_reading(self, device, reading) -> None:
+        super().on_reading(device, reading)
         values = self.latest.setdefault(device.id, {})
         for s in reading.samples:
             values[s.signal] = s.value
@@ -190,24 +182,12 @@ class Watch:
             if s.signal == "motion":
                 self.events[device.id].add(s.value)
 
-    def on_state(self, device, state) -> None:
-        self.states.append((device.id, state.status.value))
-
-    def on_alarm_event(self, event) -> None:
-        self.alarm_events.append(event)
-
-    def on_linkage_event(self, event) -> None:
-        self.linkages.append(event)
-
-    def on_alarm(self, alarm) -> None:
-        self.gateway_alarms.append(alarm)
-
     def alarm_state(self, alarm: str) -> str | None:
         states = [e.state.value for e in self.alarm_events if e.alarm == alarm]
         return states[-1] if states else None
 
     def status(self, device: str) -> str | None:
-        states = [s for d, s in self.states if d == device]
+        states = [s.status.value for s in self.states if s.device == device]
         return states[-1] if states else None
 
     async def until(self, what: str, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -362,7 +342,7 @@ class _Fill:
         assert quiet.ok, quiet
         node_alarm = "broadcast-node-bn-belt-main"
         await w.until("broadcast node alarm cleared",
-                      lambda: [a.active for a in w.gateway_alarms if a.id == node_alarm][-2:] == [True, False])
+                      lambda: [a.active for a in w.alarms if a.id == node_alarm][-2:] == [True, False])
         self.step("broadcast node alarm raised and cleared")
         self.sims.simulator("belt-main-1").clear_fault("out_of_range")
         self.sims.simulator("belt-main-1").clear_fault("smoke")  # the trip resets, the belt starts again

@@ -274,21 +274,17 @@ async def test_methane_alarm_end_to_end(mosquitto, influxdb, tmp_path):
     from gateway.runtime import Gateway
     from simulators.site import SiteSimulator
     from tests.mqtt_util import MqttCollector
-    from tests.util import Operators, free_port
+    from tests.sites import historian, make_site, modbus, mqtt
+    from tests.util import Operators
 
     prefix = f"alarm-e2e-{uuid.uuid4().hex[:8]}"
     operators = Operators(tmp_path, "tester", "op")
     db = prefix.replace("-", "_")
-    site = parse_site({
-        "site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
-        "devices": [{"id": "shearer-1", "area": "face", "profile": "shearer", "host": "127.0.0.1",
-                     "port": free_port(), "poll_interval": 0.2, "timeout": 0.5, "retries": 0}],
-        "alarms": [{"id": "ch4", "device": "shearer-1", "signal": "methane", "kind": "methane",
-                    "location": "machine"}],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}},
-        "commands": {"operators": operators.site_entry(), "replay_store": str(tmp_path / "ids.sqlite3")}})
+    site = make_site(
+        modbus("shearer-1", "shearer"),
+        alarms=[{"id": "ch4", "device": "shearer-1", "signal": "methane", "kind": "methane", "location": "machine"}],
+        mqtt=mqtt(mosquitto, prefix), historian=historian(influxdb, db, tmp_path / "b.sqlite3"),
+        commands={"operators": operators.site_entry(), "replay_store": str(tmp_path / "ids.sqlite3")})
     topic = f"{prefix}/s1/face/shearer-1/alarm/ch4"
     broker = ["--host", mosquitto.host, "--port", str(mosquitto.port), "--prefix", prefix, "--site", "s1"]
 

@@ -8,59 +8,38 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from adapters.modbus.plan import plan_reads
 from adapters.modbus.profile import Table, load_profile
-from gateway.broadcast import BroadcastController, BroadcastPriority
+from gateway.broadcast import BroadcastPriority
 from gateway.config import parse_site
 from gateway.runtime import Gateway
 from simulators.modbus.machines import MODELS, BroadcastNodeModel, make_model
 from simulators.modbus.server import DeviceSimulator, ModbusSimServer
 from simulators.site import SiteSimulator
-from tests.util import free_port
+from tests.sites import modbus, site_dict
+from tests.util import RecordingSink, free_port
 
 HOST = "127.0.0.1"
 NODES = ["bn-1", "bn-2", "bn-3", "bn-4"]
 
 
-class Recorder:
-    """A sink that keeps the gateway alarms."""
-
-    def __init__(self):
-        self.alarms = []
-
-    async def start(self): ...
-
-    async def stop(self): ...
-
-    def on_reading(self, device, reading): ...
-
-    def on_state(self, device, state): ...
-
-    def on_alarm(self, alarm):
-        self.alarms.append(alarm)
-
-
-def broadcast_site(port: int):
-    return parse_site({
-        "site": {"id": "test-mine"},
-        "areas": [{"id": "face-1", "kind": "longwall_face"}, {"id": "main", "kind": "roadway"}],
-        "devices": [{"adapter": "modbus", "id": node, "area": "face-1" if i < 2 else "main", "host": HOST,
-                     "port": port, "unit_id": i + 1, "profile": "broadcast_node", "poll_interval": 0.2,
-                     "timeout": 1.0} for i, node in enumerate(NODES)],
-        "broadcast": {
-            "zones": [{"id": "face", "nodes": ["bn-1", "bn-2"]},
-                      {"id": "belt", "nodes": ["bn-3"]},
-                      {"id": "escape-intake", "nodes": ["bn-4"], "escape_route": True}],
-            "escape_routes": {"face-1": ["escape-intake"]},
-            "confirm_timeout": 2.0,
-        }})
+def broadcast_site(port: int, site_id: str = "test-mine", **sections) -> dict:
+    """Four broadcast nodes on one simulator port, two in face-1, two in main; zones face, belt, escape-intake."""
+    nodes = [modbus(node, "broadcast_node", "face-1" if i < 2 else "main", port=port, unit_id=i + 1, timeout=1.0,
+                    retries=1) for i, node in enumerate(NODES)]
+    return site_dict(*nodes, site_id=site_id, areas={"face-1": "longwall_face", "main": "roadway"}, broadcast={
+        "zones": [{"id": "face", "nodes": ["bn-1", "bn-2"]},
+                  {"id": "belt", "nodes": ["bn-3"]},
+                  {"id": "escape-intake", "nodes": ["bn-4"], "escape_route": True}],
+        "escape_routes": {"face-1": ["escape-intake"]},
+        "confirm_timeout": 2.0}, **sections)
 
 
 @pytest.fixture
 async def mine():
-    site = broadcast_site(free_port())
-    recorder = Recorder()
+    site = parse_site(broadcast_site(free_port()))
+    recorder = RecordingSink()
     async with SiteSimulator(site, onvif_discovery_port=None) as sim:
         async with Gateway(site, [recorder]) as gw:
-            yield sim, gw, BroadcastController(site, gw), recorder
+            yield sim, gw, gw.broadcast, recorder
 
 
 def test_profile_validates_and_reads_in_few_requests():

@@ -10,24 +10,9 @@ from gateway.config import parse_site
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
-from tests.test_broadcast import HOST, NODES
-from tests.util import Operators, free_port
-
-
-class Audit:
-    def __init__(self):
-        self.entries = []
-
-    async def start(self): ...
-
-    async def stop(self): ...
-
-    def on_reading(self, device, reading): ...
-
-    def on_state(self, device, state): ...
-
-    def on_command_audit(self, entry):
-        self.entries.append(entry)
+from tests.sites import mqtt
+from tests.test_broadcast import broadcast_site
+from tests.util import Operators, RecordingSink, free_port
 
 
 @pytest.fixture
@@ -35,23 +20,12 @@ async def running(mosquitto, tmp_path):
     prefix = f"bc-{uuid.uuid4().hex[:8]}"
     port = free_port()
     operators = Operators(tmp_path, "alice", "mallory")
-    raw = {
-        "site": {"id": "s1"},
-        "areas": [{"id": "face-1", "kind": "longwall_face"}, {"id": "main", "kind": "roadway"}],
-        "devices": [{"adapter": "modbus", "id": node, "area": "face-1" if i < 2 else "main", "host": HOST,
-                     "port": port, "unit_id": i + 1, "profile": "broadcast_node", "poll_interval": 0.2,
-                     "timeout": 1.0} for i, node in enumerate(NODES)],
-        "broadcast": {"zones": [{"id": "face", "nodes": ["bn-1", "bn-2"]}, {"id": "belt", "nodes": ["bn-3"]},
-                                {"id": "escape-intake", "nodes": ["bn-4"], "escape_route": True}],
-                      "confirm_timeout": 2.0},
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "commands": {"allowed_users": ["alice"], "operators": operators.site_entry(),
-                     "replay_store": str(tmp_path / "ids.sqlite3")},
-    }
+    raw = broadcast_site(port, site_id="s1", mqtt=mqtt(mosquitto, prefix), commands={
+        "allowed_users": ["alice"], "operators": operators.site_entry(), "replay_store": str(tmp_path / "ids.sqlite3")})
     site = parse_site(raw)
     config = tmp_path / "site.yaml"
     config.write_text(json.dumps(raw))  # JSON is YAML
-    audit = Audit()
+    audit = RecordingSink()
     async with SiteSimulator(site, onvif_discovery_port=None) as sim:
         async with Gateway(site, [MqttSink(site.mqtt, site), audit]) as gw:
             await asyncio.sleep(0.5)
@@ -93,7 +67,7 @@ async def test_minegw_broadcast_play_stop_refuse_and_audit(running):
     assert rc == 0, out
     assert not any(sim.simulator(n).current_values()["playing"] for n in ("bn-1", "bn-2"))
 
-    got = [(e.device, e.signal, e.by, e.ok) for e in audit.entries]
+    got = [(e.device, e.signal, e.by, e.ok) for e in audit.audits]
     assert got == [("broadcast", "play", "alice", True), ("broadcast", "play", "alice", False),
                    ("broadcast", "play", "alice", False), ("broadcast", "stop", "mallory", False),
                    ("broadcast", "stop", "alice", True)]

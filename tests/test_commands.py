@@ -13,13 +13,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import parse_site
 from gateway.historian.sink import HistorianSink
 from gateway.core.model import utcnow
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
-from tests.util import Operators, free_port
+from tests.sites import historian, make_site, modbus, mqtt
+from tests.util import Operators
 
 
 class Client:
@@ -82,17 +82,12 @@ class Client:
 
 def site_of(mosquitto, influxdb, tmp_path, prefix, operators, **commands):
     db = prefix.replace("-", "_")
-    return parse_site({
-        "site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
-        "devices": [{"id": dev, "adapter": "modbus", "area": "face", "profile": profile, "host": "127.0.0.1",
-                     "port": free_port(), "poll_interval": 0.5, "timeout": 0.5, "retries": 0}
-                    for dev, profile in (("belt-1", "belt_conveyor"), ("shearer-1", "shearer"))],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}},
-        "commands": {"rate": 0.2, "burst": 3, "allowed_users": ["alice", "bob"], "operators": operators.site_entry(),
-                     "replay_store": str(tmp_path / "ids.sqlite3"), **commands},
-    })
+    machines = (("belt-1", "belt_conveyor"), ("shearer-1", "shearer"))
+    return make_site(
+        *(modbus(device, profile, poll_interval=0.5) for device, profile in machines),
+        mqtt=mqtt(mosquitto, prefix), historian=historian(influxdb, db, tmp_path / "b.sqlite3"),
+        commands={"rate": 0.2, "burst": 3, "allowed_users": ["alice", "bob"], "operators": operators.site_entry(),
+                  "replay_store": str(tmp_path / "ids.sqlite3"), **commands})
 
 
 async def start_gateway(site, client, prefix):

@@ -18,6 +18,7 @@ from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
+from tests.sites import historian, make_site, modbus, mqtt
 from tests.util import free_port
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -95,7 +96,7 @@ def test_processor_for_every_modbus_machine_but_not_broadcast_nodes():
                  "supports": 3}]
     site = parse_site({"site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
                        "devices": devices})
-    processors = {d.id: processor_for(d, site) for d in site.devices}
+    processors = {d.id: processor_for(d, site.roof_pressure) for d in site.devices}
     assert all(isinstance(processors[d], EquipmentStatus) and processors[d].device_id == d for d in machines)
     assert processors["bn-1"] is None
     assert isinstance(processors["roof-1"], RoofPressureMetrics)
@@ -109,7 +110,7 @@ def test_no_derived_status_for_a_profile_with_a_status_signal_of_its_own(tmp_pat
                    + "  - {name: status, table: input_register, address: 90, type: uint16}\n")
     site = parse_site({"site": {"id": "s1"}, "areas": [{"id": "a", "kind": "belt_line"}],
                        "devices": [{"id": "b", "area": "a", "profile": str(own), "host": "127.0.0.1"}]})
-    assert processor_for(site.devices[0], site) is None
+    assert processor_for(site.devices[0], site.roof_pressure) is None
     assert "its profile has signal(s) status of its own" in caplog.text
 
 
@@ -117,14 +118,8 @@ async def test_status_code_goes_running_fault_running_offline_in_influxdb(mosqui
     monkeypatch.setattr(EquipmentStatus, "HEARTBEAT_S", 1.0)  # to see heartbeats within the test
     prefix = f"status-{uuid.uuid4().hex[:8]}"
     db = prefix.replace("-", "_")
-    site = parse_site({
-        "site": {"id": "s1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
-        "devices": [{"id": "shearer-1", "area": "face", "profile": "shearer", "host": "127.0.0.1",
-                     "port": free_port(), "poll_interval": 0.2, "timeout": 0.5, "retries": 0,
-                     "backoff_initial": 0.2, "backoff_max": 0.5}],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}}})
+    site = make_site(modbus("shearer-1", "shearer", backoff_initial=0.2, backoff_max=0.5),
+                     mqtt=mqtt(mosquitto, prefix), historian=historian(influxdb, db, tmp_path / "b.sqlite3"))
 
     def codes() -> list[tuple[int, str, int]]:
         try:

@@ -3,32 +3,13 @@ import asyncio
 import json
 import uuid
 
-from gateway.config import parse_site
 from gateway.historian.sink import HistorianSink
 from gateway.messages import GatewayAlarmMessage
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from tests.mqtt_util import MqttCollector
-
-
-class DroppingSink:
-    """A sink whose queue overflows on demand: stands in for a full buffer, nothing else."""
-
-    name = "spool"
-
-    def __init__(self):
-        self.dropped = 0
-
-    async def start(self): ...
-
-    async def stop(self): ...
-
-    def on_reading(self, device, reading): ...
-
-    def on_state(self, device, state): ...
-
-    def health(self):
-        return {"dropped": self.dropped}
+from tests.sites import historian, make_site, mqtt
+from tests.util import RecordingSink
 
 
 async def test_drops_raise_then_clear_a_retained_gateway_alarm(mosquitto, influxdb, tmp_path, monkeypatch):
@@ -36,16 +17,14 @@ async def test_drops_raise_then_clear_a_retained_gateway_alarm(mosquitto, influx
     monkeypatch.setattr(Gateway, "QUIET_TO_CLEAR_S", 0.5)
     prefix = f"alarm-{uuid.uuid4().hex[:8]}"
     db = prefix.replace("-", "_")
-    site = parse_site({
-        "site": {"id": "s1"}, "areas": [{"id": "a", "kind": "roadway"}],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": f"http://{influxdb.host}:{influxdb.port}", "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}}})
-    dropping = DroppingSink()
+    site = make_site(areas={"a": "roadway"}, mqtt=mqtt(mosquitto, prefix),
+                     historian=historian(influxdb, db, tmp_path / "b.sqlite3"))
+    dropping = RecordingSink("spool")  # its queue overflows on demand: stands in for a full buffer, nothing else
+    dropping.counters["dropped"] = 0
     topic = f"{prefix}/s1/gateway/gateway-1/alarm/spool-dropping"
     with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/#") as sub:
         async with Gateway(site, [MqttSink(site.mqtt, site), HistorianSink(site.historian, site), dropping]):
-            dropping.dropped = 42
+            dropping.counters["dropped"] = 42
             raised = await sub.until(lambda ms: [m for m in ms if m.topic == topic], timeout=5)
             alarm = GatewayAlarmMessage.model_validate_json(raised[0].payload)
             assert alarm.active and alarm.count == 42 and "dropped" in alarm.message

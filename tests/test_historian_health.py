@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway.core.device import DeviceConfig
-from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
+from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.lineprotocol import device_health_line
 from gateway.historian.sink import HistorianSink
@@ -19,7 +19,7 @@ from gateway.core.model import Quality, Reading, Sample
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
-from tests.util import free_port
+from tests import sites
 
 SITE = SiteConfig(site=Site(id="mine-1", gateway_id="gw-1"), areas=[Area(id="face-1", kind="longwall_face")])
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -154,13 +154,9 @@ async def test_gateway_health_holds_the_mqtt_counters_and_device_health_counts_p
         mosquitto, influxdb, tmp_path):
     prefix = f"health-{uuid.uuid4().hex[:8]}"
     db = prefix.replace("-", "_")
-    site = parse_site({
-        "site": {"id": "s1", "gateway_id": "gw-1"}, "areas": [{"id": "face", "kind": "longwall_face"}],
-        "devices": [{"id": "shearer-1", "area": "face", "profile": "shearer", "host": "127.0.0.1",
-                     "port": free_port(), "poll_interval": 0.2, "timeout": 0.5, "retries": 0}],
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": prefix},
-        "historian": {"url": influxdb.url, "database": db, "flush_interval": 0.1,
-                      "buffer": {"path": str(tmp_path / "b.sqlite3")}}})
+    site = sites.make_site(sites.modbus("shearer-1", "shearer"), gateway_id="gw-1",
+                           mqtt=sites.mqtt(mosquitto, prefix),
+                           historian=sites.historian(influxdb, db, tmp_path / "b.sqlite3"))
     async with SiteSimulator(site, seed=2):
         async with Gateway(site, [MqttSink(site.mqtt, site), HistorianSink(site.historian, site,
                                                                           health_interval=0.5)]):

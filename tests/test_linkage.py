@@ -17,34 +17,28 @@ from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
+from tests.sites import make_site, modbus
 from tests.util import free_port
 
-HOST = "127.0.0.1"
 NODES = {"bn-1": "face-1", "bn-2": "face-1", "bn-3": "main", "bn-4": "main"}
 
 
 def linkage_site(prefix: str, mqtt=None, **extra):
     node_port = free_port()
-    return parse_site({
-        "site": {"id": "s1"},
-        "areas": [{"id": "face-1", "kind": "longwall_face"}, {"id": "main", "kind": "roadway"}],
-        "devices": [
-            {"adapter": "modbus", "id": "shearer-1", "area": "face-1", "profile": "shearer", "host": HOST,
-             "port": free_port(), "poll_interval": 0.2, "timeout": 0.5, "retries": 0},
-            *({"adapter": "modbus", "id": node, "area": area, "host": HOST, "port": node_port, "unit_id": i,
-               "profile": "broadcast_node", "poll_interval": 0.2, "timeout": 1.0}
-              for i, (node, area) in enumerate(NODES.items(), 1))],
-        "alarms": [{"id": "ch4", "device": "shearer-1", "signal": "methane", "kind": "methane",
-                    "location": "machine"}],
-        "broadcast": {
+    return make_site(
+        modbus("shearer-1", "shearer", "face-1"),
+        *(modbus(node, "broadcast_node", area, port=node_port, unit_id=i, timeout=1.0, retries=1)
+          for i, (node, area) in enumerate(NODES.items(), 1)),
+        areas={"face-1": "longwall_face", "main": "roadway"},
+        alarms=[{"id": "ch4", "device": "shearer-1", "signal": "methane", "kind": "methane", "location": "machine"}],
+        broadcast={
             "zones": [{"id": "face", "nodes": ["bn-1", "bn-2"]},
                       {"id": "belt", "nodes": ["bn-3"]},
                       {"id": "escape-intake", "nodes": ["bn-4"], "escape_route": True}],
             "escape_routes": {"face-1": ["escape-intake"]},
             "confirm_timeout": 3.0},
-        "linkage": [{"kind": "methane", "message": "evacuation"}],
-        **({"mqtt": {"host": mqtt.host, "port": mqtt.port, "topic_prefix": prefix}} if mqtt else {}),
-        **extra})
+        mqtt={"host": mqtt.host, "port": mqtt.port, "topic_prefix": prefix} if mqtt else None,
+        **{"linkage": [{"kind": "methane", "message": "evacuation"}], **extra})
 
 
 def event(**kw) -> AlarmEvent:

@@ -84,24 +84,6 @@ def test_under_set_supports_are_counted():
     assert summary["supports_below_setting"] == 1
 
 
-class Collector:
-    """A sink that keeps what the gateway routes to it (the path under test is the router's)."""
-
-    name = "collector"
-
-    def __init__(self):
-        self.readings = []
-
-    async def start(self): ...
-
-    async def stop(self): ...
-
-    def on_reading(self, device, reading):
-        self.readings.append(reading)
-
-    def on_state(self, device, state): ...
-
-
 SUPPORTS_ONLY = """
 kind: roof_pressure
 namespace: urn:minegw:test-face
@@ -122,22 +104,21 @@ async def test_the_gateway_derives_cycle_metrics_from_a_live_opcua_face(tmp_path
     """A face running 1000 times faster than life (a shearer pass in ~2.5 s), read over OPC UA."""
     import asyncio
 
-    from gateway.config import parse_site
     from gateway.runtime import Gateway
     from simulators.opcua.face import FaceSimulator
     from simulators.opcua.server import OpcUaSimServer
-    from tests.util import free_port
+    from tests.sites import make_site
+    from tests.util import RecordingSink, free_port
 
     nodemap_file = tmp_path / "face.yaml"
     nodemap_file.write_text(SUPPORTS_ONLY)
     face = FaceSimulator("rp-1201", load_nodemap(str(nodemap_file)), seed=4, time_scale=1000)
     server = OpcUaSimServer(f"opc.tcp://127.0.0.1:{free_port()}", [face], update_interval=0.004,
                             certificate_dir=tmp_path / "sim")
-    site = parse_site({
-        "site": {"id": "mine"}, "areas": [{"id": "face-1201", "kind": "longwall_face"}],
-        "devices": [{"id": "rp-1201", "adapter": "opcua", "area": "face-1201", "nodemap": str(nodemap_file),
-                     "url": server.url, "sampling_interval": 0.004, "publishing_interval": 0.02}]})
-    sink = Collector()
+    site = make_site({"id": "rp-1201", "adapter": "opcua", "area": "face-1201", "nodemap": str(nodemap_file),
+                      "url": server.url, "sampling_interval": 0.004, "publishing_interval": 0.02},
+                     site_id="mine", areas={"face-1201": "longwall_face"})
+    sink = RecordingSink("collector")
     await server.start()
     try:
         async with Gateway(site, [sink]):

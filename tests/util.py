@@ -1,6 +1,8 @@
 """Small helpers shared by the tests."""
 import socket
 
+from gateway.sinks import Sink
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -38,3 +40,45 @@ class Operators:
 
         issued = (utcnow() - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
         return signing.sign({"issued_at": issued, **body}, self.keys[name], name)
+
+
+class RecordingSink(Sink):
+    """A sink that keeps everything the gateway routes to it, in order (the path under test is the router's).
+
+    ``counters`` is what ``health()`` returns: set ``counters["dropped"]`` to stand in for a sink losing data.
+    """
+
+    def __init__(self, name: str = "recorder"):
+        self.name = name
+        self.readings: list = []  # gateway.core.model.Reading
+        self.states: list = []  # gateway.core.model.DeviceState
+        self.inventories: list = []  # gateway.core.model.Inventory
+        self.alarms: list = []  # gateway.core.model.GatewayAlarm
+        self.alarm_events: list = []  # gateway.alarms.AlarmEvent
+        self.linkages: list = []  # gateway.linkage.LinkageEvent
+        self.audits: list = []  # gateway.commands.AuditEntry
+        self.counters: dict = {}
+
+    def on_reading(self, device, reading) -> None:
+        self.readings.append(reading)
+
+    def on_state(self, device, state) -> None:
+        self.states.append(state)
+
+    def on_inventory(self, device, inventory) -> None:
+        self.inventories.append(inventory)
+
+    def on_alarm(self, alarm) -> None:
+        self.alarms.append(alarm)
+
+    def on_alarm_event(self, event) -> None:
+        self.alarm_events.append(event)
+
+    def on_linkage_event(self, event) -> None:
+        self.linkages.append(event)
+
+    def on_command_audit(self, entry) -> None:
+        self.audits.append(entry)
+
+    def health(self) -> dict:
+        return dict(self.counters)

@@ -4,6 +4,9 @@ historised like any signal (they travel as Readings of the device they come from
 
 - roof-pressure devices (OPC UA node map): support-cycle metrics (:mod:`gateway.derived.roof_pressure`);
 - Modbus machines whose profile has a ``running`` bit: the normalised status (:mod:`gateway.derived.status`).
+
+Their settings (:class:`gateway.derived.roof_pressure.RoofPressureConfig`) live here and the site file
+(gateway/config.py) takes them from here: nothing in this package imports the site configuration.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.core.model import Reading
 
 if TYPE_CHECKING:
-    from gateway.config import SiteConfig
+    from gateway.derived.roof_pressure import RoofPressureConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +25,15 @@ class Processor(Protocol):
     def process(self, reading: Reading) -> Reading | None: ...
 
 
-def processor_for(device, site: "SiteConfig") -> Processor | None:
-    """The processor a device's readings go through, if its kind has derived signals."""
+def processor_for(device, roof_pressure: RoofPressureConfig) -> Processor | None:
+    """The processor a device's readings go through, if its kind has derived signals
+    (``roof_pressure``: the site's thresholds, ``SiteConfig.roof_pressure``)."""
     if device.equipment_kind == "roof_pressure" and getattr(device, "nodemap", None):
         from adapters.opcua.nodemap import load_nodemap
         from gateway.derived.roof_pressure import RoofPressureMetrics
 
         signals = load_nodemap(device.nodemap, device.supports).expanded
-        return RoofPressureMetrics.for_nodemap(device.id, signals, site.roof_pressure)
+        return RoofPressureMetrics.for_nodemap(device.id, signals, roof_pressure)
     if device.adapter == "modbus":
         return _status_processor(device)
     return None

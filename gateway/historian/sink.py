@@ -19,7 +19,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
@@ -39,17 +39,18 @@ from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_
                                            reading_lines, state_line)
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, Value, utcnow
+from gateway.sinks import HealthSource, Sink
 
 log = logging.getLogger(__name__)
 
 Row = tuple[float, str]  # (sample time, line): what the buffer takes
-HealthSource = Callable[[], "Mapping[str, object] | BaseModel"]
 
 
-class HistorianSink:
+class HistorianSink(Sink):
     """Buffers every reading and state durably and back-fills InfluxDB; see docs/historian.md."""
 
     name = "historian"
+    durable = True  # the other sinks get a reading once its commit ran (when_committed)
     COMMIT_INTERVAL_S = 0.1  # lines not yet committed are what a kill -9 loses
     PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
     PROBE_LINES = 500  # while the file refuses commits, each retry puts only this many: the cost stays flat
