@@ -37,7 +37,7 @@ from gateway.core.device import DeviceConfig
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.core.errors import UserError
-from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.core.logutil import ThrottledWarning
 from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
                               StateMessage, data_payload)

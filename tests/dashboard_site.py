@@ -42,7 +42,7 @@ import pytest
 
 from gateway.commands import BroadcastReply, CommandReply
 from gateway.config import SiteConfig, parse_site
-from gateway.historian.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer
 from gateway.historian.influx import make_writer
 from gateway.historian.sink import HistorianSink
 from gateway.mqtt import Topics

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from gateway.core.device import DeviceConfig
 from gateway.core.backoff import Backoff
 from gateway.config import HistorianConfig, SiteConfig
-from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
