@@ -46,7 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.messages import data_payload  # noqa: E402
+from gateway.contract import data_payload  # noqa: E402
 from gateway.core.model import Reading, Sample  # noqa: E402
 
 HOST = "127.0.0.1"

@@ -411,7 +411,7 @@ def buffer_purge(ids: list[int] = typer.Argument(None, help="dead-letter ids; no
 
 # -- alarms ----------------------------------------------------------------------------
 def _alarm_broker(config: Optional[Path], host: str, port: int, prefix: str, site: Optional[str]):
-    from gateway.mqtt import Topics
+    from gateway.contract import Topics
 
     cfg, loaded = _broker(config, host=host, port=port)
     if loaded:
@@ -432,7 +432,7 @@ def alarm_list(config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: in
     """List the alarms not normal (the broker's retained alarm topics)."""
     from pydantic import ValidationError
 
-    from gateway.messages import AlarmMessage
+    from gateway.contract import AlarmMessage
     from gateway.mqtt import MqttError, tail
 
     cfg, topics = _alarm_broker(config, host, port, prefix, site)
@@ -595,7 +595,7 @@ def broadcast_status(config: Path = typer.Option(..., "--config", "-c", help="si
     loaded = _load(config)
     if loaded.mqtt is None or loaded.broadcast is None:
         fail(f"{config}: needs mqtt: and broadcast: sections")
-    from gateway.mqtt import Topics
+    from gateway.contract import Topics
 
     topics = Topics(loaded.mqtt.topic_prefix, loaded.site.id)
     devices = {d.id: d for d in loaded.devices}

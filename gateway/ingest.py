@@ -10,7 +10,7 @@ shared subscription, so the broker hands each message to exactly one of them:
 (``site`` is ``+`` unless ``ingest.sites`` names some.) A new gateway needs no change
 here; more throughput needs one more worker (its own ``ingest.id`` and buffer file).
 
-Each message is validated with the MQTT contract's models (:mod:`gateway.messages`),
+Each message is validated with the MQTT contract's models (:mod:`gateway.contract`),
 checked against its topic (the broker's ACL vouches for the topic, nothing vouches for
 the payload), turned into the historian's lines by :mod:`gateway.historian.lineprotocol`
 (the same lines the gateway's own historian sink writes, so both paths may run at once:
@@ -59,7 +59,7 @@ from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_
                                             state_line, timestamp_ns)
 from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
-from gateway.messages import DataMessage, GatewayAlarmMessage, StateMessage
+from gateway.contract import DataMessage, GatewayAlarmMessage, StateMessage
 from gateway.core.model import DeviceState, GatewayAlarm, Reading, Sample
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """MQTT: the client factory, the topic namespace, the publishing sink and a small subscriber.
 
 The contract (topics, payloads, retained flags, QoS, birth/will, queueing) is
-described in docs/mqtt.md and modelled in gateway/messages.py.
+described in docs/mqtt.md and modelled in gateway/contract.py.
 
 Threads in :class:`MqttSink`: the asyncio loop only builds payloads and appends
 them to a bounded queue; one publisher thread hands them to paho; paho's own
@@ -39,8 +39,8 @@ from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.core.errors import UserError
 from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.core.logutil import ThrottledWarning
-from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
-                              StateMessage, data_payload)
+from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage,
+                              LinkageMessage, StateMessage, Topics, data_payload)
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 
 log = logging.getLogger(__name__)
@@ -90,57 +90,6 @@ def make_client(cfg: MqttConfig, client_id: str, will: Will | None = None) -> pa
 
 def _path(p) -> str | None:
     return str(p) if p else None
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The topic namespace: ``{prefix}/{site}/{area}/{device}/...`` and ``.../gateway/{id}/...``."""
-
-    prefix: str
-    site: str
-
-    def data(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/data"
-
-    def state(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/state"
-
-    def inventory(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/inventory"
-
-    def gateway_status(self, gateway: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/status"
-
-    def gateway_health(self, gateway: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/health"
-
-    def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
-
-    def alarm(self, area: str, device: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/alarm/{alarm_id}"
-
-    def linkage(self, area: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
-
-    def alarms(self) -> str:
-        """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
-        return f"{self.prefix}/{self.site}/+/+/alarm/+"
-
-    def alarm_ack(self) -> str:
-        return f"{self.prefix}/{self.site}/command/alarm/ack"
-
-    def command_write(self) -> str:
-        return f"{self.prefix}/{self.site}/command/write"
-
-    def command_broadcast(self) -> str:
-        return f"{self.prefix}/{self.site}/command/broadcast"
-
-    def command_reply(self, request_id: str) -> str:
-        return f"{self.prefix}/{self.site}/command/reply/{request_id}"
-
-    def everything(self) -> str:
-        return f"{self.prefix}/{self.site}/#"
 
 
 class _Message(NamedTuple):

@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.config import load_site
 from gateway.core.errors import UserError
 from gateway.ingest import Converter, IngestWorker, Refused, load_ingest
-from gateway.messages import data_payload
+from gateway.contract import data_payload
 from gateway.core.model import Quality, Reading, Sample
 from gateway.systemd import notify_systemd
 from tests.conftest import Influx, Mosquitto

@@ -5,7 +5,7 @@ import uuid
 
 from gateway.config import parse_site
 from gateway.historian.sink import HistorianSink
-from gateway.messages import GatewayAlarmMessage
+from gateway.contract import GatewayAlarmMessage
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from tests.mqtt_util import MqttCollector
