@@ -159,7 +159,7 @@ def demo(duration: Optional[float] = typer.Option(None, help="stop after this ma
 def ingest(config: Path = typer.Argument(..., help="ingest YAML file (ingest:, mqtt:, historian:)"),
            verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Historian ingest worker: MQTT shared subscription → durable buffer → InfluxDB."""
-    from gateway.ingest import load_ingest, run_ingest
+    from gateway.surface.ingest import load_ingest, run_ingest
 
     try:
         cfg = load_ingest(config)
