@@ -6,7 +6,7 @@
 On loopback only, in a temporary directory: Mosquitto (its own config: queues large enough
 for the backlog, max_inflight_messages 1000 as in deploy/surface/mosquitto.conf), influxd 1.x
 (wal-fsync-delay 0s as in deploy/surface/influxdb.conf, no auth), and W workers, each
-``python -m gateway.ingest deploy/surface/ingest.yaml`` in its own process (the shipped file,
+``python -m gateway.surface.ingest deploy/surface/ingest.yaml`` in its own process (the shipped file,
 settings from the environment as docker-compose.yml gives them).
 
 Two measurements per worker count W:
@@ -46,7 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.messages import data_payload  # noqa: E402
+from gateway.contract import data_payload  # noqa: E402
 from gateway.core.model import Reading, Sample  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -126,7 +126,7 @@ class Bench:
                "MINEGW_INFLUX_WRITE_PASSWORD": "", "MINEGW_STATE_DIR": str(self.dir)}
         log = open(self.dir / f"ingest-{n}.log", "ab")
         self.workers[n] = subprocess.Popen(
-            [sys.executable, "-m", "gateway.ingest", str(REPO / "deploy/surface/ingest.yaml")],
+            [sys.executable, "-m", "gateway.surface.ingest", str(REPO / "deploy/surface/ingest.yaml")],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def wait_subscribed(self, n: int, times: int, timeout: float = 20) -> None:

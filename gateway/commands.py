@@ -29,78 +29,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway import signing
 from gateway.config import CommandsConfig
+from gateway.contract import (REQUEST_ID, AckCommand, AckReply, BroadcastCommand, BroadcastReply, Command,
+                              CommandReply, WriteCommand)
 from gateway.core.model import utcnow
 from gateway.replay import ReplayGuard, ReplayStoreError
 
 log = logging.getLogger(__name__)
-
-REQUEST_ID = r"^[A-Za-z0-9_.:-]{1,64}$"  # it goes into a reply topic: no '/', '+' or '#'
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(max_length=256)]
-
-
-class Command(BaseModel):
-    """What every command carries (docs/mqtt.md#commands)."""
-    model_config = ConfigDict(extra="forbid")
-
-    request_id: str = Field(pattern=REQUEST_ID)
-    issued_at: AwareDatetime = Field(description="when the operator issued it (RFC 3339, UTC)")
-    key_id: Name | None = Field(None, description="the operator whose key signed it")
-    sig: str | None = Field(None, max_length=128, description="base64 Ed25519 signature (gateway/signing.py)")
-    by: Name | None = Field(None, description="who sends it; must equal key_id when signed")
-    reason: Text | None = None
-
-
-class WriteCommand(Command):
-    device: Name
-    signal: Name
-    value: bool | int | float | Text
-
-
-class BroadcastCommand(Command):
-    action: Literal["play", "stop", "volume"]
-    message: Name | int | None = None
-    zones: list[Name] = Field(min_length=1, max_length=64)
-    priority: Literal["emergency", "dispatcher", "routine"] | int | None = None
-    volume: int | None = Field(None, ge=0, le=100)
-
-
-class AckCommand(Command):
-    alarm: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-
-
-class CommandReply(BaseModel):
-    request_id: str | None
-    ok: bool
-    device: str | None = None
-    signal: str | None = None
-    value: bool | int | float | str | None = None
-    error: str | None = None
-    ts: datetime = Field(default_factory=utcnow)
-
-
-class BroadcastReply(BaseModel):
-    request_id: str | None
-    ok: bool
-    action: str | None = None
-    error: str | None = None
-    result: dict | None = Field(None, description="the BroadcastResult: per-node confirmed/failed, elapsed_ms")
-    ts: datetime = Field(default_factory=utcnow)
-
-
-class AckReply(BaseModel):
-    request_id: str | None
-    ok: bool
-    alarm: str | None = None
-    state: str | None = Field(None, description="the alarm's state after the acknowledgement")
-    error: str | None = None
-    ts: datetime = Field(default_factory=utcnow)
 
 
 class AuditEntry(BaseModel):

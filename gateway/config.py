@@ -248,11 +248,13 @@ class ConfigError(Exception):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(node: Any, where: str, problems: list[str]) -> Any:
+def expand_env(node: Any, where: str, problems: list[str]) -> Any:
+    """``node`` with every ``${NAME}`` / ``${NAME:-default}`` in its strings replaced from the environment;
+    a variable not set is appended to ``problems`` (``where``: the location of ``node`` in the file)."""
     if isinstance(node, dict):
-        return {k: _expand_env(v, f"{where}.{k}" if where else str(k), problems) for k, v in node.items()}
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k), problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+        return [expand_env(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
     if isinstance(node, str):
         def sub(m: re.Match) -> str:
             value = os.environ.get(m[1], m[2])
@@ -264,7 +266,8 @@ def _expand_env(node: Any, where: str, problems: list[str]) -> Any:
     return node
 
 
-def _location(loc: tuple) -> str:
+def error_location(loc: tuple) -> str:
+    """A pydantic error's ``loc`` as people write it: ``devices[3].port``."""
     out = ""
     for i, part in enumerate(loc):
         if i and isinstance(loc[i - 1], int) and part in ADAPTER_KINDS:
@@ -276,7 +279,8 @@ def _location(loc: tuple) -> str:
     return out
 
 
-def _message(err: dict) -> str:
+def error_message(err: dict) -> str:
+    """A pydantic error's message in the words of a site file (one or more lines)."""
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return "unknown key"
@@ -296,13 +300,13 @@ def parse_site(data: Any, path: str | Path = "<site>") -> SiteConfig:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError(path, ["the file must hold a mapping (site:, areas:, devices:, ...)"])
-    data = _expand_env(data, "", problems)
+    data = expand_env(data, "", problems)
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = _location(err["loc"]) + (".adapter" if err["type"] == "unknown_adapter" else "")
-            for line in _message(err).splitlines():
+            loc = error_location(err["loc"]) + (".adapter" if err["type"] == "unknown_adapter" else "")
+            for line in error_message(err).splitlines():
                 problems.append(line if line.startswith("devices[") or not loc else f"{loc}: {line}")
     if problems:
         raise ConfigError(path, problems)

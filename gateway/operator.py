@@ -13,11 +13,11 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from gateway import signing
-from gateway.commands import (AckCommand, AckReply, BroadcastCommand, BroadcastReply, Command, CommandReply,
-                              WriteCommand)
 from gateway.config import MqttConfig
+from gateway.contract import (AckCommand, AckReply, BroadcastCommand, BroadcastReply, Command, CommandReply, Topics,
+                              WriteCommand)
 from gateway.core.model import utcnow
-from gateway.mqtt import Topics, request
+from gateway.mqtt import request
 
 KINDS: dict[str, tuple[type[Command], type[BaseModel]]] = {
     "write": (WriteCommand, CommandReply),

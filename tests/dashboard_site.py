@@ -40,12 +40,11 @@ from typing import Any, Callable
 
 import pytest
 
-from gateway.commands import BroadcastReply, CommandReply
+from gateway.contract import BroadcastReply, CommandReply, Topics
 from gateway.config import SiteConfig, parse_site
-from gateway.historian.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer
 from gateway.historian.influx import make_writer
 from gateway.historian.sink import HistorianSink
-from gateway.mqtt import Topics
 from gateway.operator import Operator
 from gateway.runtime import Gateway
 from gateway.service import build_sinks

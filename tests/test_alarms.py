@@ -7,8 +7,7 @@ from pydantic import ValidationError
 from gateway.alarms import AlarmEngine, AlarmRule, AlarmState, Priority
 from gateway.config import ConfigError, parse_site
 from gateway.historian.lineprotocol import alarm_event_line
-from gateway.commands import AckCommand
-from gateway.messages import AlarmMessage
+from gateway.contract import AckCommand, AlarmMessage
 from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading, Sample
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)

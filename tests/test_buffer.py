@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.historian.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer
 from gateway.historian.sink import buffer_status, list_dead, purge_dead, replay_dead
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_rows_survive_reopen_and_keep_commit_order(tmp_path):
 
 _PUTTER = """
 import sys, time
-from gateway.historian.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer
 buffer, n = DurableBuffer(sys.argv[1]), 0
 while True:
     buffer.put([(time.time(), f"m v={n + i}i {n + i}") for i in range(100)])

@@ -130,7 +130,7 @@ def test_historian_check_against_a_real_influxdb(influxdb):
 
 
 def test_buffer_commands_show_replay_and_purge_dead_letters(tmp_path):
-    from gateway.historian.buffer import DurableBuffer
+    from gateway.buffer import DurableBuffer
 
     path = tmp_path / "buffer.sqlite3"
     buffer = DurableBuffer(path)

@@ -32,8 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import load_site
 from gateway.core.errors import UserError
-from gateway.ingest import Converter, IngestWorker, Refused, load_ingest
-from gateway.messages import data_payload
+from gateway.surface.ingest import Converter, IngestWorker, Refused, load_ingest
+from gateway.contract import data_payload
 from gateway.core.model import Quality, Reading, Sample
 from gateway.systemd import notify_systemd
 from tests.conftest import Influx, Mosquitto
@@ -627,7 +627,7 @@ async def test_ingest_worker_killed_midway_loses_nothing(district, historian, tm
     """A worker is killed (SIGKILL) while messages flow and comes back: its unacknowledged messages
     and its share queued meanwhile arrive; every message is in InfluxDB exactly once."""
     env = {**os.environ, **ingest_env(1, district.surface.port, historian.url, tmp_path), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "gateway.ingest", str(SURFACE / "ingest.yaml")]
+    command = [sys.executable, "-m", "gateway.surface.ingest", str(SURFACE / "ingest.yaml")]
     log = open(tmp_path / "worker-1.log", "ab")
 
     def spawn() -> subprocess.Popen:

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from gateway.config import parse_site
-from gateway.messages import DataMessage, StateMessage
+from gateway.contract import DataMessage, StateMessage
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator

@@ -4,7 +4,7 @@ import json
 import uuid
 
 from gateway.historian.sink import HistorianSink
-from gateway.messages import GatewayAlarmMessage
+from gateway.contract import GatewayAlarmMessage
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from tests.mqtt_util import MqttCollector

@@ -14,7 +14,7 @@ from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.lineprotocol import device_health_line
 from gateway.historian.sink import HistorianSink
-from gateway.messages import GatewayHealth
+from gateway.contract import GatewayHealth
 from gateway.core.model import Quality, Reading, Sample
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway

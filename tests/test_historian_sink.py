@@ -21,10 +21,10 @@ import pytest
 from gateway.core.device import DeviceConfig
 from gateway.commands import AuditEntry
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig, parse_site
-from gateway.historian.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer
 from gateway.historian.influx import InfluxV1Writer
 from gateway.historian.sink import HistorianSink, list_dead, replay_dead
-from gateway.messages import DataMessage
+from gateway.contract import DataMessage
 from gateway.core.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector

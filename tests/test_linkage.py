@@ -11,7 +11,7 @@ from gateway.alarms import AlarmEvent, AlarmKind, AlarmState, Priority
 from gateway.historian.sink import HistorianSink
 from gateway.config import ConfigError, parse_site
 from gateway.linkage import LinkageRule
-from gateway.messages import LinkageMessage
+from gateway.contract import LinkageMessage
 from gateway.core.model import utcnow
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway

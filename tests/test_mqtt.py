@@ -17,9 +17,9 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.config import MqttConfig, SiteConfig, parse_site
-from gateway.messages import DataMessage, GatewayHealth, GatewayStatus, StateMessage, data_payload
+from gateway.contract import DataMessage, GatewayHealth, GatewayStatus, StateMessage, Topics, data_payload
 from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading, Sample, utcnow
-from gateway.mqtt import MqttError, MqttSink, Topics, tail
+from gateway.mqtt import MqttError, MqttSink, tail
 from tests.mqtt_util import MqttCollector, Received, TcpProxy
 from tests.util import free_port
 

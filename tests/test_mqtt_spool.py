@@ -18,9 +18,9 @@ import pytest
 
 from gateway.config import ConfigError, parse_site
 from gateway.historian.sink import buffer_status
-from gateway.messages import DataMessage
+from gateway.contract import DataMessage, Topics
 from gateway.core.model import Reading, Sample, utcnow
-from gateway.mqtt import MqttSink, Topics
+from gateway.mqtt import MqttSink
 from gateway.runtime import DropWatch
 from tests.mqtt_util import MqttCollector, Received, TcpProxy
 from tests.test_mqtt import REPO, make_site, payloads, seqs, until

@@ -34,7 +34,7 @@ from adapters.registry import ADAPTER_KINDS
 from gateway.config import BufferConfig, ConfigError, HistorianConfig, parse_site
 from gateway.historian.lineprotocol import inventory_line
 from gateway.historian.sink import HistorianSink
-from gateway.messages import DataMessage, InventoryMessage, StateMessage
+from gateway.contract import DataMessage, InventoryMessage, StateMessage
 from gateway.core.model import Inventory, MediaProfile
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway

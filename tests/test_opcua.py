@@ -23,7 +23,7 @@ from adapters.opcua.nodemap import NodeMapError, load_nodemap, parse_nodemap
 from adapters.opcua.tools import browse, make_client_certificate, read
 from adapters.registry import ADAPTER_KINDS
 from gateway.config import ConfigError, parse_site
-from gateway.messages import DataMessage, StateMessage
+from gateway.contract import DataMessage, StateMessage
 from gateway.core.model import DeviceState, DeviceStatus, Inventory, Quality, Reading
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway

@@ -10,7 +10,7 @@ Every health tick writes ``gateway_health`` (this sink's counters, and those of 
 given to ``add_health_source``, e.g. the MQTT sink's) and ``device_health`` (poll health per
 device over the interval, :class:`gateway.historian.device_health.DeviceHealth`).
 
-Subclasses feeding lines of their own (gateway/ingest.py) use ``put_lines`` and may extend
+Subclasses feeding lines of their own (gateway/surface/ingest.py) use ``put_lines`` and may extend
 ``commit``: the step that hands the lines so far to the buffer file.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from gateway.core.device import DeviceConfig
 from gateway.core.backoff import Backoff
 from gateway.config import HistorianConfig, SiteConfig
-from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer

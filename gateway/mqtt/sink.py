@@ -1,169 +1,45 @@
-"""MQTT: the client factory, the topic namespace, the publishing sink and a small subscriber.
+"""The MQTT sink: readings, device states, inventories, alarms and linkage to the broker; see docs/mqtt.md.
 
 The contract (topics, payloads, retained flags, QoS, birth/will, queueing) is
-described in docs/mqtt.md and modelled in gateway/messages.py.
+described in docs/mqtt.md and modelled in gateway/contract.py.
 
 Threads in :class:`MqttSink`: the asyncio loop only builds payloads and appends
 them to a bounded queue; one publisher thread hands them to paho; paho's own
 network thread (``loop_start``) reads acknowledgements and reconnects.
 ``client.publish`` is never called while holding ``_cond``, because paho calls
 our ``on_publish`` while holding its own lock and that callback takes ``_cond``.
-With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`_Spool`) does all
-the SQLite work of the spool; the others only hand it messages under ``_cond``.
+With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`gateway.mqtt.spool.Spool`)
+does all the SQLite work of the spool; the others only hand it messages under ``_cond``.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import secrets
-import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib import metadata
-from typing import NamedTuple
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.core.device import DeviceConfig
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
-from gateway.core.errors import UserError
-from gateway.historian.buffer import Batch, BufferStats, DurableBuffer
+from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage,
+                              LinkageMessage, StateMessage, Topics, data_payload)
+from gateway.core.device import DeviceConfig
 from gateway.core.logutil import ThrottledWarning
-from gateway.messages import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage, LinkageMessage,
-                              StateMessage, data_payload)
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
+from gateway.mqtt.client import Will, make_client
+from gateway.mqtt.spool import Message
+from gateway.mqtt.spool import Spool
 from gateway.sinks import CommandHandler, Sink
 
 log = logging.getLogger(__name__)
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another connection took this client id
-
-
-class _NoDisconnectNoise(logging.Filter):
-    """paho 2.2 logs "Client is not connected" at ERROR after every clean disconnect() in
-    threaded mode (its loop runs once more on the closed socket); that is not an error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Client is not connected")
-
-
-_paho_log = logging.getLogger("gateway.mqtt.paho")
-_paho_log.addFilter(_NoDisconnectNoise())
-
-
-class MqttError(Exception):
-    """The broker could not be reached or refused us; the message is one line for the CLI."""
-
-
-@dataclass(frozen=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-def make_client(cfg: MqttConfig, client_id: str, will: Will | None = None) -> paho.Client:
-    """A paho client set up from the site's ``mqtt:`` section (not connected yet)."""
-    protocol = paho.MQTTv5 if cfg.protocol == "5" else paho.MQTTv311
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
-    client.enable_logger(_paho_log)  # paho logs packet flags, never the password
-    if cfg.username:  # an empty name (``${MINEGW_MQTT_USER:-}``) means anonymous
-        password = cfg.password.get_secret_value() if cfg.password else ""
-        client.username_pw_set(cfg.username, password or None)
-    if cfg.tls:
-        client.tls_set(ca_certs=_path(cfg.tls.ca_file), certfile=_path(cfg.tls.cert_file),
-                       keyfile=_path(cfg.tls.key_file))
-        client.tls_insecure_set(cfg.tls.insecure)
-    if will:
-        client.will_set(will.topic, will.payload, will.qos, will.retain)
-    return client
-
-
-def _path(p) -> str | None:
-    return str(p) if p else None
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The topic namespace: ``{prefix}/{site}/{area}/{device}/...`` and ``.../gateway/{id}/...``."""
-
-    prefix: str
-    site: str
-
-    def data(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/data"
-
-    def state(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/state"
-
-    def inventory(self, area: str, device: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/inventory"
-
-    def gateway_status(self, gateway: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/status"
-
-    def gateway_health(self, gateway: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/health"
-
-    def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
-
-    def alarm(self, area: str, device: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/{device}/alarm/{alarm_id}"
-
-    def linkage(self, area: str, alarm_id: str) -> str:
-        return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
-
-    def alarms(self) -> str:
-        """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
-        return f"{self.prefix}/{self.site}/+/+/alarm/+"
-
-    def alarm_ack(self) -> str:
-        return f"{self.prefix}/{self.site}/command/alarm/ack"
-
-    def command_write(self) -> str:
-        return f"{self.prefix}/{self.site}/command/write"
-
-    def command_broadcast(self) -> str:
-        return f"{self.prefix}/{self.site}/command/broadcast"
-
-    def command_reply(self, request_id: str) -> str:
-        return f"{self.prefix}/{self.site}/command/reply/{request_id}"
-
-    def everything(self) -> str:
-        return f"{self.prefix}/{self.site}/#"
-
-
-class _Message(NamedTuple):
-    topic: str
-    payload: bytes
-    retain: bool
-    spool_id: int | None = None  # its row in the spool, when it was taken from there
-    properties: Properties | None = None  # a command reply's correlation data (MQTT 5)
-
-
-def _encode(msg: _Message) -> str:
-    """One spool line: ``["topic", retain]``, a newline, the payload (UTF-8 JSON, kept as it is).
-
-    The header is JSON because a topic may hold any character, a newline included.
-    """
-    return f"{json.dumps([msg.topic, msg.retain])}\n{msg.payload.decode()}"
-
-
-def _decode(line: str, spool_id: int) -> _Message:
-    header, _, payload = line.partition("\n")
-    topic, retain = json.loads(header)
-    return _Message(topic, payload.encode(), retain, spool_id)
 
 
 def _version() -> str:
@@ -180,7 +56,7 @@ class MqttSink(Sink):
     when it is full the oldest message is dropped (live data matters more than
     old data, and the historian keeps the record). Retained messages are not
     queued while disconnected: every retained topic is re-published on connect.
-    With ``cfg.spool``, data that cannot be sent now goes to a file instead (:class:`_Spool`).
+    With ``cfg.spool``, data that cannot be sent now goes to a file instead (:class:`Spool`).
     """
 
     name = "mqtt"
@@ -213,8 +89,8 @@ class MqttSink(Sink):
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)  # guards everything below, the spool's state included
-        self._pending: deque[_Message] = deque()  # in publish order, bounded by cfg.queue_limit
-        self._urgent: deque[_Message] = deque()  # birth and retained re-publication: sent before _pending
+        self._pending: deque[Message] = deque()  # in publish order, bounded by cfg.queue_limit
+        self._urgent: deque[Message] = deque()  # birth and retained re-publication: sent before _pending
         self._latest_states: dict[str, bytes] = {}  # state topic -> last payload, re-published on connect
         # Alarm states live in the gateway's memory: retained alarms of an earlier run are cleared at the
         # first connection, and raised again by the engine if their condition still holds.
@@ -243,10 +119,10 @@ class MqttSink(Sink):
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-publisher", daemon=True)
         self._health_task: asyncio.Task | None = None
 
-    def _make_spool(self, cfg: BufferConfig | None, site: SiteConfig) -> _Spool | None:
+    def _make_spool(self, cfg: BufferConfig | None, site: SiteConfig) -> Spool | None:
         if cfg is None:
             return None
-        return _Spool(cfg, self._lock, self._cond, stash_limit=self.cfg.queue_limit)
+        return Spool(cfg, self._lock, self._cond, stash_limit=self.cfg.queue_limit)
 
     # ---- Sink interface (asyncio loop; never blocks) ----
 
@@ -371,7 +247,7 @@ class MqttSink(Sink):
                 reply_props.CorrelationData = correlation
             with self._cond:
                 self.published += 1
-                self._append(_Message(topic, answer.model_dump_json().encode(), False, None, reply_props))
+                self._append(Message(topic, answer.model_dump_json().encode(), False, None, reply_props))
                 self._cond.notify()
 
         try:
@@ -426,16 +302,16 @@ class MqttSink(Sink):
         with self._cond:
             self.published += 1
             if self._spool and not retain and self._spool_first():
-                self._spool.stash(_Message(topic, payload, retain))
+                self._spool.stash(Message(topic, payload, retain))
                 return
-            self._append(_Message(topic, payload, retain))
+            self._append(Message(topic, payload, retain))
             self._cond.notify()
 
     def _spool_first(self) -> bool:
         """Data goes to disk when it cannot be sent now, and behind older data on disk (the lanes order them)."""
         return not self._connected or self._spool.backlog or len(self._pending) >= self._spool_after
 
-    def _append(self, msg: _Message) -> None:
+    def _append(self, msg: Message) -> None:
         if len(self._pending) >= self.cfg.queue_limit:
             self._pending.popleft()
             self.dropped += 1
@@ -448,14 +324,14 @@ class MqttSink(Sink):
     def _has_next(self) -> bool:
         return bool(self._urgent or self._pending) or bool(self._spool and self._spool.has_unsent)
 
-    def _take_batch(self) -> list[_Message]:
+    def _take_batch(self) -> list[Message]:
         batch = []
         while self._sendable():
             batch.append(self._next_message())
             self._unacked += 1
         return batch
 
-    def _next_message(self) -> _Message:
+    def _next_message(self) -> Message:
         """Birth and retained states first, then data from memory, then data from the spool."""
         if self._urgent or self._pending:
             return (self._urgent or self._pending).popleft()
@@ -500,7 +376,7 @@ class MqttSink(Sink):
         with self._send_lock:  # a publish batch under way ends first: its messages are in paho's list below
             returned = self._client.drop_out_messages()
             with self._cond:
-                data = [_Message(m.topic, m.payload, m.retain) for m in returned if not self._spool.owns(m.mid)]
+                data = [Message(m.topic, m.payload, m.retain) for m in returned if not self._spool.owns(m.mid)]
                 data += self._pending
                 self._pending.clear()
                 self._unacked = 0
@@ -523,7 +399,7 @@ class MqttSink(Sink):
             returned = client.drop_out_messages()  # unacknowledged: we re-send them, after the birth
             with self._cond:
                 self._latest_states.update((t, p) for t, p in current.items() if t in self._latest_states)
-                self._requeue([_Message(m.topic, m.payload, m.retain) for m in returned])
+                self._requeue([Message(m.topic, m.payload, m.retain) for m in returned])
                 self._window = min(self.WINDOW, getattr(properties, "ReceiveMaximum", self.WINDOW))
                 self._unacked, self._connected, self._refused = 0, True, None
                 if self._ever_connected:
@@ -535,7 +411,7 @@ class MqttSink(Sink):
                 self._cond.notify()
         self._log_connected(queued, len(returned))
 
-    def _requeue(self, unacked: list[_Message]) -> None:
+    def _requeue(self, unacked: list[Message]) -> None:
         """Queue order after a (re)connect: birth, latest states, then unacknowledged and queued data.
 
         Retained messages from before are dropped: each retained topic is re-published fresh.
@@ -548,8 +424,8 @@ class MqttSink(Sink):
             self.dropped += len(data) - self.cfg.queue_limit
             self._drops.add(len(data) - self.cfg.queue_limit)
         status = self._status("offline", "stopped") if self._closing else self._status("online", "connected")
-        self._urgent = deque([_Message(self._status_topic, status, True)]
-                             + [_Message(t, p, True) for t, p in self._latest_states.items()])
+        self._urgent = deque([Message(self._status_topic, status, True)]
+                             + [Message(t, p, True) for t, p in self._latest_states.items()])
         self.published += len(self._urgent)
 
     def _log_connected(self, queued: int, resent: int) -> None:
@@ -605,366 +481,3 @@ class MqttSink(Sink):
             if self._spool:
                 self._spool.acknowledged(mid)
             self._cond.notify()
-
-
-class _Spool:
-    """Data messages kept on disk (a :class:`DurableBuffer`) until the broker acknowledges them; see docs/mqtt.md.
-
-    The sink calls the public methods with its lock held; they never touch SQLite. The spool's
-    thread does all the SQLite work: every ``COMMIT_INTERVAL_S`` it commits what was stashed and,
-    while connected, takes one batch at a time from the buffer's lanes (live first, back-fill
-    oldest first) for the publisher. A batch is deleted once the broker acknowledged all of it;
-    if the connection drops under it, what was acknowledged is deleted and the rest goes back
-    (to the back-fill lane).
-    """
-
-    COMMIT_INTERVAL_S = 0.1  # stashed messages not committed yet are what a kill -9 loses
-    BATCH = 500  # messages taken from the file at a time
-    RETRY_S = 1.0  # pause after the file failed
-
-    def __init__(self, cfg: BufferConfig, lock: threading.RLock, publisher: threading.Condition, stash_limit: int):
-        self.cfg = cfg
-        self._publisher = publisher  # notified when a batch is ready to send
-        self._wake = threading.Condition(lock)  # the spool thread waits on it
-        self._stash_limit = stash_limit
-        self._buffer: DurableBuffer | None = None
-        self._opened: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, name="mqtt-spool", daemon=True)
-        # Guarded by the lock:
-        self._stashed: list[_Message] = []  # not committed yet
-        self._behind = 0  # rows in the file, the current batch not included
-        self._batch: Batch | None = None  # taken from the file and not settled
-        self._unsent: deque[_Message] = deque()  # of the batch, not handed to paho yet
-        self._mids: dict[int, int] = {}  # paho message id -> row id, for the batch's messages in flight
-        self._early_acks: set[int] = set()  # acknowledgements that came before publish() returned their mid
-        self._acked: list[int] = []  # rows of the batch the broker acknowledged
-        self._broken = False  # the connection dropped under the batch: settle it as it is
-        self._connected = self._closing = self._closed = False
-        self._dropped_on_disk = 0  # the buffer's count (budget, age), ever: it is kept in the file
-        self._unstored = 0  # lost because the file could not be written
-        # The spool thread's own:
-        self._failures = ThrottledWarning(log, "MQTT spool: the file failed {count} time(s) since the last warning "
-                                          "({detail}); retrying")
-
-    # ---- for the sink, its lock held ----
-
-    @property
-    def backlog(self) -> bool:
-        return bool(self._stashed or self._batch or self._behind)
-
-    @property
-    def waiting(self) -> int:
-        """For ``health.queued``: stashed, in the file or not sent yet (the sink counts those in flight)."""
-        return len(self._stashed) + self._behind + len(self._unsent)
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped_on_disk + self._unstored
-
-    @property
-    def has_unsent(self) -> bool:
-        return bool(self._unsent) and not self._closing
-
-    def stash(self, msg: _Message) -> None:
-        self._stashed.append(msg)
-
-    def next_unsent(self) -> _Message:
-        return self._unsent.popleft()
-
-    def sent(self, sent: Iterable[tuple[int, _Message]]) -> None:
-        """The publisher handed these to paho; it reports every batch, so early acks never pile up."""
-        for mid, msg in sent:
-            if msg.spool_id is None:
-                continue
-            if mid in self._early_acks:
-                self._acked.append(msg.spool_id)
-            else:
-                self._mids[mid] = msg.spool_id
-        self._early_acks.clear()
-        self._wake_if_done()
-
-    def acknowledged(self, mid: int) -> None:
-        row = self._mids.pop(mid, None)
-        if row is None:  # from memory, or from the spool and its publish() has not returned yet
-            self._early_acks.add(mid)
-            return
-        self._acked.append(row)
-        self._wake_if_done()
-
-    def owns(self, mid: int) -> bool:
-        return mid in self._mids
-
-    def connection_up(self) -> None:
-        self._connected = True
-        self._wake.notify()
-
-    def connection_lost(self, unacknowledged: list[_Message]) -> None:
-        """Data that was in memory or in flight: stashed ahead of the newer data stashed meanwhile."""
-        self._connected = False
-        self._stashed[:0] = unacknowledged
-        self._unsent.clear()
-        self._mids.clear()
-        self._broken = self._batch is not None
-        self._wake.notify()
-
-    def stop_sending(self) -> None:
-        self._closing = True
-
-    def _wake_if_done(self) -> None:
-        if self._batch is not None and len(self._acked) == len(self._batch):
-            self._wake.notify()
-
-    # ---- start and close (the asyncio loop and the sink's stopping thread) ----
-
-    async def start(self) -> int:
-        """Opens the file on the spool's thread; returns how many messages it holds from before."""
-        self._thread.start()
-        try:
-            await asyncio.wrap_future(self._opened)
-        except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"cannot open the MQTT spool {self.cfg.path}: {exc}") from None
-        return self._behind
-
-    def close(self) -> int:
-        """Settles the batch, commits what is stashed and closes the file; returns how many messages it keeps."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join()
-        return self._behind + len(self._stashed)
-
-    # ---- the spool thread ----
-
-    def _run(self) -> None:
-        try:
-            self._buffer = DurableBuffer(self.cfg.path, self.cfg.max_bytes, self.cfg.max_age_days * 86400,
-                                         label="MQTT spool")
-            stats = self._buffer.stats()
-        except BaseException as exc:  # noqa: BLE001 - start() raises it
-            self._opened.set_exception(exc)
-            return
-        self._behind, self._dropped_on_disk = stats.depth, stats.dropped
-        self._opened.set_result(None)
-        while self._step():
-            pass
-        self._buffer.close()
-        self._failures.flush(force=True)
-        if self._stashed:
-            log.error("MQTT spool: stopped with %d messages the file did not take", len(self._stashed))
-
-    def _step(self) -> bool:
-        """Settle the batch, commit what was stashed, take the next batch; False once closed."""
-        with self._wake:
-            self._wake.wait_for(self._due, timeout=self.COMMIT_INTERVAL_S)
-            settled = self._settled()
-            stashed, self._stashed = self._stashed, []
-            closed = self._closed
-        try:
-            if settled:
-                self._settle(*settled)
-            if stashed:
-                self._commit(stashed)
-            self._count(self._buffer.stats())  # also after a failure, or rows added by the CLI (a replay)
-            if not closed:
-                self._take()
-        except Exception as exc:  # noqa: BLE001 - disk full, I/O error: what is not settled stays, retried
-            self._failures.add(detail=f"{type(exc).__name__}: {exc}")
-            if not closed:
-                time.sleep(self.RETRY_S)
-        return not closed
-
-    def _due(self) -> bool:
-        if self._closed or self._broken:
-            return True
-        if self._batch is not None:
-            return len(self._acked) == len(self._batch)
-        return self._may_take()
-
-    def _may_take(self) -> bool:
-        return self._batch is None and self._connected and not self._closing and self._behind > 0
-
-    def _settled(self) -> tuple[Batch, Batch] | None:
-        """The batch split into acknowledged and not, once all is acknowledged or no more can be."""
-        batch = self._batch
-        if batch is None or not (self._broken or self._closed or len(self._acked) == len(batch)):
-            return None
-        acked = set(self._acked)
-        self._batch, self._acked, self._broken = None, [], False
-        self._unsent.clear()
-        self._mids.clear()
-        return (Batch([row for row in batch.ids if row in acked], [], batch.lane),
-                Batch([row for row in batch.ids if row not in acked], [], batch.lane))
-
-    def _settle(self, acked: Batch, rest: Batch) -> None:
-        self._buffer.nack(rest)  # back-fill from now on
-        if acked.ids:
-            self._settle_or_nack(self._buffer.ack, acked)
-
-    def _settle_or_nack(self, settle: Callable, batch: Batch, *args) -> None:
-        """If the file refuses to settle the rows, they stay in it (and are sent again)."""
-        try:
-            settle(batch, *args)
-        except Exception:
-            self._buffer.nack(batch)
-            raise
-
-    def _commit(self, messages: list[_Message]) -> None:
-        now = time.time()
-        try:
-            self._buffer.put([(now, _encode(msg)) for msg in messages])
-        except Exception:
-            with self._wake:
-                self._stashed[:0] = messages
-                self._trim_stash()
-            raise
-
-    def _trim_stash(self) -> None:
-        excess = len(self._stashed) - self._stash_limit
-        if excess > 0:
-            del self._stashed[:excess]
-            self._unstored += excess
-            log.error("MQTT spool: dropped the %d oldest messages held in memory: the file cannot be written", excess)
-
-    def _count(self, stats: BufferStats) -> None:
-        with self._wake:
-            self._behind = stats.depth - (len(self._batch) if self._batch else 0)
-            self._dropped_on_disk = stats.dropped  # the buffer logs its own drops
-
-    def _take(self) -> None:
-        with self._wake:
-            if not self._may_take():
-                return
-        batch = self._buffer.take_batch(self.BATCH)
-        messages = self._decode(batch) if batch else []
-        with self._wake:
-            self._behind = batch.remaining if batch else 0
-            if messages:
-                self._batch, self._unsent = batch, deque(messages)
-                self._broken = not self._connected  # lost meanwhile: it goes back at once
-                self._publisher.notify()
-
-    def _decode(self, batch: Batch) -> list[_Message]:
-        try:
-            return [_decode(line, row) for row, line in zip(batch.ids, batch.lines)]
-        except (ValueError, TypeError, AttributeError) as exc:  # not written by us: kept aside, not retried forever
-            error = f"not a spooled MQTT message: {exc}"
-        self._settle_or_nack(self._buffer.dead_letter, batch, error)
-        log.error("MQTT spool: %d rows moved to the dead letters (%s)", len(batch), error)
-        return []
-
-
-def publish_once(cfg: MqttConfig, topic: str, payload: bytes, timeout: float = 5.0) -> None:
-    """Connect, publish one message at QoS 1, wait for the broker's acknowledgement, disconnect."""
-    client = make_client(cfg, f"minegw-cli-{secrets.token_hex(4)}")
-    where = f"{cfg.host}:{cfg.port}"
-    try:
-        client.connect(cfg.host, cfg.port, cfg.keepalive)
-    except OSError as exc:
-        raise MqttError(f"cannot connect to MQTT broker {where}: {exc.strerror or exc}") from None
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise MqttError(f"MQTT broker {where} did not acknowledge the message within {timeout:g} s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def tail(cfg: MqttConfig, topic: str, count: int | None, timeout: float | None,
-         on_message: Callable[[paho.MQTTMessage], None]) -> int:
-    """Subscribe to ``topic`` and pass messages to ``on_message`` until ``count`` arrived or ``timeout`` passed.
-
-    Returns how many arrived. Raises :class:`MqttError` if the broker cannot be
-    reached, refuses the connection or the subscription, or drops the connection.
-    """
-    session = _TailSession(cfg, topic, on_message)
-    session.connect()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        while count is None or session.received < count:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            session.step(0.1 if remaining is None else min(0.1, remaining))
-    finally:
-        session.client.disconnect()
-    return session.received
-
-
-class _TailSession:
-    def __init__(self, cfg: MqttConfig, topic: str, on_message: Callable[[paho.MQTTMessage], None]):
-        self.cfg, self.topic, self.deliver = cfg, topic, on_message
-        self.where = f"{cfg.host}:{cfg.port}"
-        self.client = make_client(cfg, f"minegw-tail-{secrets.token_hex(4)}")
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.received = 0
-        self.problem: str | None = None
-
-    def connect(self) -> None:
-        try:
-            self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive)
-        except OSError as exc:  # refused, unreachable, DNS, TLS handshake
-            raise MqttError(f"cannot connect to MQTT broker {self.where}: {exc.strerror or exc}") from None
-
-    def step(self, timeout: float) -> None:
-        rc = self.client.loop(timeout)
-        if self.problem:
-            raise MqttError(self.problem)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise MqttError(f"connection to MQTT broker {self.where} lost: {paho.error_string(rc)}")
-
-    def _on_connect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
-        if reason.is_failure:
-            self.problem = f"MQTT broker {self.where} refused the connection: {reason}"
-        else:
-            client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(self, client, userdata, mid, reasons: list[ReasonCode], properties) -> None:
-        if reasons and reasons[0].is_failure:
-            self.problem = f"MQTT broker {self.where} refused the subscription to {self.topic!r}: {reasons[0]}"
-
-    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
-        self.received += 1
-        self.deliver(message)
-
-
-def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0,
-            expiry: float | None = None) -> bytes | None:
-    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic,
-    correlation data and, given ``expiry`` seconds, message expiry when the client speaks 5), and return
-    the first reply, or None after ``timeout``."""
-    got: list[bytes] = []
-    correlation = secrets.token_bytes(8)
-
-    def send(message: paho.MQTTMessage) -> None:
-        got.append(message.payload)
-
-    session = _TailSession(cfg, reply_topic, send)
-    sent = threading.Event()
-
-    def on_subscribe(client, userdata, mid, reasons, properties) -> None:
-        session._on_subscribe(client, userdata, mid, reasons, properties)
-        if session.problem or sent.is_set():
-            return
-        props = None
-        if cfg.protocol == "5":
-            props = Properties(PacketTypes.PUBLISH)
-            props.ResponseTopic, props.CorrelationData = reply_topic, correlation
-            if expiry is not None:  # the broker discards it unsent after that (not through a 3.1.1 bridge)
-                props.MessageExpiryInterval = max(1, int(expiry))
-        client.publish(topic, payload, qos=1, properties=props)
-        sent.set()
-
-    session.client.on_subscribe = on_subscribe
-    session.connect()
-    deadline = time.monotonic() + timeout
-    try:
-        while not got and time.monotonic() < deadline:
-            session.step(0.1)
-    finally:
-        session.client.disconnect()
-    return got[0] if got else None

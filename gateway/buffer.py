@@ -1,4 +1,4 @@
-"""The durable store-and-forward buffer in front of the historian: SQLite in WAL mode.
+"""The durable store-and-forward buffer (SQLite in WAL mode): in front of the historian, and the MQTT spool.
 
 Rows are line-protocol lines with their sample time and the time they were put.
 A row leaves the queue only by ``ack`` (written), ``dead_letter`` (refused by the

@@ -10,7 +10,7 @@ shared subscription, so the broker hands each message to exactly one of them:
 (``site`` is ``+`` unless ``ingest.sites`` names some.) A new gateway needs no change
 here; more throughput needs one more worker (its own ``ingest.id`` and buffer file).
 
-Each message is validated with the MQTT contract's models (:mod:`gateway.messages`),
+Each message is validated with the MQTT contract's models (:mod:`gateway.contract`),
 checked against its topic (the broker's ACL vouches for the topic, nothing vouches for
 the payload), turned into the historian's lines by :mod:`gateway.historian.lineprotocol`
 (the same lines the gateway's own historian sink writes, so both paths may run at once:
@@ -52,15 +52,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, ValidationError, model_validator
 
-from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, _expand_env,
-                            _location, _message, read_config_file)
+from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, error_location,
+                            error_message, expand_env, read_config_file)
 from gateway.core.errors import UserError
 from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_line, check_name, reading_lines,
                                             state_line, timestamp_ns)
 from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
-from gateway.messages import DataMessage, GatewayAlarmMessage, StateMessage
+from gateway.contract import DataMessage, GatewayAlarmMessage, StateMessage
 from gateway.core.model import DeviceState, GatewayAlarm, Reading, Sample
+from gateway.mqtt.client import make_client  # the gateway's client factory: credentials, TLS, logging
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,14 @@ def parse_ingest(data: Any, path: str | Path = "<ingest>") -> IngestConfig:
     if not isinstance(data, dict):
         raise ConfigError(path, ["the file must hold a mapping (ingest:, mqtt:, historian:)"])
     problems: list[str] = []
-    data = _expand_env(data, "", problems)
+    data = expand_env(data, "", problems)
     if not problems:
         try:
             return IngestConfig.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
-                loc = _location(err["loc"])
-                problems += [f"{loc}: {line}" if loc else line for line in _message(err).splitlines()]
+                loc = error_location(err["loc"])
+                problems += [f"{loc}: {line}" if loc else line for line in error_message(err).splitlines()]
     raise ConfigError(path, problems)
 
 
@@ -305,8 +306,6 @@ class IngestWorker:
     QUIET_MAX_S = 5.0
 
     def __init__(self, cfg: IngestConfig, writer=None):
-        from gateway.mqtt import make_client  # the gateway's client factory: credentials, TLS, logging
-
         self.cfg = cfg
         s = cfg.ingest
         self.client_id = cfg.mqtt.client_id or f"minegw-ingest-{s.id}"
@@ -505,7 +504,7 @@ async def run_ingest(cfg: IngestConfig) -> None:
         await worker.stop()
 
 
-if __name__ == "__main__":  # python -m gateway.ingest CONFIG (the same as `minegw ingest CONFIG`)
+if __name__ == "__main__":  # python -m gateway.surface.ingest CONFIG (the same as `minegw ingest CONFIG`)
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -513,7 +512,7 @@ if __name__ == "__main__":  # python -m gateway.ingest CONFIG (the same as `mine
     try:
         config = load_ingest(sys.argv[1])
     except (ConfigError, IndexError) as exc:
-        sys.exit(f"usage: python -m gateway.ingest CONFIG\n{exc}")
+        sys.exit(f"usage: python -m gateway.surface.ingest CONFIG\n{exc}")
     try:
         asyncio.run(run_ingest(config))
     except UserError as exc:

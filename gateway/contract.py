@@ -1,9 +1,15 @@
-"""The MQTT contract: one pydantic model per payload the gateway publishes.
+"""The wire contract: the MQTT topic namespace and one pydantic model per payload on it.
+
+Topics (:class:`Topics`): what the gateway publishes (data, state, inventory, alarms, linkage,
+gateway status, health and alarms) and the command topics it listens on. Payloads: the models
+below, those the gateway publishes and the commands and replies (docs/mqtt.md). The sink,
+the surface ingest, the CLI and the tests all use these.
 
 Consumers validate with these models (``DataMessage.model_validate_json(payload)``);
 docs/mqtt.md describes the same contract for people. Timestamps are ISO 8601 UTC
 with milliseconds and a ``Z`` suffix. Unknown fields are ignored on validation so
-older consumers keep working when fields are added.
+older consumers keep working when fields are added (commands, which the gateway
+checks, refuse them).
 
 The gateway builds data payloads with :func:`data_payload`, not with the models:
 it runs once per device poll and is several times faster (tests check that its
@@ -11,13 +17,70 @@ output validates and matches the model's own JSON).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 import pydantic_core
-from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
-from gateway.core.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso
+from gateway.core.model import DeviceStatus, MediaProfile, Quality, Reading, Value, iso, utcnow
+
+
+# ---- topics ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic namespace: ``{prefix}/{site}/{area}/{device}/...`` and ``.../gateway/{id}/...``."""
+
+    prefix: str
+    site: str
+
+    def data(self, area: str, device: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/data"
+
+    def state(self, area: str, device: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/state"
+
+    def inventory(self, area: str, device: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/inventory"
+
+    def gateway_status(self, gateway: str) -> str:
+        return f"{self.prefix}/{self.site}/gateway/{gateway}/status"
+
+    def gateway_health(self, gateway: str) -> str:
+        return f"{self.prefix}/{self.site}/gateway/{gateway}/health"
+
+    def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
+
+    def alarm(self, area: str, device: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/{device}/alarm/{alarm_id}"
+
+    def linkage(self, area: str, alarm_id: str) -> str:
+        return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
+
+    def alarms(self) -> str:
+        """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
+        return f"{self.prefix}/{self.site}/+/+/alarm/+"
+
+    def alarm_ack(self) -> str:
+        return f"{self.prefix}/{self.site}/command/alarm/ack"
+
+    def command_write(self) -> str:
+        return f"{self.prefix}/{self.site}/command/write"
+
+    def command_broadcast(self) -> str:
+        return f"{self.prefix}/{self.site}/command/broadcast"
+
+    def command_reply(self, request_id: str) -> str:
+        return f"{self.prefix}/{self.site}/command/reply/{request_id}"
+
+    def everything(self) -> str:
+        return f"{self.prefix}/{self.site}/#"
+
+
+# ---- what the gateway publishes ---------------------------------------------------------------
 
 Timestamp = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
 
@@ -215,3 +278,68 @@ def data_payload(site: str, area: str, zone: str | None, kind: str, reading: Rea
         "samples": {s.signal: {"value": s.value, "unit": s.unit, "quality": s.quality.value, "ts": stamp(s.ts)}
                     for s in reading.samples},
     }, inf_nan_mode="null")  # JSON has no NaN/inf; the models serialise them as null too
+
+
+# ---- commands and their replies (docs/mqtt.md#commands) ---------------------------------------
+
+REQUEST_ID = r"^[A-Za-z0-9_.:-]{1,64}$"  # it goes into a reply topic: no '/', '+' or '#'
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=256)]
+
+
+class Command(BaseModel):
+    """What every command carries (docs/mqtt.md#commands)."""
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(pattern=REQUEST_ID)
+    issued_at: AwareDatetime = Field(description="when the operator issued it (RFC 3339, UTC)")
+    key_id: Name | None = Field(None, description="the operator whose key signed it")
+    sig: str | None = Field(None, max_length=128, description="base64 Ed25519 signature (gateway/signing.py)")
+    by: Name | None = Field(None, description="who sends it; must equal key_id when signed")
+    reason: Text | None = None
+
+
+class WriteCommand(Command):
+    device: Name
+    signal: Name
+    value: bool | int | float | Text
+
+
+class BroadcastCommand(Command):
+    action: Literal["play", "stop", "volume"]
+    message: Name | int | None = None
+    zones: list[Name] = Field(min_length=1, max_length=64)
+    priority: Literal["emergency", "dispatcher", "routine"] | int | None = None
+    volume: int | None = Field(None, ge=0, le=100)
+
+
+class AckCommand(Command):
+    alarm: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CommandReply(BaseModel):
+    request_id: str | None
+    ok: bool
+    device: str | None = None
+    signal: str | None = None
+    value: bool | int | float | str | None = None
+    error: str | None = None
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class BroadcastReply(BaseModel):
+    request_id: str | None
+    ok: bool
+    action: str | None = None
+    error: str | None = None
+    result: dict | None = Field(None, description="the BroadcastResult: per-node confirmed/failed, elapsed_ms")
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class AckReply(BaseModel):
+    request_id: str | None
+    ok: bool
+    alarm: str | None = None
+    state: str | None = Field(None, description="the alarm's state after the acknowledgement")
+    error: str | None = None
+    ts: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,28 @@
+"""``minegw``: the field engineer's command line. One module per command group:
+
+- :mod:`.site`: ``config check``, ``run``, ``sim``, ``sim-fault``, ``demo``, ``ingest``
+- :mod:`.probes`: ``modbus``, ``mqtt``, ``onvif``, ``opcua``
+- :mod:`.historian`: ``historian``, ``buffer``
+- :mod:`.commands`: ``write``, ``alarm``, ``broadcast``, ``keys``
+- :mod:`.dashboards`: ``dashboards build|push``
+"""
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import commands, dashboards, historian, probes, site
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
+app.add_typer(site.commands)  # run, sim, sim-fault, demo, ingest
+app.add_typer(commands.commands)  # write
+for group, name in ((site.config_app, "config"), (historian.historian_app, "historian"),
+                    (historian.buffer_app, "buffer"), (probes.opcua_app, "opcua"), (probes.modbus_app, "modbus"),
+                    (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
+                    (commands.broadcast_app, "broadcast"), (dashboards.dashboards_app, "dashboards"),
+                    (commands.keys_app, "keys")):
+    app.add_typer(group, name=name)
+
+
+def main() -> None:
+    app()

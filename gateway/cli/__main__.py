@@ -1,0 +1,4 @@
+"""``python -m gateway.cli``: the same as ``minegw``."""
+from gateway.cli import main
+
+main()

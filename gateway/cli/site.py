@@ -1,0 +1,96 @@
+"""``minegw config``, ``run``, ``sim``, ``sim-fault``, ``demo``, ``ingest``: site files and the long-running services."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gateway.cli.common import fail, host_port, load, number, out, print_problems, run, setup_logging
+from gateway.config import ConfigError
+
+commands = typer.Typer()
+config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
+
+
+# -- config ----------------------------------------------------------------------------
+@config_app.command("check")
+def config_check(file: Path = typer.Argument(..., help="site YAML file")) -> None:
+    """Validate a site file; print every problem with its location."""
+    site = load(file)
+    out.print(f"[green]ok[/] {file}: site {site.site.id}, {len(site.areas)} areas, "
+              f"{len(site.devices)} devices", highlight=False)
+
+
+# -- run / sim / demo ------------------------------------------------------------------
+@commands.command("run")
+def run_gateway_command(config: Path = typer.Argument(..., help="site YAML file"),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the gateway for a site: poll every device, publish to MQTT."""
+    from gateway.service import run_gateway
+
+    site = load(config)
+    if site.mqtt is None:
+        fail(f"{config}: no mqtt: section (only `minegw demo` embeds a broker)")
+    setup_logging(verbose)
+    run(run_gateway(site))
+
+
+@commands.command()
+def sim(config: Path = typer.Argument(..., help="site YAML file"),
+        scenario: Optional[Path] = typer.Option(None, help="fault scenario YAML"),
+        seed: int = typer.Option(1, help="random seed: same seed, same behaviour"),
+        control: str = typer.Option("127.0.0.1:15099", help="host:port of the fault-injection endpoint"),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Start a simulator for every device the site file names."""
+    from gateway.service import run_simulators
+
+    site = load(config)
+    setup_logging(verbose)
+    run(run_simulators(site, scenario=scenario, seed=seed, control=host_port(control)))
+
+
+@commands.command("sim-fault")
+def sim_fault(device: str = typer.Argument(..., help="device id in the site file"),
+              fault: Optional[str] = typer.Argument(None, help="fault name (omit with --clear)"),
+              param: list[str] = typer.Option([], "--param", "-p", help="fault parameter NAME=VALUE"),
+              clear: bool = typer.Option(False, help="clear this fault (or all faults without a name)"),
+              control: str = typer.Option("127.0.0.1:15099", help="host:port of the running `minegw sim`")) -> None:
+    """Inject or clear a fault in a running `minegw sim`."""
+    from gateway.service import inject_fault
+
+    if not fault and not clear:
+        fail("name a fault, or pass --clear")
+    params = {}
+    for p in param:
+        name, sep, value = p.partition("=")
+        if not sep:
+            fail(f"--param {p!r}: expected NAME=VALUE")
+        params[name] = number(value)
+    run(inject_fault(host_port(control), device, fault, params, clear))
+
+
+@commands.command()
+def demo(duration: Optional[float] = typer.Option(None, help="stop after this many seconds"),
+         broker: Optional[str] = typer.Option(None, help="host:port of an MQTT broker; default: embedded"),
+         seed: int = typer.Option(1)) -> None:
+    """Simulators + gateway + MQTT broker on this machine, with a live view."""
+    from gateway.demo import run_demo
+
+    run(run_demo(duration=duration, broker=host_port(broker) if broker else None, seed=seed))
+
+
+@commands.command()
+def ingest(config: Path = typer.Argument(..., help="ingest YAML file (ingest:, mqtt:, historian:)"),
+           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Historian ingest worker: MQTT shared subscription → durable buffer → InfluxDB."""
+    from gateway.surface.ingest import load_ingest, run_ingest
+
+    try:
+        cfg = load_ingest(config)
+    except ConfigError as exc:
+        print_problems(exc)
+    setup_logging(verbose)
+    run(run_ingest(cfg))
+
+
