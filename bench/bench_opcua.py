@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-import bench_gateway as common  # noqa: E402 - the process plumbing is shared
+import benchproc as common  # noqa: E402 - the process plumbing is shared
 
 HOST, PY = common.HOST, common.PY
 

@@ -72,7 +72,8 @@ class ProbeSink(Sink):
         self.states: list[tuple[float, str, str]] = []
 
     def on_reading(self, device, reading: Reading) -> None:
-        self.rows.append((device.id, reading.ts.timestamp(), reading.poll_ms, len(reading.samples)))
+        # len(values): the columnar reading's count (reading.samples would build a model per tag)
+        self.rows.append((device.id, reading.ts.timestamp(), reading.poll_ms, len(reading.values)))
 
     def on_state(self, device, state: DeviceState) -> None:
         self.states.append((time.time(), device.id, f"{state.status.value}: {state.reason}"))
@@ -154,7 +155,8 @@ def adapter_totals(gateway: Gateway) -> dict:
         "online": sum(1 for s in states if s.status.value == "online"),
         "devices": len(states),
         # deepest adapter event queue: readings waiting for the router (1000 = it drops the oldest)
-        "adapter_queue_max": max((a._events.qsize() for a in gateway.adapters.values()), default=0),
+        "adapter_queue_max": max((q.qsize() for a in gateway.adapters.values()
+                                  if (q := getattr(a, "_events", None)) is not None), default=0),
     }
 
 
@@ -296,8 +298,13 @@ def main() -> None:
                     help="dump the pending asyncio tasks if stopping takes longer than this")
     ap.add_argument("--linger", type=float, default=60.0, help="longest wait for 'stop' after the result")
     ap.add_argument("--cprofile", default=None, help="write cProfile stats of the window to this file")
+    ap.add_argument("--uvloop", action="store_true", help="run the event loop on uvloop")
     args = ap.parse_args()
-    asyncio.run(run(args))
+    if args.uvloop:
+        import uvloop
+        uvloop.run(run(args))
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

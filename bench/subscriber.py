@@ -5,16 +5,21 @@ gateway's data topics, records for every message its receive time (``time.time()
 its poll-start ``ts``, its device and its sample count and qualities, and answers
 commands read from stdin, one per line, with one JSON line on stdout:
 
-    report T0 T1   statistics over the window [T0, T1) (epoch seconds)
-    quit           disconnect and exit
+    report T0 T1 [SOURCE]   statistics over the window [T0, T1) (epoch seconds)
+    phase INTERVAL [SOURCE] the polls' mean phase (seconds into the interval) over the last 2 intervals
+    quit                    disconnect and exit
 
-Latency is receive time minus the message's ``ts`` (the poll start, stamped by the
-gateway on the same machine and clock, to the millisecond).
+SOURCE is ``minegw`` (default: every topic but ``nodered/...``) or ``nodered`` (the Node-RED
+peer's ``nodered/{device}/data``: ``{"device", "ts": epoch ms, "values": [registers]}``).
+Latency is receive time minus the message's ``ts`` (minegw: the poll start, stamped by the
+gateway on the same machine and clock, to the millisecond; Node-RED: when its flow wrapped
+the answer, so after the poll).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
@@ -41,15 +46,26 @@ def epoch(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
-def samples_of(payload: dict) -> list[dict]:
-    samples = payload.get("samples", [])
+def samples_of(payload: dict) -> list:
+    samples = payload.get("samples")
+    if samples is None:  # the Node-RED peer: raw registers
+        return list(payload.get("values") or [])
     return list(samples.values()) if isinstance(samples, dict) else list(samples)
+
+
+def ts_of(payload: dict) -> float:
+    ts = payload["ts"]
+    return ts / 1000.0 if isinstance(ts, (int, float)) else epoch(ts)
+
+
+def source_of(topic: str) -> str:
+    return "nodered" if topic.startswith("nodered/") else "minegw"
 
 
 class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # (recv, ts, device, n_samples, n_not_good, qualities-or-None, poll_ms-or-None)
+        # (recv, ts, device, n_samples, n_not_good, qualities-or-None, poll_ms-or-None, source)
         self.rows: list[tuple] = []
         self.errors = 0
         self.other = 0  # messages on the subscribed topics that are not data messages
@@ -60,7 +76,7 @@ class Recorder:
         try:
             payload = json.loads(msg.payload)
             samples = samples_of(payload)
-            ts = epoch(payload["ts"])
+            ts = ts_of(payload)
             device = payload.get("device", msg.topic)
         except (ValueError, KeyError, TypeError):
             with self.lock:
@@ -72,13 +88,24 @@ class Recorder:
             if q != "good":
                 bad = bad or {}
                 bad[q] = bad.get(q, 0) + 1
-        row = (recv, ts, device, len(samples), sum(bad.values()) if bad else 0, bad, payload.get("poll_ms"))
+        row = (recv, ts, device, len(samples), sum(bad.values()) if bad else 0, bad, payload.get("poll_ms"),
+               source_of(msg.topic))
         with self.lock:
             self.rows.append(row)
 
-    def report(self, t0: float, t1: float) -> dict:
+    def phase(self, interval: float, source: str = "minegw") -> dict:
         with self.lock:
-            rows = list(self.rows)
+            rows = [r for r in self.rows[-20000:] if r[7] == source]
+        last = max((r[0] for r in rows), default=0.0)
+        angles = [2 * math.pi * (r[1] % interval) / interval for r in rows if r[0] >= last - 2 * interval]
+        if not angles:
+            return {"event": "phase", "phase": None, "messages": 0}
+        mean = math.atan2(sum(map(math.sin, angles)), sum(map(math.cos, angles)))
+        return {"event": "phase", "phase": (mean / (2 * math.pi) % 1.0) * interval, "messages": len(angles)}
+
+    def report(self, t0: float, t1: float, source: str = "minegw") -> dict:
+        with self.lock:
+            rows = [r for r in self.rows if r[7] == source]
             errors = self.errors
         span = t1 - t0
         by_recv = [r for r in rows if t0 <= r[0] < t1]
@@ -93,6 +120,7 @@ class Recorder:
         # ts is to the millisecond; compare on the same truncation the gateway side uses.
         lo, hi = int(t0 * 1000), int(t1 * 1000)
         by_ts = [r for r in rows if lo <= int(round(r[1] * 1000)) < hi]
+        samples_by_ts = sum(r[3] for r in by_ts)
         keys = [(r[2], int(round(r[1] * 1000))) for r in by_ts]
         per_device: dict[str, int] = {}
         for dev, _ in keys:
@@ -113,6 +141,7 @@ class Recorder:
             "not_good": qualities,
             "polled_in_window": len(by_ts),
             "unique_polled_in_window": len(set(keys)),
+            "samples_polled_in_window": samples_by_ts,
             "devices_seen": len(per_device),
             "per_device_min": min(per_device.values()) if per_device else 0,
             "per_device_max": max(per_device.values()) if per_device else 0,
@@ -152,7 +181,9 @@ def main() -> None:
             if not parts:
                 continue
             if parts[0] == "report":
-                emit(rec.report(float(parts[1]), float(parts[2])))
+                emit(rec.report(float(parts[1]), float(parts[2]), *parts[3:4]))
+            elif parts[0] == "phase":
+                emit(rec.phase(float(parts[1]), *parts[2:3]))
             elif parts[0] == "quit":
                 break
     finally:
