@@ -44,12 +44,12 @@ async def run_gateway(site: SiteConfig) -> None:
 
 
 async def run_simulators(site: SiteConfig, scenario: Path | None, seed: int,
-                         control: tuple[str, int]) -> None:
+                         control: tuple[str, int], procs: int = 1) -> None:
     from simulators.modbus.scenario import ScenarioError
-    from simulators.site import SiteSimulator
+    from simulators.procs import SiteProcesses
 
     try:
-        sims = SiteSimulator(site, seed=seed, scenario=scenario,
+        sims = SiteProcesses(site, procs, seed=seed, scenario=scenario,
                              control_host=control[0], control_port=control[1])
         await sims.start()
     except ScenarioError as exc:

@@ -16,6 +16,11 @@ line each way::
     -> {"ok": false, "error": "..."}
 
 The reply comes once the change is in effect (an offline port is closed by then).
+
+A site can be split over processes (``part``; see simulators/procs.py): each part serves
+its share of the Modbus endpoints, part 0 also every OPC UA and ONVIF server. Every part
+runs the scenario steps of its own devices, all on one clock (``origin``), and part 0's
+control endpoint passes requests for the other parts' devices on to theirs (``remote``).
 """
 from __future__ import annotations
 
@@ -43,6 +48,19 @@ from simulators.physics import derive_seed
 log = logging.getLogger(__name__)
 
 
+def site_parts(site: Any, parts: int) -> dict[str, int]:
+    """Which part serves each device when the site is split over ``parts`` processes: Modbus
+    endpoints (host:port, with all their units) in turn, everything else in part 0."""
+    endpoints: dict[tuple[str, int], int] = {}
+    owner = {}
+    for d in site.devices:
+        if d.adapter == "modbus":
+            owner[d.id] = endpoints.setdefault((d.host, d.port), len(endpoints) % parts)
+        else:
+            owner[d.id] = 0
+    return owner
+
+
 class SiteSimulator:
     """Serve every Modbus, OPC UA and ONVIF device of ``site``: a loaded site file (a ``SiteConfig``;
     only its ``devices`` are read, each by its ``adapter`` and that adapter's settings).
@@ -54,47 +72,58 @@ class SiteSimulator:
     takes ~40 min at 1); their server certificates go to ``opcua_certificate_dir``
     (default: a temporary directory per server). Cameras answer WS-Discovery probes on UDP
     ``onvif_discovery_port`` (None: no responder).
+
+    ``part`` = (index, count) serves only that part of the site (:func:`site_parts`), with the
+    clock counting from ``origin`` (a ``time.monotonic()`` reading every part shares; default:
+    start). ``remote`` maps the devices other parts serve to their control endpoints.
     """
 
     def __init__(self, site: Any, seed: int = 0,
                  scenario: Scenario | str | Path | None = None, *, bind_host: str | None = None,
                  control_port: int | None = None, control_host: str = "127.0.0.1",
                  opcua_time_scale: float = 1.0, opcua_certificate_dir: str | Path | None = None,
-                 onvif_discovery_port: int | None = 3702):
+                 onvif_discovery_port: int | None = 3702, part: tuple[int, int] = (0, 1),
+                 origin: float | None = None):
         if isinstance(site, (str, Path)):
             raise TypeError("SiteSimulator takes a loaded site, not a path: load the file first")
         self.site = site
         self.seed = seed
+        self.part = part
+        self._origin = origin
         self._started_at: float | None = None
+        owner = site_parts(site, part[1])
+        mine = [d for d in site.devices if owner[d.id] == part[0]]
+        self.remote: dict[str, tuple[str, int]] = {}
         self._simulators: dict[str, DeviceSimulator | FaceSimulator | CameraSimulator] = {
             d.id: DeviceSimulator(d.id, d.profile, d.unit_id, derive_seed(seed, d.id), clock=self.clock)
-            for d in self.site.devices if d.adapter == "modbus"}
+            for d in mine if d.adapter == "modbus"}
         endpoints: dict[tuple[str, int], list[DeviceSimulator]] = defaultdict(list)
         for d in self.site.devices:
             if d.id in self._simulators:
                 endpoints[bind_host or d.host, d.port].append(self._simulators[d.id])
         self.servers: list[ModbusSimServer | OpcUaSimServer] = [
             ModbusSimServer(host, port, sims) for (host, port), sims in endpoints.items()]
-        self.servers += self._opcua_servers(bind_host, opcua_time_scale, opcua_certificate_dir)
-        cameras, camera_servers = site_cameras([d for d in self.site.devices if d.adapter == "onvif"],
+        self.servers += self._opcua_servers(mine, bind_host, opcua_time_scale, opcua_certificate_dir)
+        cameras, camera_servers = site_cameras([d for d in mine if d.adapter == "onvif"],
                                                bind_host, onvif_discovery_port)
         self._simulators.update(cameras)
         self.servers += camera_servers
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = Scenario.load(scenario)
-        if scenario is not None:
+        if scenario is not None:  # steps on the other parts' devices run there
+            scenario = scenario.without({d.id for d in site.devices if owner[d.id] != part[0]})
             scenario.check(self._simulators)
         self.scenario = scenario
         self._control = _ControlEndpoint(self)
         self._control_at = (control_host, control_port) if control_port is not None else None
         self._scenario_task: asyncio.Task | None = None
 
-    def _opcua_servers(self, bind_host: str | None, time_scale: float,
+    def _opcua_servers(self, devices: list[Any], bind_host: str | None, time_scale: float,
                        certificate_dir: str | Path | None) -> list[OpcUaSimServer]:
         """One server per endpoint URL. It accepts the logins the site file uses; anonymous
         sessions only where no device logs in."""
         by_url: dict[str, list[Any]] = defaultdict(list)
-        for d in self.site.devices:
+        for d in devices:
             if d.adapter == "opcua":
                 by_url[d.url].append(d)
         servers = []
@@ -141,7 +170,7 @@ class SiteSimulator:
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Open every server (OSError if a port is taken), the control endpoint, and the scenario."""
-        self._started_at = time.monotonic()
+        self._started_at = self._origin if self._origin is not None else time.monotonic()
         try:
             for server in self.servers:
                 await server.start()
@@ -235,6 +264,8 @@ class _ControlEndpoint:
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             request = ControlRequest.model_validate_json(line)
+            if where := self.site.remote.get(request.device):
+                return await _forward(where, line, request.device)
             sim = self.site.simulator(request.device)
             if request.clear:
                 sim.clear_fault(request.fault)
@@ -249,6 +280,22 @@ class _ControlEndpoint:
             return {"ok": False, "error": str(exc.args[0])}
         await self.site.settled()
         return {"ok": True, "device": request.device, "faults": sim.faults}
+
+
+async def _forward(where: tuple[str, int], line: bytes, device: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Pass a control request on to the part of the site that serves ``device``; its reply."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*where), timeout)
+        try:
+            writer.write(line.rstrip(b"\n") + b"\n")
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.readline(), timeout)
+        finally:
+            writer.close()
+        return json.loads(reply)
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        return {"ok": False, "error": f"{device}: its simulator process ({where[0]}:{where[1]}) "
+                                      f"did not answer: {exc or type(exc).__name__}"}
 
 
 async def send_fault(host: str, port: int, device: str, fault: str | None = None,

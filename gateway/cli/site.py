@@ -41,13 +41,15 @@ def sim(config: Path = typer.Argument(..., help="site YAML file"),
         scenario: Optional[Path] = typer.Option(None, help="fault scenario YAML"),
         seed: int = typer.Option(1, help="random seed: same seed, same behaviour"),
         control: str = typer.Option("127.0.0.1:15099", help="host:port of the fault-injection endpoint"),
+        procs: int = typer.Option(1, min=1, max=64, help="processes to spread the Modbus devices over "
+                                  "(OPC UA, ONVIF and the fault endpoint stay in the first; sim-fault reaches all)"),
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Start a simulator for every device the site file names."""
     from gateway.service import run_simulators
 
     site = load(config)
     setup_logging(verbose)
-    run(run_simulators(site, scenario=scenario, seed=seed, control=host_port(control)))
+    run(run_simulators(site, scenario=scenario, seed=seed, control=host_port(control), procs=procs))
 
 
 @commands.command("sim-fault")

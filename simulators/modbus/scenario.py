@@ -76,6 +76,10 @@ class Scenario:
             raise ScenarioError(str(path), [f"not valid YAML: {exc}"]) from None
         return cls.parse(data, str(path))
 
+    def without(self, devices: set[str]) -> Scenario:
+        """The steps on every device but these."""
+        return Scenario([s for s in self.steps if s.device not in devices], self.source)
+
     def check(self, simulators: Mapping[str, DeviceSimulator]) -> None:
         """Raise :class:`ScenarioError` unless every step names a simulated device and a
         fault it takes, with valid parameters."""

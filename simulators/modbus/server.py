@@ -1,10 +1,13 @@
 """Modbus TCP device simulators on pymodbus's simulator API.
 
 A :class:`DeviceSimulator` is one device (one unit id): a dynamics model, the faults
-injected into it, and the pymodbus ``SimDevice`` that serves it. pymodbus calls the
-device's action on every request with its live register store; the action writes the
-model's values at that moment into the store (so values are computed lazily, per
-read), passes writes on to the model as commands, and applies the faults.
+injected into it, and the pymodbus ``SimDevice`` that serves it. Like a PLC's scan, the
+device samples its model once per ``tick`` (0.1 s) of model time, and only when a request
+comes: it keeps an encoded image per table (simulators/modbus/image.py) and re-encodes
+only the points whose value changed since the last sample; a write or a fault change
+makes the next request sample afresh. pymodbus calls the device's action on every request
+with its live register store; the action copies the addresses asked for from the image
+into the store, passes writes on to the model as commands, and applies the faults.
 
 A :class:`ModbusSimServer` is one TCP endpoint (host:port) with one or more units, like
 a Modbus gateway in front of an RS485 line.
@@ -13,22 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
-from pymodbus.simulator.simutils import SimUtils
 
 from adapters.modbus.profile import Point, Profile, Table, load_profile
 
 from simulators.faults import FaultError, FaultHolder, FaultParams, Listener, NoParams
 from simulators.lifecycle import FaultFollowingServer
 
+from .image import TableImage
 from .machines import make_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,14 @@ def _block(table: Table, size: int) -> SimData:
     return SimData(0, values=[0] * count, datatype=DataType.REGISTERS)
 
 
+_GONE = object()
+
+
+def _changed(old: Any, new: Any) -> bool:
+    """Whether a point must be encoded again: a different value, or a zero of the other sign."""
+    return old != new or (new == 0 and repr(old) != repr(new))
+
+
 def _monotonic_clock() -> Callable[[], float]:
     start = time.monotonic()
     return lambda: time.monotonic() - start
@@ -105,11 +117,13 @@ def _monotonic_clock() -> Callable[[], float]:
 class DeviceSimulator(FaultHolder):
     """One simulated device: a seeded model of its profile's kind, plus injected faults.
 
-    ``clock`` gives the model time in seconds (default: seconds since construction).
+    ``clock`` gives the model time in seconds (default: seconds since construction). The
+    model is sampled at multiples of ``tick`` seconds (the latest at or before the clock;
+    0: at the clock's exact time, every request).
     """
 
     def __init__(self, device_id: str, profile: str | Profile, unit_id: int = 1, seed: int = 0,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, tick: float = 0.1):
         self.device_id = device_id
         self.unit_id = unit_id
         self.seed = seed
@@ -122,7 +136,11 @@ class DeviceSimulator(FaultHolder):
         self.sizes = table_sizes(self.profile)
         self._owner = {(p.table, a): p for p in self.profile.points for a in range(p.address, p.address + p.width)}
         self._faults: dict[str, FaultParams] = {}
-        self._frozen: Image | None = None
+        self.tick = tick
+        self._tables = {t: TableImage(t, self.profile.points, self.sizes[t]) for t in Table}
+        self._sampled_at: float | None = None  # model time of the image; None: sample at the next request
+        self._served: dict[str, Any] | None = None  # the values the image encodes
+        self._frozen: dict[Table, tuple[list, list[int]]] | None = None  # (words or bits, packed) while stuck
         self._listeners: list[Listener] = []
         self.read_requests = 0  # FC 1-4 requests served (or refused): what a poll costs the device
 
@@ -155,8 +173,10 @@ class DeviceSimulator(FaultHolder):
         if name in self.model.FAULTS:
             self.model.set_fault(name, t=now, **checked.model_dump())
         elif name == "stuck" and self._frozen is None:
-            self._frozen = self._image(now)
+            self._refresh()
+            self._frozen = {t: (list(img.words), list(img.packed)) for t, img in self._tables.items()}
         self._faults[name] = checked
+        self._sampled_at = None
         self._notify(name, checked)
         return checked
 
@@ -165,6 +185,7 @@ class DeviceSimulator(FaultHolder):
             self.model.clear_fault(name, t=self.clock())
         elif name == "stuck":
             self._frozen = None
+        self._sampled_at = None
 
     def _check_out_of_range(self, p: OutOfRangeParams) -> OutOfRangeParams:
         try:
@@ -195,7 +216,10 @@ class DeviceSimulator(FaultHolder):
 
     def image(self) -> Image:
         """The registers and bits served right now, per table."""
-        return self._frozen if self._frozen is not None else self._image(self.clock())
+        if self._frozen is not None:
+            return {t: list(words) for t, (words, _) in self._frozen.items()}
+        self._refresh()
+        return {t: list(img.words) for t, img in self._tables.items()}
 
     def current_values(self) -> dict[str, Any]:
         """What the device serves right now, in engineering units, exactly as a client
@@ -204,12 +228,32 @@ class DeviceSimulator(FaultHolder):
         return {p.name: p.decode(image[p.table][p.address:p.address + p.width])
                 for p in self.profile.points}
 
-    def _image(self, t: float, tables: Iterable[Table] = Table) -> Image:
+    def model_time(self, t: float) -> float:
+        """The model time sampled at clock time ``t``: the latest multiple of ``tick``."""
+        if not self.tick:
+            return t
+        return round(math.floor(t / self.tick + 1e-9) * self.tick, 9)
+
+    def _refresh(self) -> None:
+        """Sample the model if the tick moved on (or a write or fault asked to), and re-encode
+        the points whose value changed."""
+        t = self.model_time(self.clock())
+        if t == self._sampled_at:
+            return
         values = self.served_values(t)
-        image: Image = {table: [False if table.is_bit else 0] * self.sizes[table] for table in tables}
+        old = self._served
+        changed = None if old is None else [n for n, v in values.items() if _changed(old.get(n, _GONE), v)]
+        self._served = None  # a value that does not fit its type: encode everything again next time
+        for image in self._tables.values():
+            image.update(values, changed)
+        self._served, self._sampled_at = values, t
+
+    def full_image(self, t: float) -> Image:
+        """The image at model time ``t`` encoded point by point from scratch (what the kept image must equal)."""
+        values = self.served_values(t)
+        image: Image = {table: [False if table.is_bit else 0] * self.sizes[table] for table in Table}
         for p in self.profile.points:
-            if p.table in image:
-                image[p.table][p.address:p.address + p.width] = p.encode(values[p.name])
+            image[p.table][p.address:p.address + p.width] = p.encode(values[p.name])
         return image
 
     # -- pymodbus -------------------------------------------------------------------------
@@ -237,7 +281,7 @@ class DeviceSimulator(FaultHolder):
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None and (error := self._write(table, address, list(set_values))):
             return error
-        self._load(table, registers)
+        self._load(table, registers, address, count)
         return None
 
     def _refusal(self, table: Table) -> ExcCodes | None:
@@ -250,20 +294,27 @@ class DeviceSimulator(FaultHolder):
 
     def _hole_in(self, table: Table, address: int, count: int) -> ExcCodes | None:
         """Illegal data address for a register read that touches a ``strict_map`` or ``unreadable`` hole."""
-        if table.is_bit:
+        unreadable = self._faults.get("unreadable")
+        if table.is_bit or not (unreadable or "strict_map" in self._faults):
             return None
         owners = [self._owner.get((table, a)) for a in range(address, address + count)]
-        unreadable = self._faults.get("unreadable")
         if ("strict_map" in self._faults and None in owners) or (
                 unreadable and any(o is not None and o.name == unreadable.signal for o in owners)):
             return ExcCodes.ILLEGAL_ADDRESS
         return None
 
-    def _load(self, table: Table, registers: list[int]) -> None:
-        words = self._frozen[table] if self._frozen is not None else self._image(self.clock(), (table,))[table]
+    def _load(self, table: Table, registers: list[int], address: int, count: int) -> None:
+        """Copy what the request reads from the image into pymodbus's store (bit tables whole,
+        packed: they are a few registers)."""
+        if self._frozen is not None:
+            packed = self._frozen[table][1]
+        else:
+            self._refresh()
+            packed = self._tables[table].packed
         if table.is_bit:
-            words = SimUtils.bitsToRegisters(words + [False] * (-len(words) % 16))
-        registers[:len(words)] = words
+            registers[:len(packed)] = packed
+        else:
+            registers[address:address + count] = packed[address:address + count]
 
     def _write(self, table: Table, address: int, values: list) -> ExcCodes | None:
         """Pass a write on to the model; refuse it unless it covers writable points only."""
@@ -275,7 +326,8 @@ class DeviceSimulator(FaultHolder):
                 return ExcCodes.ILLEGAL_ADDRESS
             points[point.name] = point
         now = self.clock()
-        words = self._image(now, (table,))[table]
+        self._refresh()
+        words = list(self._tables[table].words)
         words[address:end] = values
         decoded = {name: p.decode(words[p.address:p.address + p.width]) for name, p in points.items()}
         for name, value in decoded.items():
@@ -284,6 +336,7 @@ class DeviceSimulator(FaultHolder):
                 return ExcCodes.ILLEGAL_VALUE
         for name, value in decoded.items():
             self.model.command(name, value, t=now)
+        self._sampled_at = None
         return None
 
 

@@ -53,7 +53,9 @@ class MachineModel:
         self._now = max(self._now, t)
         out = self._outputs(t)
         for name, (low, high) in self._ranges.items():  # sensors saturate at full scale
-            out[name] = type(out[name])(clamp(out[name], low, high))
+            value = out[name]
+            if value < low or value > high:
+                out[name] = type(value)(clamp(value, low, high))
         return out
 
     def command(self, signal: str, value: Any, t: float | None = None) -> None:
