@@ -74,8 +74,9 @@ class _Protocol(asyncio.Protocol):
             if protocol != 0 or not 2 <= length <= MAX_FRAME - 6:
                 self.buffer = b""
                 self._fail(LinkError(f"not a Modbus TCP answer: {_hex(buffer[:7])}"))
-                if self.transport is not None:
-                    self.transport.close()
+                transport, self.transport = self.transport, None  # not connected from now on
+                if transport is not None:
+                    transport.close()
                 return
             end = 6 + length
             if len(buffer) < end:
@@ -194,6 +195,8 @@ class PymodbusReader:
 
     async def read(self, function: int, unit: int, address: int, count: int) -> bytes:
         c = self.client
+        if not c.connected and not await c.connect():
+            raise LinkError(f"cannot connect to {c.comm_params.host}:{c.comm_params.port}")
         call = {READ_COILS: c.read_coils, READ_DISCRETE_INPUTS: c.read_discrete_inputs,
                 READ_HOLDING_REGISTERS: c.read_holding_registers, READ_INPUT_REGISTERS: c.read_input_registers}
         rr = await call[function](address, count=count, device_id=unit)
