@@ -100,8 +100,10 @@ class BlockDecoder:
         if p.type is DataType.BOOL:
             return slot, _BOOL, 1.0, 0.0, None, False
         scaled = not (p.scale == 1 and p.offset == 0)  # as Point.to_engineering: integers stay integers
-        floating = scaled or p.type in (DataType.FLOAT32, DataType.FLOAT64)
-        if not scaled and not floating and p.range is None:
+        # Only floats, or integers scaled by a factor that could take them to infinity, need the check.
+        floating = p.type in (DataType.FLOAT32, DataType.FLOAT64) or (
+            scaled and not math.isfinite(abs(p.scale) * 2.0 ** 32 + abs(p.offset)))
+        if not scaled and not floating and p.range is None:  # counters, enumerations
             return slot, _PLAIN, 1.0, 0.0, None, False
         return slot, _NUMBER, p.scale if scaled else None, p.offset, p.range, floating
 
