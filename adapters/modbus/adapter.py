@@ -1,22 +1,30 @@
-"""Modbus TCP adapter: polls one device by its profile with the pymodbus async client."""
+"""Modbus TCP adapter: polls one device by its profile.
+
+Reads go through the thin asyncio transport of ``transport.py`` (or pymodbus' client with
+``read_transport: pymodbus``) and come back as each block's data bytes, which the block's
+compiled decoder (``decoder.py``) turns into values and qualities straight into the
+columns of a :class:`Reading`. Writes go through pymodbus' client.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
 import time
+from datetime import datetime
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from adapters.base import Adapter
 from gateway.core.backoff import Backoff
-from gateway.core.model import DeviceStatus, Quality, Reading, Sample, Value, WriteResult, utcnow
+from gateway.core.model import DeviceStatus, Quality, Reading, Schema, Value, WriteResult, utcnow
 
 from . import codec
 from .config import ModbusDeviceConfig
 from .plan import Block, Hole, ReadPlan, halve
 from .profile import Point, Table, load_profile
+from .transport import ExceptionResponse, ModbusTcpReader, PymodbusReader
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +49,7 @@ logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())  # the logger 
 
 ILLEGAL_ADDRESS = 2
 GATEWAY_CODES = {10: "gateway path unavailable", 11: "gateway target failed to respond"}
-
-
-class ExceptionResponse(Exception):
-    def __init__(self, code: int):
-        super().__init__(f"exception response code {code}")
-        self.code = code
+FUNCTION = {Table.COIL: 1, Table.DISCRETE_INPUT: 2, Table.HOLDING_REGISTER: 3, Table.INPUT_REGISTER: 4}
 
 
 class TargetUnreachable(Exception):
@@ -68,6 +71,30 @@ def decode_point(point: Point, words: list[int] | list[bool]) -> tuple[Value, Qu
     return value, Quality.GOOD
 
 
+class _Poll:
+    """The columns one poll fills: values, the non-good (slot, quality) and when each block answered."""
+
+    __slots__ = ("values", "marks", "stamps")
+
+    def __init__(self, size: int):
+        self.values: list[Value] = [None] * size
+        self.marks: list[tuple[int, Quality]] = []
+        self.stamps: list[tuple[datetime, tuple[int, ...]]] = []
+
+    def reading(self, device: str, ts: datetime, poll_ms: float, schema: Schema) -> Reading:
+        qualities = times = None
+        if self.marks:
+            qualities = [Quality.GOOD] * len(self.values)
+            for slot, quality in self.marks:
+                qualities[slot] = quality
+        if len(self.stamps) > 1:
+            times = [ts] * len(self.values)
+            for at, slots in self.stamps:
+                for slot in slots:
+                    times[slot] = at
+        return Reading(device, ts, poll_ms, schema=schema, values=self.values, qualities=qualities, times=times)
+
+
 class ModbusAdapter(Adapter):
     kind = "modbus"
     config: ModbusDeviceConfig
@@ -75,11 +102,12 @@ class ModbusAdapter(Adapter):
     def __init__(self, config: ModbusDeviceConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.profile = load_profile(config.profile)
-        self.plan = ReadPlan(self.profile.points, max_gap_registers=config.max_gap, retry_after=config.hole_retry)
-        self.client = AsyncModbusTcpClient(
-            config.host, port=config.port, timeout=config.timeout, retries=config.retries,
-            reconnect_delay=0,  # reconnects are ours: backoff with jitter, state tracking
-        )
+        points = self.profile.points
+        self.schema = Schema([p.name for p in points], [p.unit for p in points])  # one for every reading
+        self.plan = ReadPlan(points, max_gap_registers=config.max_gap, retry_after=config.hole_retry)
+        reader = ModbusTcpReader if config.read_transport == "asyncio" else PymodbusReader
+        self.client = reader(config.host, config.port, timeout=config.timeout, retries=config.retries)
+        self._writer: AsyncModbusTcpClient | None = None  # pymodbus' client, opened on the first write
         self._write_lock = asyncio.Lock()
         self._retrying: Hole | None = None  # the learned hole this poll tries again
         self._logged_status: DeviceStatus | None = None
@@ -122,8 +150,9 @@ class ModbusAdapter(Adapter):
         """Read every block once and emit one reading; ``None`` if the link failed."""
         started, started_at = time.monotonic(), utcnow()
         self._retrying = self.plan.retry_oldest()
+        poll = _Poll(len(self.schema))
         try:
-            samples = await self._read_planned(self.plan.blocks, self.plan.unreadable, deadline)
+            await self._read_planned(poll, self.plan.blocks, self.plan.unreadable, deadline)
         except TargetUnreachable as exc:  # the TCP link is fine: keep it
             self._poll_failed(str(exc), timeout=True)
             self._emit(self._comm_fail_reading(started_at, started))
@@ -133,9 +162,7 @@ class ModbusAdapter(Adapter):
             self._poll_failed(f"no answer: {exc}", timeout=True)
             self._emit(self._comm_fail_reading(started_at, started))
             return None
-        reading = Reading(device=self.id, ts=started_at,
-                                          poll_ms=(time.monotonic() - started) * 1000,
-                                          samples=samples)
+        reading = poll.reading(self.id, started_at, (time.monotonic() - started) * 1000, self.schema)
         if self._retrying is not None:  # read across without a refusal
             log.info("%s: %s %s no longer refused", self.id, self._retrying.table.value,
                      self._retrying.point or self._retrying.address)
@@ -143,55 +170,57 @@ class ModbusAdapter(Adapter):
         self._emit(reading)
         return reading
 
-    async def _read_planned(self, blocks: list[Block], unreadable: list[Point],
-                            deadline: float | None) -> list[Sample]:
-        samples = self._bad(unreadable)
+    async def _read_planned(self, poll: _Poll, blocks: list[Block], unreadable: list[Point],
+                            deadline: float | None) -> None:
+        self._bad(poll, unreadable)
         for block in blocks:
-            samples.extend((await self._read_block(block, deadline))[0])
-        return samples
+            await self._read_block(poll, block, deadline)
 
-    async def _read_block(self, block: Block, deadline: float | None) -> tuple[list[Sample], bool]:
-        """The block's samples, and whether the device answered it as one request."""
+    async def _read_block(self, poll: _Poll, block: Block, deadline: float | None) -> bool:
+        """Read and decode one block into the poll; whether the device answered it as one request."""
         try:
-            words = await self._request(block)
+            data = await self.client.read(FUNCTION[block.table], self.config.unit_id, block.address, block.count)
         except ExceptionResponse as exc:
             if exc.code in GATEWAY_CODES:
                 raise TargetUnreachable(f"unit {self.config.unit_id}: {GATEWAY_CODES[exc.code]}") from None
             self.state.exception_responses += 1
             if exc.code == ILLEGAL_ADDRESS:
-                return await self._read_refused(block, deadline), False
-            return self._bad(block.points), False
+                await self._read_refused(poll, block, deadline)
+            else:
+                self._bad(poll, block.points)
+            return False
         now = utcnow()
-        late = deadline is not None and time.monotonic() > deadline
-        out = []
-        for p in block.points:
-            at = p.address - block.address
-            value, quality = decode_point(p, words[at:at + p.width])
-            if late and quality is Quality.GOOD:
-                quality = Quality.STALE
-            out.append(self._sample(p, value, quality, now))
-        return out, True
+        decoder = (block.decoder or self.plan.compiled(block).decoder)
+        marks = decoder.decode(data, poll.values)
+        if deadline is not None and time.monotonic() > deadline:  # late: what is good is stale
+            marked = {slot for slot, _ in marks}
+            marks += [(slot, Quality.STALE) for slot in decoder.slots if slot not in marked]
+        if marks:
+            poll.marks += marks
+        poll.stamps.append((now, decoder.slots))
+        return True
 
-    async def _read_refused(self, block: Block, deadline: float | None) -> list[Sample]:
+    async def _read_refused(self, poll: _Poll, block: Block, deadline: float | None) -> None:
         """A block the device refused as an illegal address: read it in halves, down to single
         points, so what it can read still comes out in this poll, and learn where the hole is."""
         retried = self._retrying
         if retried is not None and retried.within(block):  # still there: back into the plan at once
             self._retrying = None
             self._learn(retried, "refused again")
-            return await self._read_planned(*self.plan.plan(block.points), deadline)
+            await self._read_planned(poll, *self.plan.plan(block.points), deadline)
+            return
         if len(block.points) == 1:
             point = block.points[0]
             self._learn(Hole(block.table, point.address, point.name),
                         f"{point.name} at {point.address} refused alone: reported bad without asking")
-            return self._bad(block.points)
+            self._bad(poll, block.points)
+            return
         first, second = halve(block)
-        first_samples, first_whole = await self._read_block(first, deadline)
-        second_samples, second_whole = await self._read_block(second, deadline)
+        first_whole = await self._read_block(poll, first, deadline)
+        second_whole = await self._read_block(poll, second, deadline)
         if first_whole and second_whole:  # each half reads alone: the hole lies between them
             self._learn(Hole(block.table, second.address),
                         f"{block.address}+{block.count} refused across {second.address}: read as two requests")
-        return first_samples + second_samples
 
     def _learn(self, hole: Hole, what: str) -> None:
         # Logged once; a hole that comes back after its retry is old news.
@@ -199,33 +228,19 @@ class ModbusAdapter(Adapter):
         log.log(level, "%s: illegal data address: %s %s", self.id, hole.table.value, what)
         self.plan.learn(hole)
 
-    def _bad(self, points) -> list[Sample]:
-        now = utcnow()
-        return [self._sample(p, None, Quality.BAD, now) for p in points]
+    def _bad(self, poll: _Poll, points) -> None:
+        if not points:
+            return
+        slots = tuple(self.plan.slots[p.name] for p in points)
+        for slot in slots:
+            poll.values[slot] = None
+        poll.marks += [(slot, Quality.BAD) for slot in slots]
+        poll.stamps.append((utcnow(), slots))
 
-    async def _request(self, block: Block) -> list[int] | list[bool]:
-        c, uid = self.client, self.config.unit_id
-        match block.table:
-            case Table.COIL:
-                rr = await c.read_coils(block.address, count=block.count, device_id=uid)
-            case Table.DISCRETE_INPUT:
-                rr = await c.read_discrete_inputs(block.address, count=block.count, device_id=uid)
-            case Table.HOLDING_REGISTER:
-                rr = await c.read_holding_registers(block.address, count=block.count, device_id=uid)
-            case Table.INPUT_REGISTER:
-                rr = await c.read_input_registers(block.address, count=block.count, device_id=uid)
-        if rr.isError():
-            raise ExceptionResponse(getattr(rr, "exception_code", 0))
-        return rr.bits[:block.count] if block.table.is_bit else rr.registers
-
-    @staticmethod
-    def _sample(p: Point, value: Value, quality: Quality, ts) -> Sample:
-        return Sample(signal=p.name, value=value, unit=p.unit, quality=quality, ts=ts)
-
-    def _comm_fail_reading(self, started_at, started: float) -> Reading:
-        samples = [self._sample(p, None, Quality.COMM_FAIL, started_at) for p in self.profile.points]
-        return Reading(device=self.id, ts=started_at,
-                                       poll_ms=(time.monotonic() - started) * 1000, samples=samples)
+    def _comm_fail_reading(self, started_at: datetime, started: float) -> Reading:
+        n = len(self.schema)
+        return Reading(self.id, started_at, (time.monotonic() - started) * 1000, schema=self.schema,
+                       values=[None] * n, qualities=[Quality.COMM_FAIL] * n)
 
     # -- state ---------------------------------------------------------------------------
     def _set_status(self, status: DeviceStatus, reason: str) -> None:
@@ -258,13 +273,14 @@ class ModbusAdapter(Adapter):
             point = self.profile.point(signal)
             words = self._encode_for_write(point, value)
             async with self._write_lock:
-                if not self.client.connected and not await self.client.connect():
+                writer = self._open_writer()
+                if not writer.connected and not await writer.connect():
                     raise ConnectionError(f"{self.config.host}:{self.config.port} unreachable")
                 uid = self.config.unit_id
                 if point.table is Table.COIL:
-                    rr = await self.client.write_coil(point.address, bool(words[0]), device_id=uid)
+                    rr = await writer.write_coil(point.address, bool(words[0]), device_id=uid)
                 else:
-                    rr = await self.client.write_registers(point.address, words, device_id=uid)
+                    rr = await writer.write_registers(point.address, words, device_id=uid)
             if rr.isError():
                 raise ExceptionResponse(getattr(rr, "exception_code", 0))
         except (KeyError, ValueError, TypeError, ConnectionError, ExceptionResponse,
@@ -272,6 +288,13 @@ class ModbusAdapter(Adapter):
             why = exc.args[0] if isinstance(exc, KeyError) else str(exc)  # KeyError's str() adds quotes
             return WriteResult(device=self.id, signal=signal, ok=False, value=value, error=why)
         return WriteResult(device=self.id, signal=signal, ok=True, value=value)
+
+    def _open_writer(self) -> AsyncModbusTcpClient:
+        if self._writer is None:
+            c = self.config
+            self._writer = AsyncModbusTcpClient(c.host, port=c.port, timeout=c.timeout, retries=c.retries,
+                                                reconnect_delay=0)  # reconnects are ours
+        return self._writer
 
     @staticmethod
     def _encode_for_write(point: Point, value: Value) -> list[int]:
@@ -295,8 +318,13 @@ class ModbusAdapter(Adapter):
     async def stop(self) -> None:
         # Drop the link before the poll is cancelled: a reply to the cancelled request would
         # otherwise arrive on it and pymodbus logs "received pdu without a corresponding request".
-        self.client.close()
+        self._close_links()
         await super().stop()
 
     async def _close(self) -> None:
+        self._close_links()
+
+    def _close_links(self) -> None:
         self.client.close()
+        if self._writer is not None:
+            self._writer.close()

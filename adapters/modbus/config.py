@@ -23,6 +23,9 @@ class ModbusDeviceConfig(DeviceConfig):
     hole_retry: float = Field(600.0, gt=0, description="seconds between retries of one range the device refused")
     backoff_initial: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
     backoff_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
+    read_transport: Literal["asyncio", "pymodbus"] = Field(
+        "asyncio", description="reads through the adapter's own asyncio transport, or pymodbus' client "
+                               "(a fallback for a device the first does not suit); writes always use pymodbus")
 
     @field_validator("profile")
     @classmethod

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from .decoder import BlockDecoder
 from .profile import Point, Table
 
 MAX_REGISTERS = 125  # per read request (Modbus spec, FC 3/4)
@@ -15,12 +16,14 @@ MAX_BITS = 2000  # per read request (FC 1/2)
 
 @dataclass(frozen=True)
 class Block:
-    """One read request and the points it carries."""
+    """One read request and the points it carries; ``decoder`` its answer's compiled decoder
+    (set by :meth:`ReadPlan.plan`, see :meth:`ReadPlan.compiled`)."""
 
     table: Table
     address: int
     count: int
     points: tuple[Point, ...]
+    decoder: BlockDecoder | None = field(default=None, compare=False, repr=False)
 
 
 def block_of(table: Table, points: Collection[Point]) -> Block:
@@ -96,6 +99,7 @@ class ReadPlan:
     def __init__(self, points: list[Point], max_gap_registers: int = 8, retry_after: float = 600.0,
                  clock: Callable[[], float] = time.monotonic):
         self.points = points
+        self.slots = {p.name: i for i, p in enumerate(points)}  # where each point goes in a reading
         self.max_gap_registers = max_gap_registers
         self.retry_after = retry_after
         self.clock = clock
@@ -125,7 +129,14 @@ class ReadPlan:
         skipped = {h.point for h in self.holes if h.point}
         blocks = plan_reads([p for p in points if p.name not in skipped], max_gap_registers=self.max_gap_registers,
                             cuts={(h.table, h.address) for h in self.holes})
-        return blocks, [p for p in points if p.name in skipped]
+        return [self.compiled(b) for b in blocks], [p for p in points if p.name in skipped]
+
+    def compiled(self, block: Block) -> Block:
+        """The block with its decoder, compiled for readings in the order of this plan's points."""
+        if block.decoder is not None:
+            return block
+        return replace(block, decoder=BlockDecoder(block.table.is_bit, block.address, block.count,
+                                                   block.points, self.slots))
 
     def _replan(self) -> None:
         self.blocks, self.unreadable = self.plan(self.points)
