@@ -87,7 +87,9 @@ class _Poll:
             qualities = [Quality.GOOD] * len(self.values)
             for slot, quality in self.marks:
                 qualities[slot] = quality
-        if len(self.stamps) > 1:
+        if len(self.stamps) == 1 and len(self.stamps[0][1]) == len(self.values):  # one answer carried all
+            times = [self.stamps[0][0]] * len(self.values)
+        elif self.stamps:  # a sample's time is when the answer carrying it arrived (docs/mqtt.md)
             times = [ts] * len(self.values)
             for at, slots in self.stamps:
                 for slot in slots:
