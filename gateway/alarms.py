@@ -238,18 +238,22 @@ class AlarmEngine:
         conditions = self._by_device.get(device)
         if not conditions:
             return events
-        samples = {s.signal: s for s in reading.samples}
+        index = reading.schema.index  # only the signals the rules name are looked at, not every sample
         for cond in conditions:
             if cond.rule.kind is AlarmKind.COMM_LOSS:  # readings only advance its delays
                 self._step(cond, cond.condition if cond.pending_since is None else not cond.condition,
                            reading.ts, cond.pending_value, events)
                 continue
-            sample = samples.get(cond.rule.signal)
-            if sample is None or sample.quality in (Quality.BAD, Quality.COMM_FAIL) or sample.value is None:
+            i = index.get(cond.rule.signal)
+            if i is None:
+                continue
+            value = reading.values[i]
+            if value is None or reading.quality(i) in (Quality.BAD, Quality.COMM_FAIL):
                 continue  # no value, no verdict: the alarm holds (comm_loss rules report the link)
-            raw = self._evaluate(cond, sample.value, sample.ts)
+            ts = reading.time(i)
+            raw = self._evaluate(cond, value, ts)
             if raw is not None:
-                self._step(cond, raw, sample.ts, sample.value, events)
+                self._step(cond, raw, ts, value, events)
         return events
 
     def on_state(self, device: str, state: DeviceState) -> list[AlarmEvent]:

@@ -226,7 +226,7 @@ class BroadcastController:
         reading = self.latest.get(node)
         while True:  # the latest reading, then each next one as the router hands it over, until the deadline
             if reading is not None and reading.ts >= written_at:
-                values = {s.signal: s.value for s in reading.samples}
+                values = dict(zip(reading.schema.signals, reading.values))
                 if done(values):
                     return NodeResult(node=node, zone=zone, confirmed=True,
                                       confirm_ms=round((time.monotonic() - started) * 1000, 1))

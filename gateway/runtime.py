@@ -300,8 +300,8 @@ class Gateway:
         self._gate.hold(device, reading)
 
     def _release(self, held: list[tuple[DeviceConfig, Reading]]) -> None:
-        for device, reading in held:
-            self._each(lambda sink: sink.on_reading(device, reading), "reading of", device.id, self._live_sinks)
+        """A commit's readings to the live sinks, all at once (one hand-off to a sink's thread, not one each)."""
+        self._each(lambda sink: sink.on_readings(held), "readings of", f"{len(held)} polls", self._live_sinks)
 
     def _each(self, call: Callable[[Sink], object], what: str, about: str, sinks: Iterable[Sink] | None = None) -> None:
         """The one fan-out: ``call(sink)`` for every sink (or ``sinks``); one that raises is logged, the

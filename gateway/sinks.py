@@ -11,6 +11,7 @@ and ``add_health_source`` (the other sinks' ``health``); a sink that needs none 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from gateway.alarms import AlarmEvent
     from gateway.commands import AuditEntry
     from gateway.linkage import LinkageEvent
+
+log = logging.getLogger(__name__)
 
 Reply = Callable[[BaseModel], None]
 CommandHandler = Callable[[str, bytes, bool, Reply], None]
@@ -54,6 +57,16 @@ class Sink:
 
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
         """One poll of a device, or derived signals computed from one (``reading.derived``)."""
+
+    def on_readings(self, batch: list[tuple[DeviceConfig, Reading]]) -> None:
+        """Readings released together (a durable sink's commit): by default ``on_reading`` for each, in
+        order; a sink that hands them to a thread overrides it to hand them over at once. One reading
+        that raises does not keep the others from the sink."""
+        for device, reading in batch:
+            try:
+                self.on_reading(device, reading)
+            except Exception:
+                log.exception("sink %s failed on reading of %s", self.name, device.id)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         """A device's link state changed."""

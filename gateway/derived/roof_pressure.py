@@ -24,7 +24,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.core.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Schema
 
 LEG_ROLES = {"leg_front": "front", "leg_rear": "rear"}
 LOWERED, SETTING, LOADED = "lowered", "setting", "loaded"
@@ -111,6 +111,8 @@ class RoofPressureMetrics:
         self.cycles = {name: LegCycle(cfg) for name in legs}
         self.latest_setting: dict[int, float] = {}  # support -> lowest setting load of its legs' latest cycles
         self._leg_setting: dict[tuple[int, str], float] = {}
+        self._schema: Schema | None = None  # the schema _legs was made for
+        self._legs: list[tuple[int, str, tuple[int, str], LegCycle]] = []
 
     @classmethod
     def for_nodemap(cls, device_id: str, signals, cfg: RoofPressureConfig) -> "RoofPressureMetrics":
@@ -118,28 +120,42 @@ class RoofPressureMetrics:
         return cls(device_id, legs, cfg)
 
     def process(self, reading: Reading) -> Reading | None:
-        samples: list[Sample] = []
-        for sample in reading.samples:
-            leg = self.legs.get(sample.signal)
-            if leg is None or sample.quality not in (Quality.GOOD, Quality.OUT_OF_RANGE) or sample.value is None:
+        signals, units, values, ended = [], [], [], []
+        qualities, times = reading.qualities, reading.times
+        for i, name, leg, cycle in self._legs_in(reading.schema):
+            value = reading.values[i]
+            if value is None or (qualities is not None and qualities[i] not in (Quality.GOOD, Quality.OUT_OF_RANGE)):
                 continue
-            result = self.cycles[sample.signal].feed(float(sample.value), sample.ts)
+            result = cycle.feed(float(value), reading.ts if times is None else times[i])
             if result:
-                samples += self._cycle_samples(*leg, result)
-        if not samples and not self._leg_setting:
+                self._cycle_values(*leg, result, signals, units, values, ended)
+        if not signals and not self._leg_setting:
             return None
-        samples.append(Sample(signal="supports_below_setting", value=self.below_setting(), unit="",
-                              ts=reading.ts))
-        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, samples=samples, derived=True)
+        signals.append("supports_below_setting")
+        units.append("")
+        values.append(self.below_setting())
+        ended.append(reading.ts)
+        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, schema=Schema(signals, units),
+                       values=values, times=ended if len(ended) > 1 else None, derived=True)
+
+    def _legs_in(self, schema: Schema) -> list[tuple[int, str, tuple[int, str], LegCycle]]:
+        """(index, signal, leg, its cycle) of the legs a schema carries, in the schema's order: once per schema."""
+        if self._schema is not schema:
+            self._schema = schema
+            self._legs = [(i, name, self.legs[name], self.cycles[name])
+                          for i, name in enumerate(schema.signals) if name in self.legs]
+        return self._legs
 
     def below_setting(self) -> int:
         return sum(1 for setting in self.latest_setting.values() if setting < self.cfg.required_setting_mpa)
 
-    def _cycle_samples(self, support: int, leg: str, r: CycleResult) -> list[Sample]:
+    def _cycle_values(self, support: int, leg: str, r: CycleResult, signals: list, units: list, values: list,
+                      ended: list) -> None:
         self._leg_setting[support, leg] = r.setting_load
         self.latest_setting[support] = min(v for (s, _), v in self._leg_setting.items() if s == support)
         prefix = f"support_{support:03d}_{leg}_leg_"
-        return [Sample(signal=prefix + "setting_load", value=round(r.setting_load, 3), unit="MPa", ts=r.ended),
-                Sample(signal=prefix + "end_resistance", value=round(r.end_resistance, 3), unit="MPa", ts=r.ended),
-                Sample(signal=prefix + "load_rise_rate", value=round(r.load_rise_rate, 3), unit="MPa/h", ts=r.ended),
-                Sample(signal=prefix + "yield_openings", value=r.yield_openings, unit="", ts=r.ended)]
+        signals += (prefix + "setting_load", prefix + "end_resistance", prefix + "load_rise_rate",
+                    prefix + "yield_openings")
+        units += ("MPa", "MPa", "MPa/h", "")
+        values += (round(r.setting_load, 3), round(r.end_resistance, 3), round(r.load_rise_rate, 3), r.yield_openings)
+        ended += (r.ended,) * 4

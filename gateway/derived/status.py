@@ -20,9 +20,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import IntEnum
 
-from gateway.core.model import Quality, Reading, Sample
+from gateway.core.model import Quality, Reading, Schema, Value
 
 SIGNALS = ("status", "status_code")  # the derived signals' names
+_SCHEMA = Schema(SIGNALS, ("", ""))
 
 
 class Status(IntEnum):
@@ -38,23 +39,25 @@ class Status(IntEnum):
         return self.name.lower()
 
 
-def _true(sample: Sample | None) -> bool:
+def _value(reading: Reading, signal: str) -> tuple[Value, Quality | None]:
+    """A signal's value and quality in the reading; (None, None) when the reading does not carry it."""
+    i = reading.schema.index.get(signal)
+    return (None, None) if i is None else (reading.values[i], reading.quality(i))
+
+
+def _true(value: Value) -> bool:
     """The status bit is known and set (a bad or comm-fail sample has no value)."""
-    return sample is not None and isinstance(sample.value, (bool, int, float)) and bool(sample.value)
-
-
-def _comm_fail(sample: Sample | None) -> bool:
-    return sample is not None and sample.quality is Quality.COMM_FAIL
+    return isinstance(value, (bool, int, float)) and bool(value)
 
 
 def status_of(reading: Reading) -> Status:
-    """The status one reading of a machine shows."""
-    samples = {s.signal: s for s in reading.samples}
-    if _comm_fail(samples.get("running")) or _comm_fail(samples.get("fault")):
+    """The status one reading of a machine shows (three look-ups, whatever the reading's size)."""
+    (running, running_q), (fault, fault_q) = _value(reading, "running"), _value(reading, "fault")
+    if running_q is Quality.COMM_FAIL or fault_q is Quality.COMM_FAIL:
         return Status.OFFLINE
-    if _true(samples.get("fault")) or _true(samples.get("emergency_stop")):
+    if _true(fault) or _true(_value(reading, "emergency_stop")[0]):
         return Status.FAULT
-    return Status.RUNNING if _true(samples.get("running")) else Status.STOPPED
+    return Status.RUNNING if _true(running) else Status.STOPPED
 
 
 class EquipmentStatus:
@@ -73,10 +76,8 @@ class EquipmentStatus:
         if status is self.status and not self._heartbeat_due(reading.ts):
             return None
         self.status, self.emitted_at = status, reading.ts
-        name, code = SIGNALS
-        samples = [Sample(signal=name, value=status.label, ts=reading.ts),
-                   Sample(signal=code, value=int(status), ts=reading.ts)]
-        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, samples=samples, derived=True)
+        return Reading(device=self.device_id, ts=reading.ts, poll_ms=0.0, schema=_SCHEMA,
+                       values=[status.label, int(status)], derived=True)
 
     def _heartbeat_due(self, ts: datetime) -> bool:
         # a clock stepped back (NTP) counts as due: better one heartbeat too many than none for a while

@@ -47,9 +47,10 @@ class DeviceHealth:
         if polls is None:
             polls = self._devices[reading.device] = _Polls(area)
         polls.polls += 1
-        not_good = [s.quality for s in reading.samples if s.quality is not Quality.GOOD]
-        polls.samples_not_good += len(not_good)
-        polls.failed_polls += Quality.COMM_FAIL in not_good
+        qualities = reading.qualities  # None: every sample good
+        if qualities is not None:
+            polls.samples_not_good += len(qualities) - qualities.count(Quality.GOOD)
+            polls.failed_polls += Quality.COMM_FAIL in qualities
         if reading.poll_ms > 0:
             polls.timed += 1
             polls.poll_ms_total += reading.poll_ms

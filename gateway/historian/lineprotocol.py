@@ -18,9 +18,10 @@ import json
 import math
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from itertools import chain, repeat
 from typing import Mapping
 
-from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Value
+from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Schema, Value
 
 QUALITY_SUFFIX = "__quality"
 VALUE_SUFFIX = "__value"
@@ -117,12 +118,101 @@ def sample_fields(signal: str, quality: Quality, value: Value) -> dict[str, Valu
 
 
 def reading_lines(site: str, area: str, kind: str, reading: Reading) -> list[str]:
-    """The reading as one point in measurement ``kind`` (no line when it has no samples)."""
-    fields: dict[str, Value] = {}
-    for sample in reading.samples:
-        fields.update(sample_fields(sample.signal, sample.quality, sample.value))
-    line = point(kind, {"site": site, "area": area, "device": reading.device}, fields, reading.ts)
-    return [line] if line else []
+    """The reading as one point in measurement ``kind`` (no line when it has no samples).
+
+    A sink writing many keeps a :class:`ReadingLines` per device instead: same lines, a fraction of the cost."""
+    return ReadingLines(site, area, kind).lines(reading)
+
+
+_FAST_TYPES = (float, int, bool)  # exact types a reading of only good samples may hold for the fast path
+
+
+class _SchemaLine:
+    """What a schema's point needs, computed once: field keys, and per value-type signature the text
+    between the values (``key=``, and the ``i`` after an integer), or None when only the per-sample
+    way (:func:`sample_fields`) gives the exact bytes (duplicate signals, names that cannot be written)."""
+
+    __slots__ = ("schema", "keys", "types", "pieces", "last", "bools")
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.keys: list[str] | None = None
+        if len(set(schema.signals)) == len(schema.signals):
+            try:
+                self.keys = [_key(s) for s in schema.signals]
+            except ValueError:  # raised again by the per-sample way, for the fields it writes
+                pass
+        self.types: tuple | None = None
+        self.pieces: list[str] | None = None
+        self.last, self.bools = "", ()
+
+    def retype(self, types: tuple) -> None:
+        self.types, self.pieces = types, None
+        if self.keys is None or not all(t in _FAST_TYPES for t in types):
+            return
+        after = ["i" if t is int else "" for t in types]  # int fields end in i: 7i
+        self.pieces = [self.keys[0] + "="] + [f"{a},{k}=" for a, k in zip(after, self.keys[1:])]
+        self.last = after[-1]
+        self.bools = tuple(i for i, t in enumerate(types) if t is bool)
+
+
+class ReadingLines:
+    """Builds the points of readings in measurement ``kind`` with the tags of their site and area:
+    byte for byte what :func:`sample_fields` and :func:`point` give per sample, but when every sample
+    is good and every value a finite float, an int or a bool, in a few calls per reading."""
+
+    MAX_SCHEMAS = 64
+
+    def __init__(self, site: str, area: str, kind: str):
+        self.site, self.area, self.kind = site, area, kind
+        self._heads: dict[str, str] = {}  # device -> "kind,site=..,area=..,device=.. "
+        self._schemas: dict[int, _SchemaLine] = {}  # id(schema) -> (the entry keeps the schema alive)
+
+    def lines(self, reading: Reading) -> list[str]:
+        values = reading.values
+        if not values:
+            return []
+        if reading.qualities is None:
+            compiled = self._schemas.get(id(reading.schema))
+            if compiled is None or compiled.schema is not reading.schema:
+                if len(self._schemas) >= self.MAX_SCHEMAS:
+                    self._schemas.clear()
+                compiled = self._schemas[id(reading.schema)] = _SchemaLine(reading.schema)
+            types = tuple(map(type, values))
+            if types != compiled.types:
+                compiled.retype(types)
+            if compiled.pieces is not None and _finite(values):
+                texts = list(map(repr, values))  # floats: repr, as field_value; ints: the i is in the pieces
+                for i in compiled.bools:
+                    texts[i] = "true" if values[i] else "false"
+                fields = "".join(chain.from_iterable(zip(compiled.pieces, texts)))
+                return [f"{self._head(reading.device)}{fields}{compiled.last} {timestamp_ns(reading.ts)}"]
+        return self._per_sample(reading)
+
+    def _head(self, device: str) -> str:
+        head = self._heads.get(device)
+        if head is None:
+            tags = _tags({"site": self.site, "area": self.area, "device": device})
+            head = self._heads[device] = f"{_measurement(self.kind)}{tags} "
+        return head
+
+    def _per_sample(self, reading: Reading) -> list[str]:
+        fields: dict[str, Value] = {}
+        qualities = reading.qualities or repeat(Quality.GOOD)
+        for signal, quality, value in zip(reading.schema.signals, qualities, reading.values):
+            fields.update(sample_fields(signal, quality, value))
+        line = point(self.kind, {"site": self.site, "area": self.area, "device": reading.device}, fields,
+                     reading.ts)
+        return [line] if line else []
+
+
+def _finite(values: list) -> bool:
+    """No NaN or infinity among ``values`` (floats, ints, bools); False also when unsure (overflow)."""
+    try:
+        total = sum(values)
+    except (OverflowError, TypeError):
+        return False
+    return total - total == 0
 
 
 _STATE_COUNTERS = ("polls", "errors", "consecutive_errors", "timeouts", "exception_responses", "reconnects")

@@ -36,7 +36,7 @@ from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
-                                           reading_lines, state_line)
+                                           ReadingLines, state_line)
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, Value, utcnow
 from gateway.sinks import HealthSource, Sink
@@ -70,6 +70,7 @@ class HistorianSink(Sink):
         self._stats: BufferStats | None = None  # refreshed off the loop, so health() never touches SQLite
         self._pending: list[Row] = []  # readings and health, not committed yet
         self._pending_events: list[Row] = []  # states, alarms, audit: the buffer drops them last
+        self._lines: dict[str, ReadingLines] = {}  # device id -> the builder of its readings' points
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
         self._tasks: list[asyncio.Task] = []
@@ -118,8 +119,11 @@ class HistorianSink(Sink):
                       len(self._pending) + len(self._pending_events))
 
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
+        lines = self._lines.get(device.id)
+        if lines is None:
+            lines = self._lines[device.id] = ReadingLines(self.site_id, device.area, device.equipment_kind)
         ts = reading.ts.timestamp()
-        for line in reading_lines(self.site_id, device.area, device.equipment_kind, reading):
+        for line in lines.lines(reading):
             self._pending.append((ts, line))
         self._device_health.add(device.area, reading)
 

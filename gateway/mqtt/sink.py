@@ -29,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage,
-                              LinkageMessage, StateMessage, Topics, data_payload)
+                              LinkageMessage, StateMessage, Topics, DataPayloads)
 from gateway.core.device import DeviceConfig
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
@@ -73,7 +73,7 @@ class MqttSink(Sink):
         self._started = utcnow()
         self._where = f"{cfg.host}:{cfg.port}"
         self._status_topic = self.topics.gateway_status(self.gateway_id)
-        self._data_args: dict[str, tuple] = {}  # device id -> (topic, site, area, zone, kind)
+        self._data: dict[str, tuple[str, DataPayloads]] = {}  # device id -> its data topic and payload builder
         self.client_id = cfg.client_id or f"minegw-{self.site_id}-{self.gateway_id}"
         self._client = make_client(cfg, self.client_id,
                                    Will(self._status_topic, self._status("offline", "connection lost"), cfg.qos))
@@ -164,13 +164,21 @@ class MqttSink(Sink):
             log.warning("MQTT: stopped with %d messages not delivered", left)
 
     def on_reading(self, device: DeviceConfig, reading: Reading) -> None:
-        args = self._data_args.get(device.id)
-        if args is None:
-            args = self._data_args[device.id] = (
-                self.topics.data(device.area, device.id), self.site_id, device.area, device.zone,
-                device.equipment_kind)
-        topic, *where = args
-        self._queue(topic, data_payload(*where, reading), retain=False)
+        self.on_readings([(device, reading)])
+
+    def on_readings(self, batch: list[tuple[DeviceConfig, Reading]]) -> None:
+        """Every reading's payload built on the loop, then all queued under one lock with one wake-up."""
+        messages = []
+        for device, reading in batch:
+            data = self._data.get(device.id)
+            if data is None:
+                data = self._data[device.id] = (self.topics.data(device.area, device.id), DataPayloads(
+                    self.site_id, device.area, device.zone, device.equipment_kind))
+            try:
+                messages.append(Message(data[0], data[1].build(reading), False))
+            except Exception:  # one reading a payload cannot carry must not hold back the others
+                log.exception("MQTT: building the data message of %s failed", device.id)
+        self._queue_data(messages)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
         self._publish_latest(self.topics.state(device.area, device.id), self._state_payload(device.area, state))
@@ -299,12 +307,22 @@ class MqttSink(Sink):
     # ---- the queue ----
 
     def _queue(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not retain:
+            self._queue_data([Message(topic, payload, False)])
+            return
         with self._cond:
             self.published += 1
-            if self._spool and not retain and self._spool_first():
-                self._spool.stash(Message(topic, payload, retain))
-                return
             self._append(Message(topic, payload, retain))
+            self._cond.notify()
+
+    def _queue_data(self, messages: list[Message]) -> None:
+        with self._cond:
+            self.published += len(messages)
+            for msg in messages:
+                if self._spool and self._spool_first():
+                    self._spool.stash(msg)
+                else:
+                    self._append(msg)
             self._cond.notify()
 
     def _spool_first(self) -> bool:

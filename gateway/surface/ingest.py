@@ -60,7 +60,7 @@ from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_
 from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
 from gateway.contract import DataMessage, GatewayAlarmMessage, StateMessage
-from gateway.core.model import DeviceState, GatewayAlarm, Reading, Sample
+from gateway.core.model import DeviceState, GatewayAlarm, Reading, Schema
 from gateway.mqtt.client import make_client  # the gateway's client factory: credentials, TLS, logging
 
 log = logging.getLogger(__name__)
@@ -208,15 +208,15 @@ class Converter:
         if not _KIND.match(msg.kind) or msg.kind in RESERVED_MEASUREMENTS:
             raise Refused("invalid", f"kind {msg.kind!r} cannot name a measurement")
         _check_time(msg.ts, "ts")
-        samples = []
         for name, s in msg.samples.items():
             if name.endswith((QUALITY_SUFFIX, VALUE_SUFFIX)):
                 raise Refused("invalid", f"signal {name!r}: names ending in {QUALITY_SUFFIX} or {VALUE_SUFFIX} "
                                          "are reserved")
             _check_int(s.value, f"signal {name!r}")
-            # (validating again is cheaper than pydantic's model_construct for these small models)
-            samples.append(Sample(signal=name, value=s.value, unit=s.unit, quality=s.quality, ts=s.ts))
-        reading = Reading(device=device, ts=msg.ts, poll_ms=msg.poll_ms, samples=samples)
+        samples = msg.samples.values()
+        reading = Reading(device=device, ts=msg.ts, poll_ms=msg.poll_ms,
+                          schema=Schema(msg.samples, [s.unit for s in samples]), values=[s.value for s in samples],
+                          qualities=[s.quality for s in samples], times=[s.ts for s in samples])
         try:
             lines = reading_lines(site, area, msg.kind, reading)
         except ValueError as exc:  # a name line protocol cannot carry (backslash, control character)
