@@ -85,6 +85,13 @@ class BufferConfig(Strict):
     max_age_days: float = Field(30, gt=0, description="lines waiting longer than this are dropped, counted")
 
 
+class HistorianBufferConfig(BufferConfig):
+    """The historian's buffer: a :class:`BufferConfig` and how often at most it commits (one fsync each)."""
+
+    commit_interval: float = Field(0.05, ge=0, le=1, description="seconds at least between two commits; "
+                                   "a commit runs as soon as lines wait and this has passed since the last one")
+
+
 class MqttConfig(Strict):
     host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -115,7 +122,15 @@ class HistorianConfig(Strict):
     timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
     batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")
-    buffer: BufferConfig = BufferConfig()
+    buffer: HistorianBufferConfig = HistorianBufferConfig()
+
+    @field_validator("buffer", mode="before")
+    @classmethod
+    def _plain_buffer(cls, value):
+        """A plain :class:`BufferConfig` (as for the MQTT spool) is taken with the default commit interval."""
+        if isinstance(value, BufferConfig) and not isinstance(value, HistorianBufferConfig):
+            return value.model_dump()
+        return value
 
     @model_validator(mode="after")
     def _api_settings(self) -> "HistorianConfig":

@@ -1,8 +1,9 @@
 """The historian sink: readings and states → line protocol → durable buffer → InfluxDB.
 
 Tasks and threads: the asyncio loop only builds lines and appends them to a list.
-A commit task hands that list to the buffer every ``COMMIT_INTERVAL_S`` (one
-transaction, one fsync); a drain task takes batches from the buffer and awaits
+A commit task hands that list to the buffer (one transaction, one fsync) as soon as
+lines wait and the previous commit has finished, at least ``historian.buffer.commit_interval``
+after the previous one began (under load, commits batch by themselves); a drain task takes batches from the buffer and awaits
 ``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
 so the loop never waits on SQLite or the disk. See docs/historian.md.
 
@@ -51,7 +52,8 @@ class HistorianSink(Sink):
 
     name = "historian"
     durable = True  # the other sinks get a reading once its commit ran (when_committed)
-    COMMIT_INTERVAL_S = 0.1  # lines not yet committed are what a kill -9 loses
+    IDLE_COMMIT_S = 0.1  # lines queued without a wake-up (from another thread: the surface ingest) wait at most this
+    REFUSED_RETRY_S = 0.1  # while the buffer file refuses commits, a probe of PROBE_LINES this often at most
     PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
     PROBE_LINES = 500  # while the file refuses commits, each retry puts only this many: the cost stays flat
     UNWRITABLE_ALARM = "historian-buffer-unwritable"
@@ -81,6 +83,8 @@ class HistorianSink(Sink):
         self._unwritable = False  # the buffer file refuses commits: historian-buffer-unwritable is raised
         self._alarm_handler: Callable[[GatewayAlarm], None] | None = None
         self._next_commit: asyncio.Future | None = None  # resolved by the next commit (when_committed)
+        self._wake = asyncio.Event()  # lines wait: the commit task commits once commit_interval allows
+        self.commits = 0  # commits run (their transactions; refused ones included)
         self._store_failures = ThrottledWarning(log, "Historian: cannot write the buffer file, {count} commit(s) failed "
                                                      "since the last warning ({detail}); lines wait in memory",
                                                 level=logging.ERROR)
@@ -126,27 +130,32 @@ class HistorianSink(Sink):
         for line in lines.lines(reading):
             self._pending.append((ts, line))
         self._device_health.add(device.area, reading)
+        self._wake.set()
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
-        self._pending_events.append((state.since.timestamp(), state_line(self.site_id, device.area, state)))
+        self._put_event(state.since.timestamp(), state_line(self.site_id, device.area, state))
 
     def on_inventory(self, device: DeviceConfig, inventory: Inventory) -> None:
-        self._pending_events.append((inventory.ts.timestamp(), inventory_line(self.site_id, device.area, inventory)))
+        self._put_event(inventory.ts.timestamp(), inventory_line(self.site_id, device.area, inventory))
 
     def on_alarm(self, alarm: GatewayAlarm) -> None:
-        self._pending_events.append((alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm)))
+        self._put_event(alarm.ts.timestamp(), alarm_line(self.site_id, self.gateway_id, alarm))
 
     def on_alarm_event(self, event) -> None:
         """Every transition of a device alarm is an event in the historian (docs/alarms.md)."""
-        self._pending_events.append((event.ts.timestamp(), alarm_event_line(self.site_id, event)))
+        self._put_event(event.ts.timestamp(), alarm_event_line(self.site_id, event))
 
     def on_linkage_event(self, event) -> None:
         """Every alarm linkage (docs/broadcast.md, "Linkage") in ``linkage_event``."""
-        self._pending_events.append((event.trigger_ts.timestamp(), linkage_line(self.site_id, event)))
+        self._put_event(event.trigger_ts.timestamp(), linkage_line(self.site_id, event))
 
     def on_command_audit(self, entry) -> None:
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
-        self._pending_events.append((entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry)))
+        self._put_event(entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry))
+
+    def _put_event(self, ts: float, line: str) -> None:
+        self._pending_events.append((ts, line))
+        self._wake.set()
 
     # ---- counters ----
 
@@ -200,6 +209,7 @@ class HistorianSink(Sink):
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
         for area, device, fields in self._device_health.take():
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
+        self._wake.set()
 
     async def _refresh_stats(self) -> None:
         self._stats = await self._in_db(self._buffer.stats)
@@ -207,16 +217,35 @@ class HistorianSink(Sink):
     # ---- into the buffer ----
 
     def put_lines(self, rows: Iterable[Row]) -> None:
-        """Queue ready-made lines, as (sample time, line), for the next commit."""
+        """Queue ready-made lines, as (sample time, line), for the next commit (event loop only)."""
         self._pending.extend(rows)
+        self._wake.set()
 
     async def _commit_loop(self) -> None:
+        """Commit as soon as lines wait, the previous commit is done and ``commit_interval`` has passed
+        since it began: a reading waits for about one commit; under load each commit takes all that
+        came during the previous one. While the file refuses commits, retry every ``REFUSED_RETRY_S``."""
+        loop = asyncio.get_running_loop()
+        interval = self.cfg.buffer.commit_interval
         while True:
-            await asyncio.sleep(self.COMMIT_INTERVAL_S)
-            await self.commit()
+            if not self._wake.is_set():
+                try:
+                    async with asyncio.timeout(self.IDLE_COMMIT_S):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            began = loop.time()
+            stored = await self.commit()
+            if not stored:  # lines left in memory: the next try needs no new line to wake it
+                self._wake.set()
+            pause = interval if stored else max(interval, self.REFUSED_RETRY_S)
+            if (left := began + pause - loop.time()) > 0:
+                await asyncio.sleep(left)
 
     async def commit(self) -> bool:
-        """Hand the lines queued so far to the buffer file (one transaction); every ``COMMIT_INTERVAL_S``.
+        """Hand the lines queued so far to the buffer file (one transaction); the commit task calls it
+        as soon as lines wait (at most every ``historian.buffer.commit_interval``).
 
         True when they are all on disk (or there were none); False when the file refused them, or
         took only the first ``PROBE_LINES`` (its first success after refusing): the rest wait in
@@ -250,6 +279,7 @@ class HistorianSink(Sink):
         self._pending, self._pending_events = [], []
         limit = self.PROBE_LINES if self._unwritable else None  # a refusing file costs a few lines a try
         tried = rows[:limit], events[:limit]
+        self.commits += 1
         try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
             await asyncio.shield(self._in_db(self._buffer.put, *tried))
         except sqlite3.Error as exc:  # disk full, I/O error: keep the lines and try again next time
