@@ -6,7 +6,7 @@
 One process: a real ``HistorianSink`` (durable buffer file on disk, ``synchronous=FULL``, its drain
 writing to a null writer that accepts every batch at once, so the drain competes for the buffer's
 thread as in production), fed N devices × 100 signals, each device once a second at its own phase
-(as polls are spread). Each reading asks ``when_committed()`` like the runtime's ``CommitGate`` and
+(as polls are spread); ``--loop-load`` keeps the loop busy with Python that share of the time. Each reading asks ``when_committed()`` like the runtime's ``CommitGate`` and
 the wait until its future's callback ran is its *release latency* (the part of poll → subscriber
 the historian adds). Variants, alternated in one run: ``fixed`` (the commit task before: sleep
 0.1 s, commit, repeat) and ``continuous`` with each ``--intervals`` value (commit as soon as lines
@@ -63,8 +63,18 @@ def make_sink(interval: float | None, workdir: Path):
     return (Fixed if interval is None else HistorianSink)(cfg, site, writer=NullWriter(), health_interval=3600)
 
 
-async def run_variant(interval: float | None, devices: int, seconds: float, warmup: float, workdir: Path) -> dict:
+async def run_variant(interval: float | None, devices: int, seconds: float, warmup: float, workdir: Path,
+                      load: float = 0.0) -> dict:
     loop = asyncio.get_running_loop()
+    running = True
+    if load:  # keep the loop busy with Python code that share of the time, as the gateway's is: the GIL is contended
+        def spin() -> None:
+            end = time.perf_counter() + 0.01 * load
+            while time.perf_counter() < end:
+                pass
+            if running:
+                loop.call_later(0.01 * (1 - load), spin)
+        loop.call_soon(spin)
     sink = make_sink(interval, workdir)
     await sink.start()
     puts: list[tuple[float, float]] = []  # (queued on the thread's queue, ran) durations of each put
@@ -88,7 +98,7 @@ async def run_variant(interval: float | None, devices: int, seconds: float, warm
     reading = readings(1)[0]
     devs = [SimpleNamespace(id=f"dev-{i}", area="face", equipment_kind="bench_machine") for i in range(devices)]
     latencies: list[float] = []
-    measuring, running = False, True
+    measuring = False
     start = loop.time() + 0.05
 
     def emit(dev, at: float) -> None:
@@ -135,17 +145,21 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--intervals", type=float, nargs="+", default=[0.0, 0.02, 0.05])
+    ap.add_argument("--loop-load", type=float, default=0.0, help="share of the loop's time spent in Python "
+                    "(0.45: the gateway's at 1 000 devices), so the buffer's thread competes for the GIL")
     ap.add_argument("--dir", type=Path, default=None, help="where the buffer files go (a disk, not tmpfs)")
     args = ap.parse_args()
     variants = [None, *args.intervals]
-    print(f"{args.devices} devices x 100 signals at 1 s, {args.seconds:g} s per variant, {args.rounds} round(s)")
+    print(f"{args.devices} devices x 100 signals at 1 s, {args.seconds:g} s per variant, {args.rounds} round(s), "
+          f"loop load {args.loop_load:g}")
     print("| variant | release p50 / p99 / max ms | commits/s | lines/commit | put ms (mean / p99) "
           "| wait for DB thread ms | CPU s/s |")
     print("|---|---|---:|---:|---|---:|---:|")
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-commit-") as tmp:
         for _ in range(args.rounds):
             for interval in variants:
-                r = asyncio.run(run_variant(interval, args.devices, args.seconds, args.warmup, Path(tmp)))
+                r = asyncio.run(run_variant(interval, args.devices, args.seconds, args.warmup, Path(tmp),
+                                            args.loop_load))
                 print(f"| {r['variant']} | {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} | {r['commits_s']:.1f} "
                       f"| {r['lines_commit']:.1f} | {r['put_ms']:.2f} / {r['put_p99_ms']:.2f} | {r['wait_ms']:.2f} "
                       f"| {r['cpu']:.3f} |", flush=True)
