@@ -3,11 +3,13 @@
 The contract (topics, payloads, retained flags, QoS, birth/will, queueing) is
 described in docs/mqtt.md and modelled in gateway/contract.py.
 
-Threads in :class:`MqttSink`: the asyncio loop only builds payloads and appends
-them to a bounded queue; one publisher thread hands them to paho; paho's own
-network thread (``loop_start``) reads acknowledgements and reconnects.
+Threads in :class:`MqttSink`: the asyncio loop builds payloads; when nothing is queued before them
+and the in-flight window has room (the steady state) it hands them to paho itself, else it appends
+them to a bounded queue that one publisher thread hands to paho as the window opens; paho's own
+network thread (``loop_start``) writes the packets, reads acknowledgements and reconnects.
 ``client.publish`` is never called while holding ``_cond``, because paho calls
-our ``on_publish`` while holding its own lock and that callback takes ``_cond``.
+our ``on_publish`` while holding its own lock and that callback takes ``_cond``; it is called
+holding ``_send_lock``, which the loop only ever tries without waiting.
 With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`gateway.mqtt.spool.Spool`)
 does all the SQLite work of the spool; the others only hand it messages under ``_cond``.
 """
@@ -316,13 +318,39 @@ class MqttSink(Sink):
             self._cond.notify()
 
     def _queue_data(self, messages: list[Message]) -> None:
-        with self._cond:
-            self.published += len(messages)
-            for msg in messages:
-                if self._spool and self._spool_first():
-                    self._spool.stash(msg)
+        """Data is handed to paho right here when nothing waits before it and the window has room (the
+        steady state: no hand-off to the publisher thread); otherwise queued for the publisher thread."""
+        if not messages:
+            return
+        # Never blocks the loop: the publisher thread's batch or a reconnect's re-queueing holds it briefly.
+        locked = self._send_lock.acquire(blocking=False)
+        try:
+            with self._cond:
+                self.published += len(messages)
+                direct = locked and self._may_publish_now(len(messages))
+                if direct:
+                    self._unacked += len(messages)
                 else:
-                    self._append(msg)
+                    self._enqueue(messages)
+            if direct:
+                self._publish_batch(messages)
+        finally:
+            if locked:
+                self._send_lock.release()
+
+    def _may_publish_now(self, count: int) -> bool:
+        """Connected, nothing queued, in the spool or going to it before these, and room in the window."""
+        return (self._connected and not self._closing and not self._urgent and not self._pending
+                and self._unacked + count <= self._window
+                and not (self._spool and (self._spool.backlog or self._spool.has_unsent)))
+
+    def _enqueue(self, messages: list[Message]) -> None:
+        for msg in messages:
+            if self._spool and self._spool_first():
+                self._spool.stash(msg)
+            else:
+                self._append(msg)
+        if self._sendable():  # the publisher thread waits for exactly this
             self._cond.notify()
 
     def _spool_first(self) -> bool:
@@ -364,11 +392,15 @@ class MqttSink(Sink):
             with self._send_lock:
                 with self._cond:
                     batch = self._take_batch()
-                mids = [self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain,
-                                             properties=msg.properties).mid for msg in batch]
-                if self._spool:
-                    with self._cond:
-                        self._spool.sent(zip(mids, batch))
+                self._publish_batch(batch)
+
+    def _publish_batch(self, batch: list[Message]) -> None:
+        """Hands ``batch`` (counted in ``_unacked``) to paho; ``_send_lock`` held, ``_cond`` not (see above)."""
+        mids = [self._client.publish(msg.topic, msg.payload, self.cfg.qos, msg.retain,
+                                     properties=msg.properties).mid for msg in batch]
+        if self._spool:
+            with self._cond:
+                self._spool.sent(zip(mids, batch))
 
     async def _drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -498,4 +530,5 @@ class MqttSink(Sink):
                 self.delivered += 1
             if self._spool:
                 self._spool.acknowledged(mid)
-            self._cond.notify()
+            if self._sendable():  # only then does the publisher thread wait for this acknowledgement
+                self._cond.notify()
