@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_sinks import profile, readings  # noqa: E402  (one 100-signal reading, as a Modbus poll gives it)
+from bench.bench_sinks import readings  # noqa: E402  (one 100-signal reading, as a Modbus poll gives it)
 
 
 class NullWriter:

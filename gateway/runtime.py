@@ -8,14 +8,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from adapters.base import Adapter
-from gateway.core.device import DeviceConfig
 from adapters.registry import build_adapter
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.broadcast import BroadcastController
 from gateway.commands import AuditEntry, CommandHandler
 from gateway.config import SiteConfig
-from gateway.derived import processor_for
+from gateway.core.device import DeviceConfig
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading
+from gateway.derived import processor_for
 from gateway.linkage import Linkage, LinkageEvent
 from gateway.sinks import Reply, Sink
 

@@ -1,7 +1,6 @@
 """Emergency broadcast: profile, node simulator, and the controller against real Modbus simulators."""
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient

@@ -57,7 +57,7 @@ def test_two_belts_on_the_belt_line(filled_historian):  # noqa: F811
     assert [r["device"] for r in rows] == ["belt-main-1", "belt-main-2"]
     hot = next(r for r in rows if r["device"] == "belt-main-1")
     assert hot["max"] == pytest.approx(65.0)  # the injected out-of-range drum temperature
-    slips = q(filled_historian, f"""SELECT "slip" FROM "belt_conveyor" WHERE "device" = 'belt-main-2'""")
+    slips = q(filled_historian, """SELECT "slip" FROM "belt_conveyor" WHERE "device" = 'belt-main-2'""")
     assert {r["slip"] for r in slips} == {False, True}
 
 

@@ -70,6 +70,17 @@ async def test_decodes_scales_and_grades_every_point(tmp_path):
         await adapter.stop()
 
 
+async def test_a_sample_carries_when_its_answer_arrived_even_when_one_answer_carries_the_poll(tmp_path):
+    profile = write_profile(tmp_path, POINTS[:5])  # input registers only: one block, one answer
+    async with raw_server(inputs=[regs(0, input_words())]) as (_, port):
+        adapter = ModbusAdapter(device(profile, port))
+        assert await adapter._connect()
+        reading = await adapter.poll_once()
+        arrived = {x.ts for x in reading.samples}
+        assert len(arrived) == 1 and arrived.pop() > reading.ts  # after the request went out (docs/mqtt.md)
+        await adapter.stop()
+
+
 @pytest.mark.parametrize("garbage", [math.nan, math.inf, -math.inf])
 async def test_non_finite_floats_are_bad_not_a_crash(tmp_path, garbage):
     profile = write_profile(tmp_path, POINTS)

@@ -489,7 +489,6 @@ async def test_control_endpoint_sets_and_clears_faults():
 
 
 async def test_a_custom_profile_gets_a_generic_model_inside_its_ranges(tmp_path):
-    import yaml as _yaml
 
     from adapters.modbus.profile import Profile
     from simulators.modbus.machines import GenericModel
