@@ -15,9 +15,10 @@ from adapters.base import Adapter, AdapterKind
 from adapters.modbus.plugin import MODBUS
 from adapters.onvif.plugin import ONVIF
 from adapters.opcua.plugin import OPCUA
+from adapters.snmp.plugin import SNMP
 from gateway.core.device import DeviceConfig
 
-TABLE: tuple[AdapterKind, ...] = (MODBUS, OPCUA, ONVIF)
+TABLE: tuple[AdapterKind, ...] = (MODBUS, OPCUA, ONVIF, SNMP)
 KINDS: dict[str, AdapterKind] = {entry.kind: entry for entry in TABLE}
 if len(KINDS) != len(TABLE):
     raise TypeError("two adapter kinds with the same name")

@@ -30,6 +30,7 @@ from adapters.registry import ADAPTER_KINDS, AnyDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
+from gateway.network.config import NetworkConfig
 from gateway.derived.roof_pressure import RoofPressureConfig
 from gateway.signing import parse_public_key
 
@@ -53,11 +54,11 @@ class Site(Strict):
                             description="this gateway, when a site runs several")
 
 
-RESERVED_AREA_IDS = ("gateway", "command")  # third level of the gateway's and the command topics
+RESERVED_AREA_IDS = ("gateway", "command", "network")  # third level of the gateway's and the command topics
 
 
 class Area(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway' and 'command' are reserved")
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway', 'command' and 'network' are reserved")
     kind: AreaKind
     name: str = ""
     zones: list[str] = []
@@ -183,6 +184,7 @@ class SiteConfig(Strict):
     broadcast: BroadcastConfig | None = Field(None, description="emergency broadcast zones, see docs/broadcast.md")
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
+    network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":

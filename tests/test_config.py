@@ -212,7 +212,7 @@ def test_a_device_without_adapter_is_modbus_as_the_docs_say(example):
 
 
 async def test_the_adapter_table_gives_each_kind_its_settings_and_its_adapter(example):
-    assert ADAPTER_KINDS == ("modbus", "opcua", "onvif") and DEFAULT_KIND in ADAPTER_KINDS
+    assert ADAPTER_KINDS == ("modbus", "opcua", "onvif", "snmp") and DEFAULT_KIND in ADAPTER_KINDS
     for kind, entry in KINDS.items():
         adapter = entry.adapter()
         assert issubclass(adapter, Adapter) and adapter.kind == kind
@@ -223,7 +223,7 @@ async def test_the_adapter_table_gives_each_kind_its_settings_and_its_adapter(ex
 
 def test_reading_a_site_file_imports_no_protocol_client():
     code = ("import sys, gateway.config; gateway.config.load_site(sys.argv[1]); "
-            "print(sorted({'pymodbus', 'asyncua', 'onvif'} & set(sys.modules)))")
+            "print(sorted({'pymodbus', 'asyncua', 'onvif', 'pysnmp'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -31,6 +31,15 @@ def _host_name(value: str) -> str:
 HostName = Annotated[str, AfterValidator(_host_name)]
 
 
+class NetworkAttachment(BaseModel):
+    """Where a device hangs on the mine's ring network: a switch (its device id) and port (ifIndex)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    switch: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="device id of the switch")
+    port: int | None = Field(None, ge=1, description="the switch port (ifIndex), when known")
+
+
 class DeviceConfig(BaseModel):
     """Settings every device has, whatever its protocol. Adapters extend it."""
 
@@ -43,6 +52,7 @@ class DeviceConfig(BaseModel):
     name: str = ""
     enabled: bool = True
     poll_interval: float = Field(1.0, gt=0, le=10, description="seconds; the mine rule is ≤ 10 s")
+    network: NetworkAttachment | None = Field(None, description="the switch (and port) the device hangs on")
 
     @property
     def equipment_kind(self) -> str:
