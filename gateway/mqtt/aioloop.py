@@ -41,6 +41,8 @@ class LoopDriver:
         self._closed.set()
         self._tasks: set[asyncio.Task] = set()
         self._connecting: asyncio.Task | None = None
+        self._loop_thread = threading.get_ident()  # built on the loop (the sink's start)
+        self._writing = False  # inside our own loop_write: more to send waits for writability
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -106,16 +108,13 @@ class LoopDriver:
 
     # ---- paho's socket callbacks (any thread) ----
 
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
     def _call_on_loop(self, fn: Callable, *args) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
+        if self._on_loop_thread():
             fn(*args)
-        else:
+        elif not self.loop.is_closed():
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _socket_open(self, client, userdata, sock) -> None:
@@ -126,6 +125,17 @@ class LoopDriver:
         self._call_on_loop(self._lost, sock)
 
     def _register_write(self, client, userdata, sock) -> None:
+        """paho has bytes to send. On the loop thread they are written at once (one send, as paho's own
+        loop does when nothing else drives it); only what the socket does not take waits for writability."""
+        if self._on_loop_thread() and not self._writing:
+            self._writing = True
+            try:
+                client.loop_write()
+            finally:
+                self._writing = False
+            if client.want_write():
+                self._watch_write(sock)
+            return
         self._call_on_loop(self._watch_write, sock)
 
     def _unregister_write(self, client, userdata, sock) -> None:
