@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pysnmp.proto import rfc1902
 
 from adapters.snmp.adapter import SnmpAdapter
 from adapters.snmp.config import SnmpDeviceConfig
+from adapters.snmp.profile import ProfileError, load_profile
 from gateway.core.model import DeviceState, DeviceStatus, Quality
 from tests.snmp_agent import MRP_OPEN_COUNT, MRP_STATE, TestAgent, oid, port_oid, switch_values, ups_values
 from tests.snmpd import free_udp_port
@@ -183,3 +186,43 @@ async def test_mrp_state_values():
         agent.stop()
     assert seen == [("disabled", Quality.GOOD), (None, Quality.BAD), ("closed", Quality.GOOD),
                     ("closed", Quality.GOOD), ("open", Quality.GOOD)]
+
+
+def test_profile_mistakes_are_located(tmp_path):
+    bad = tmp_path / "bad_switch.yaml"
+    bad.write_text("kind: network_switch\nports:\n  - {name: 'port{n}_up', oid: 1.3.6.1.2.1.2.2.1.8, type: integer}\n"
+                   "  - {name: 'port{n}_bps', oid: 1.3.6.1.2.1.31.1.1.1.6, type: integer, rate: true}\n"
+                   "  - {name: 'port{n}_x', oid: 'ifInErrors', type: counter32}\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(str(bad))
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: ")
+    assert "ports[1]: port{n}_bps: rate needs a counter32 or counter64, not integer" in message
+    assert "ports[2].oid: 'ifInErrors' is not a numeric OID" in message
+    with pytest.raises(ProfileError, match="unknown SNMP profile 'switch'; built-in: ring_switch, ups"):
+        load_profile("switch")
+
+
+def minegw(*args):
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_net_walk_prints_what_snmpwalk_prints(snmpd):
+    target = f"{snmpd.host}:{snmpd.port}"
+    ours = minegw("net", "walk", snmpd.host, "1.3.6.1.2.1.2.2.1", "--port", str(snmpd.port),
+                  "--community", snmpd.community)
+    theirs = subprocess.run(["snmpwalk", "-v2c", "-c", snmpd.community, "-On", target, "1.3.6.1.2.1.2.2.1"],
+                            capture_output=True, text=True, check=True, env={"MIBS": ""})
+    assert ours.returncode == 0, ours.stderr
+    # The interface table's counters move between the two walks: compare the OIDs and the types.
+    assert [line.split(": ")[0] for line in ours.stdout.splitlines()] == \
+        [line.lstrip(".").split(": ")[0] for line in theirs.stdout.splitlines()]
+    assert '1.3.6.1.2.1.2.2.1.2.1 = STRING: "lo"' in ours.stdout.splitlines()
+    v3 = minegw("net", "walk", snmpd.host, "1.3.6.1.2.1.1.5.0", "--port", str(snmpd.port), "--v3-user",
+                snmpd.v3_user, "--auth-key", snmpd.auth_key, "--priv-key", snmpd.priv_key)
+    assert v3.stdout == f'1.3.6.1.2.1.1.5.0 = STRING: "{snmpd.sys_name}"\n', v3.stderr
+    wrong = minegw("net", "walk", snmpd.host, "--port", str(snmpd.port), "--community", "nope",
+                   "--timeout", "0.3", "--retries", "0")
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert f"{target}: no answer to GET within 0.3 s × 1" in wrong.stderr
