@@ -46,6 +46,7 @@ class SnmpAdapter(PolledAdapter):
         self.client = client_for(config)
         self.rates = Rates()
         self.missing_ports: set[int] = set()  # configured ifIndexes the device does not have
+        self._neighbor_rows = 4  # rows per GETBULK of the LLDP walk: learnt from the last one
 
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -103,7 +104,8 @@ class SnmpAdapter(PolledAdapter):
     async def _read_ports(self, poll: PollColumns) -> None:
         plan = self.plan
         after, last = plan.port_range
-        table = await self.client.walk_columns([c.oid for c in plan.port_columns], after, last)
+        table = await self.client.walk_columns([c.oid for c in plan.port_columns], after, last,
+                                               rows=last[0] - after[0])
         poll.stamps.append((utcnow(), plan.port_slots))
         seen: set[int] = set()
         for column in plan.port_columns:
@@ -126,8 +128,10 @@ class SnmpAdapter(PolledAdapter):
 
     async def _read_neighbors(self, poll: PollColumns) -> None:
         plan = self.plan
-        table = await self.client.walk_columns([c.oid for c in plan.neighbor_columns])
+        table = await self.client.walk_columns([c.oid for c in plan.neighbor_columns], rows=self._neighbor_rows)
         poll.stamps.append((utcnow(), plan.neighbor_slots))
+        # Ask for as many rows as the table had, and one more to see its end: a switch hears few neighbours.
+        self._neighbor_rows = max(len(rows) for rows in table.values()) + 1
         for column in plan.neighbor_columns:
             by_port: dict[int, object] = {}
             for row, value in table[column.oid].items():  # row: timeMark.localPortNum.index

@@ -1,26 +1,22 @@
 """A small SNMP manager over pysnmp 7's asyncio API (``pysnmp.hlapi.v3arch.asyncio``).
 
 GET for scalars, GETBULK walks for table columns, SNMP v2c or v3 (USM: SHA/AES). MIBs are never
-loaded (``lookupMib=False``): OIDs stay numeric tuples and values stay pysnmp's ASN.1 objects, so
-a poll costs one BER encode and decode per request and nothing more.
+loaded: requests go to pysnmp's command generators with numeric OIDs (what ``get_cmd`` and
+``bulk_cmd`` do after resolving every OID through a MIB view, which costs as much as the rest),
+answers come back as (OID tuple, ASN.1 value); a poll costs the BER encode and decode of its
+requests and little more. The decode is most of it, so walks ask for the rows they need.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-    bulk_cmd,
-    get_cmd,
-)
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import CommunityData, ContextData, SnmpEngine, UdpTransportTarget, UsmUserData
 from pysnmp.hlapi.v3arch.asyncio import auth as usm
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.proto import errind
+from pysnmp.proto.rfc1902 import Null, ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView
 
 from gateway.core.errors import UserError
@@ -36,7 +32,9 @@ HINTS = {errind.WrongDigest: "the v3 auth key or auth protocol is wrong",
          errind.UnknownUserName: "the agent has no such v3 user",
          errind.DecryptionError: "the v3 priv key or priv protocol is wrong",
          errind.UnsupportedSecurityLevel: "the v3 user is set up on the agent for another security level"}
-MAX_REPETITIONS = 32  # rows per GETBULK; agents cut a response short when it would not fit anyway
+MAX_REPETITIONS = 64  # rows per GETBULK at most; agents cut a response short when it would not fit anyway
+LCD = CommandGeneratorLcdConfigurator()  # the engine's target and credentials tables, as hlapi keeps them
+NULL = Null("")
 
 
 class SnmpError(UserError):
@@ -72,6 +70,8 @@ class SnmpClient:
         self.engine: SnmpEngine | None = None
         self.target: UdpTransportTarget | None = None
         self.context = ContextData()
+        self._addr_name: str | None = None
+        self._get, self._bulk = cmdgen.GetCommandGenerator(), cmdgen.BulkCommandGenerator()
 
     async def open(self) -> None:
         if self.engine is None:
@@ -83,32 +83,43 @@ class SnmpClient:
             raise SnmpError(f"{self.host}:{self.port}: {exc}") from None
 
     def close(self) -> None:
-        engine, self.engine = self.engine, None
+        engine, self.engine, self._addr_name = self.engine, None, None
         if engine is not None:
             engine.close_dispatcher()
 
     async def get(self, oids: Sequence[Oid]) -> list[tuple[Oid, object]]:
         """The values at these exact instances, in order (missing ones as noSuchObject/noSuchInstance)."""
-        answer = await get_cmd(self.engine, self.auth, self.target, self.context,
-                               *[ObjectType(ObjectIdentity(o)) for o in oids], lookupMib=False)
-        return self._varbinds(answer, "GET")
+        return await self._request("GET", self._get, (), oids)
 
     async def bulk(self, oids: Sequence[Oid], repetitions: int) -> list[tuple[Oid, object]]:
         """One GETBULK: up to ``repetitions`` successors of each OID, interleaved row by row."""
-        answer = await bulk_cmd(self.engine, self.auth, self.target, self.context, 0, repetitions,
-                                *[ObjectType(ObjectIdentity(o)) for o in oids], lookupMib=False)
-        return self._varbinds(answer, "GETBULK")
+        return await self._request("GETBULK", self._bulk, (0, repetitions), oids)
 
-    async def walk_columns(self, columns: Sequence[Oid], after: Oid = (), last: Oid | None = None
-                           ) -> dict[Oid, dict[Oid, object]]:
+    async def _request(self, what: str, generator, counts: tuple, oids: Sequence[Oid]) -> list[tuple[Oid, object]]:
+        if self._addr_name is None:
+            self._addr_name, _ = LCD.configure(self.engine, self.auth, self.target, self.context.contextName)
+        future = asyncio.get_running_loop().create_future()
+
+        def answered(engine, handle, indication, status, index, varbinds, _):
+            if not future.done():
+                future.set_result((indication, status, index, varbinds))
+
+        generator.send_varbinds(self.engine, self._addr_name, self.context.contextEngineId,
+                                self.context.contextName, *counts, [(ObjectName(o), NULL) for o in oids], answered)
+        return self._varbinds(await future, what)
+
+    async def walk_columns(self, columns: Sequence[Oid], after: Oid = (), last: Oid | None = None,
+                           rows: int = MAX_REPETITIONS) -> dict[Oid, dict[Oid, object]]:
         """Rows of table columns by GETBULK: ``{column: {row index: value}}`` for rows after ``after``
         up to ``last`` (a row index, inclusive; None: to the column's end). Columns are walked
-        together, each dropping out when it leaves its column or passes ``last``."""
+        together, each dropping out when it leaves its column or passes ``last``. ``rows``: how
+        many to ask for per request (the rows expected, plus one to see the end, is cheapest)."""
         found: dict[Oid, dict[Oid, object]] = {c: {} for c in columns}
         cursor = {c: c + after for c in columns}
+        rows = max(1, min(rows, MAX_REPETITIONS))
         while cursor:
             asked = list(cursor)
-            varbinds = await self.bulk([cursor[c] for c in asked], MAX_REPETITIONS)
+            varbinds = await self.bulk([cursor[c] for c in asked], rows)
             if not varbinds:
                 break
             done: set[Oid] = set()
@@ -124,6 +135,8 @@ class SnmpClient:
                     continue
                 found[column][row] = value
                 cursor[column] = oid
+                if last is not None and row >= last:  # got the last row asked for: no need to look further
+                    done.add(column)
             for column in done:
                 cursor.pop(column, None)
         return found
