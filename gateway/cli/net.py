@@ -28,7 +28,7 @@ def net_walk(host: str = typer.Argument(..., help="the switch or UPS (name or ad
              priv_protocol: str = typer.Option("AES", help="AES, AES192, AES256, DES"),
              timeout: float = typer.Option(2.0, help="seconds per request"),
              retries: int = typer.Option(1, min=0, max=5)) -> None:
-    """Walk an SNMP agent's subtree (GETBULK) and print ``OID = TYPE: value`` lines like snmpwalk."""
+    """Walk an SNMP agent's subtree (GETBULK) and print "OID = TYPE: value" lines like snmpwalk."""
     from adapters.snmp.client import AUTH, PRIV, SnmpClient, credentials
     from adapters.snmp.profile import parse_oid
     from adapters.snmp.tools import walk_command
