@@ -5,12 +5,13 @@
 - :mod:`.historian`: ``historian``, ``buffer``
 - :mod:`.commands`: ``write``, ``alarm``, ``broadcast``, ``keys``
 - :mod:`.dashboards`: ``dashboards build|push``
+- :mod:`.net`: ``net walk`` (SNMP)
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, dashboards, historian, probes, site
+from gateway.cli import commands, dashboards, historian, net, probes, site
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
@@ -20,7 +21,7 @@ for group, name in ((site.config_app, "config"), (historian.historian_app, "hist
                     (historian.buffer_app, "buffer"), (probes.opcua_app, "opcua"), (probes.modbus_app, "modbus"),
                     (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
                     (commands.broadcast_app, "broadcast"), (dashboards.dashboards_app, "dashboards"),
-                    (commands.keys_app, "keys")):
+                    (commands.keys_app, "keys"), (net.net_app, "net")):
     app.add_typer(group, name=name)
 
 
