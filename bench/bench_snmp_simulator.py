@@ -26,8 +26,16 @@ from pathlib import Path
 
 import yaml
 from benchproc import REPO, group_cpu_seconds
-from pysnmp.hlapi.v3arch.asyncio import (CommunityData, ContextData, ObjectIdentity, ObjectType, SnmpEngine,
-                                         UdpTransportTarget, bulk_walk_cmd, get_cmd)
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    bulk_walk_cmd,
+    get_cmd,
+)
 
 HOST = "127.0.0.1"
 IDLE_SECONDS = 10.0  # the simulator's CPU with nobody polling, measured first

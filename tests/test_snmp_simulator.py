@@ -119,7 +119,7 @@ async def test_a_cut_takes_both_ends_down_and_opens_the_ring_until_it_is_mended(
     assert await ring.get("sw-3", f"{IF_OPER}.1") == ["2"]  # the other end of the cable
     state, count = await ring.get("sw-1", MRP_STATE, MRP_OPEN_COUNT, fmt="-Oqvx")
     assert state.strip('" ') == "20" and count == "1"
-    code, lldp = await ring.net_snmp("snmpbulkwalk", "sw-2", f"{LLDP_REM}.9")
+    _, lldp = await ring.net_snmp("snmpbulkwalk", "sw-2", f"{LLDP_REM}.9")
     assert ".0.1.1" in lldp and ".0.2.1" not in lldp  # the neighbour behind the cut is gone
     assert await ring.answers("sw-3")  # one cut isolates nothing
     await ring.fault("sw-2", "cut", clear=True)
