@@ -400,7 +400,8 @@ class SchemaMessage(BaseModel):
 class CompactDataMessage(BaseModel):
     """A compact ``…/data`` message: the values in the order of the schema ``version`` (an array), or with
     report by exception only those sent (an object index -> value); ``quality`` and ``times`` hold only the
-    samples that are not good, not at ``ts`` (index as a string -> quality, offset in ms from ``ts``)."""
+    samples that are not good, not at ``ts`` (index as a string -> quality, offset in ms from ``ts``).
+    ``poll_ms`` is rounded to 0.01 ms."""
     model_config = ConfigDict(populate_by_name=True)
 
     version: str = Field(alias="schema")
@@ -476,7 +477,7 @@ class CompactPayloads:
             indexes = range(len(values))
         else:
             values = {keys[i]: reading.values[i] for i in indexes}
-        message = {"schema": compiled.version, "ts": ts, "poll_ms": reading.poll_ms, "values": values}
+        message = {"schema": compiled.version, "ts": ts, "poll_ms": round(reading.poll_ms, 2), "values": values}
         if reading.qualities is not None:
             qualities = reading.qualities
             if quality := {keys[i]: qualities[i] for i in indexes if qualities[i] is not Quality.GOOD}:
@@ -484,7 +485,11 @@ class CompactPayloads:
         if reading.times is not None:
             times = reading.times
             offsets = {t: epoch_ms(t) - ts for t in dict.fromkeys(times)}  # a block's samples share one time
-            if at := {keys[i]: offset for i in indexes if (offset := offsets[times[i]])}:
+            if values is reading.values:
+                at = {key: offset for key, offset in zip(keys, map(offsets.__getitem__, times)) if offset}
+            else:
+                at = {keys[i]: offset for i in indexes if (offset := offsets[times[i]])}
+            if at:
                 message["times"] = at
         if reading.derived:
             message["derived"] = True
