@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import struct
 import time
+from math import isnan
 
 from adapters.modbus.adapter import ModbusAdapter
 from adapters.modbus.config import ModbusDeviceConfig
@@ -150,7 +151,7 @@ def sparkplug(readings) -> int:
 def decimal(value):
     """What a decoder writing decimal values would give: a float32's shortest repr, no binary artifacts of
     scaling (474 * 0.1 = 47.400000000000006 → 47.4)."""
-    if type(value) is not float or value != value:
+    if type(value) is not float or isnan(value):
         return value
     as32 = struct.unpack("<f", struct.pack("<f", value))[0] if abs(value) < 3.4e38 else None
     digits = 9 if as32 == value else 12

@@ -296,6 +296,17 @@ class _SchemaJson:
         self.after = [b'"},' + k for k in keys[1:]] + [b'"}}}']  # a sample's end and the next one's key
 
 
+def compiled_for(cache: dict, schema: Schema, compile, limit: int):
+    """``compile(schema)``, kept in ``cache`` by the schema's id (the entry keeps the schema alive, so the id
+    stays its own); a builder that meets more than ``limit`` schemas (a reader making one per reading) starts over."""
+    compiled = cache.get(id(schema))
+    if compiled is None or compiled.schema is not schema:
+        if len(cache) >= limit:
+            cache.clear()
+        compiled = cache[id(schema)] = compile(schema)
+    return compiled
+
+
 class DataPayloads:
     """Builds the data messages of one device's (or one area's) readings, byte for byte what
     ``pydantic_core.to_json`` writes for the :class:`DataMessage` dict, at a fraction of the cost:
@@ -318,12 +329,7 @@ class DataPayloads:
         return head
 
     def _compiled(self, schema: Schema) -> _SchemaJson:
-        compiled = self._schemas.get(id(schema))
-        if compiled is None or compiled.schema is not schema:
-            if len(self._schemas) >= self.MAX_SCHEMAS:
-                self._schemas.clear()
-            compiled = self._schemas[id(schema)] = _SchemaJson(schema)
-        return compiled
+        return compiled_for(self._schemas, schema, _SchemaJson, self.MAX_SCHEMAS)
 
     def build(self, reading: Reading) -> bytes:
         values, n = reading.values, len(reading.values)
@@ -458,12 +464,7 @@ class CompactPayloads:
         self._schemas: dict[int, _CompactSchema] = {}  # id(schema) -> compiled (the entry keeps the schema alive)
 
     def _compiled(self, schema: Schema) -> _CompactSchema:
-        compiled = self._schemas.get(id(schema))
-        if compiled is None or compiled.schema is not schema:
-            if len(self._schemas) >= self.MAX_SCHEMAS:
-                self._schemas.clear()
-            compiled = self._schemas[id(schema)] = _CompactSchema(schema)
-        return compiled
+        return compiled_for(self._schemas, schema, _CompactSchema, self.MAX_SCHEMAS)
 
     def version(self, schema: Schema) -> str:
         return self._compiled(schema).version

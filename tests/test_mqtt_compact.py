@@ -16,6 +16,7 @@ from gateway.contract import (CompactDataMessage, CompactPayloads, DataMessage, 
                               schema_version)
 from gateway.core.model import Quality, Reading, Sample, Schema, utcnow
 from gateway.mqtt import MqttSink
+from gateway.mqtt.payloads import moved
 from gateway.probes import mqtt_tail
 from tests.mqtt_util import MqttCollector, Received
 from tests.test_config import problems
@@ -71,14 +72,22 @@ def test_compact_message_carries_exactly_the_samples_of_the_full_one():
     assert partial.samples == {k: full.samples[k] for k in ("motor_current", "methane")}
 
 
+def test_what_counts_as_a_change():
+    nan = float("nan")
+    assert not moved(10.0, 9.6, 0.5) and moved(10.0, 9.4, 0.5) and moved(1.0, 1.5, 0.0)
+    assert not moved(nan, nan, 0.0) and moved(nan, 1.0, 5.0) and moved(1.0, nan, 5.0)
+    assert not moved(5, 5.0, 0.0) and moved(True, 1, 0.0) and moved("on", "off", 100.0)
+    assert not moved(None, None, 0.0) and moved(None, 0.0, 1.0) and moved(False, True, 1.0)
+
+
 def test_report_by_exception_settings_are_checked_with_their_location():
     site = {"site": {"id": "pit-7"}, "areas": [{"id": "face-1201", "kind": "longwall_face"}],
             "devices": [{"id": "shearer-1", "adapter": "modbus", "area": "face-1201", "profile": "shearer",
                          "host": "127.0.0.1"}],
             "mqtt": {"report_by_exception": {"enabled": True, "max_silence": 30, "deadbands": {"x": -1}}}}
     assert problems(site) == [
-        "mqtt.report_by_exception.max_silence: 30 s is above 25 s: the mine's polling rule wants every signal "
-        "at the surface at least every 25 s",
+        ("mqtt.report_by_exception.max_silence: 30 s is above 25 s: the mine's polling rule wants every signal "
+         "at the surface at least every 25 s"),
         "mqtt.report_by_exception.deadbands.x: Input should be greater than or equal to 0"]
     site["mqtt"] = {"payload": "tiny"}
     [problem] = problems(site)
@@ -183,12 +192,12 @@ async def report_by_exception(broker, payload: str) -> list[dict]:
         "enabled": True, "max_silence": 10, "deadband": 0.5, "deadbands": {"shearer-1/b": 2.0, "b": 100}})
     topics, (shearer, _) = Topics(site.mqtt.topic_prefix, "pit-7"), site.devices
     t0 = utcnow()
-    polls = [dict(a=10.0, b=100.0, on=False, mode="auto"),  # 0: first: everything
-             dict(a=10.4, b=101.9, on=False, mode="auto"),  # 1: within the deadbands: nothing sent
-             dict(a=10.6, b=101.0, on=False, mode="auto"),  # 2: a moved 0.6 from 10.0, the last value sent
-             dict(a=10.6, b=102.1, on=True, mode="auto"),  # 3: b moved 2.1 (its device/signal deadband), on
-             dict(a=10.6, b=102.1, on=True, mode="manual", q_a=Quality.STALE),  # 4: a's quality, mode
-             dict(a=10.6, b=102.1, on=True, mode="manual", q_a=Quality.STALE)]  # 5: nothing
+    polls = [{"a": 10.0, "b": 100.0, "on": False, "mode": "auto"},  # 0: first: everything
+             {"a": 10.4, "b": 101.9, "on": False, "mode": "auto"},  # 1: within the deadbands: nothing sent
+             {"a": 10.6, "b": 101.0, "on": False, "mode": "auto"},  # 2: a moved 0.6 from 10.0, the last value sent
+             {"a": 10.6, "b": 102.1, "on": True, "mode": "auto"},  # 3: b moved 2.1 (its device/signal deadband), on
+             {"a": 10.6, "b": 102.1, "on": True, "mode": "manual", "q_a": Quality.STALE},  # 4: a's quality, mode
+             {"a": 10.6, "b": 102.1, "on": True, "mode": "manual", "q_a": Quality.STALE}]  # 5: nothing
     polls += [polls[-1]] * 8  # 6-13: unchanged; re-sent at the poll after which the next could be > 10 s late
     with MqttCollector(broker.host, broker.port, topics.data("face-1201", "shearer-1")) as live:
         sink = MqttSink(site.mqtt, site)
