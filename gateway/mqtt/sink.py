@@ -33,12 +33,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage,
-                              LinkageMessage, StateMessage, Topics, DataPayloads)
+                              LinkageMessage, StateMessage, Topics)
 from gateway.core.device import DeviceConfig
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
 from gateway.mqtt.aioloop import LoopDriver
 from gateway.mqtt.client import Will, make_client
+from gateway.mqtt.payloads import DevicePublisher
 from gateway.mqtt.spool import Message
 from gateway.mqtt.spool import Spool
 from gateway.sinks import CommandHandler, Sink
@@ -78,7 +79,7 @@ class MqttSink(Sink):
         self._started = utcnow()
         self._where = f"{cfg.host}:{cfg.port}"
         self._status_topic = self.topics.gateway_status(self.gateway_id)
-        self._data: dict[str, tuple[str, DataPayloads]] = {}  # device id -> its data topic and payload builder
+        self._data: dict[str, DevicePublisher] = {}  # device id -> its data (and schema) messages
         self.client_id = cfg.client_id or f"minegw-{self.site_id}-{self.gateway_id}"
         self._client = make_client(cfg, self.client_id,
                                    Will(self._status_topic, self._status("offline", "connection lost"), cfg.qos))
@@ -177,14 +178,18 @@ class MqttSink(Sink):
         """Every reading's payload built on the loop, then all queued under one lock with one wake-up."""
         messages = []
         for device, reading in batch:
-            data = self._data.get(device.id)
-            if data is None:
-                data = self._data[device.id] = (self.topics.data(device.area, device.id), DataPayloads(
-                    self.site_id, device.area, device.zone, device.equipment_kind))
+            publisher = self._data.get(device.id)
+            if publisher is None:
+                publisher = self._data[device.id] = DevicePublisher(self.cfg, self.topics, self.site_id, device)
             try:
-                messages.append(Message(data[0], data[1].build(reading), False))
+                schema, data = publisher.build(reading)
             except Exception:  # one reading a payload cannot carry must not hold back the others
                 log.exception("MQTT: building the data message of %s failed", device.id)
+                continue
+            if schema is not None:  # retained, queued before the data that uses it, re-published on connect
+                self._publish_latest(publisher.schema_topic, schema)
+            if data is not None:  # None: report by exception found nothing to send
+                messages.append(Message(publisher.data_topic, data, False))
         self._queue_data(messages)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
