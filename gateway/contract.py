@@ -17,6 +17,8 @@ its output validates and is byte for byte the dict ``pydantic_core.to_json`` wou
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import hashlib
 import json
 from collections.abc import Sequence
@@ -406,8 +408,8 @@ class SchemaMessage(BaseModel):
 class CompactDataMessage(BaseModel):
     """A compact ``…/data`` message: the values in the order of the schema ``version`` (an array), or with
     report by exception only those sent (an object index -> value); ``quality`` and ``times`` hold only the
-    samples that are not good, not at ``ts`` (index as a string -> quality, offset in ms from ``ts``).
-    ``poll_ms`` is rounded to 0.01 ms."""
+    samples that are not good, not at ``ts + time`` (index as a string -> quality, offset in ms from ``ts``);
+    ``time`` is the offset of every other sample from ``ts``. ``poll_ms`` is rounded to 0.01 ms."""
     model_config = ConfigDict(populate_by_name=True)
 
     version: str = Field(alias="schema")
@@ -415,6 +417,7 @@ class CompactDataMessage(BaseModel):
     poll_ms: float
     values: list[Value] | dict[str, Value]
     quality: dict[str, Quality] = {}
+    time: int = 0  # ms from ts of every sample not in ``times``
     times: dict[str, int] = {}
     derived: bool = False
 
@@ -428,7 +431,7 @@ class CompactDataMessage(BaseModel):
             i = int(key)
             samples[version.signals[i]] = SampleValue(
                 value=value, unit=version.units[i], quality=self.quality.get(str(key), Quality.GOOD),
-                ts=epoch_ms_time(self.ts + self.times.get(str(key), 0)))
+                ts=epoch_ms_time(self.ts + self.times.get(str(key), self.time)))
         return DataMessage(site=schema.site, area=schema.area, zone=schema.zone, device=schema.device,
                            kind=schema.kind, ts=ts, poll_ms=self.poll_ms, samples=samples)
 
@@ -484,17 +487,24 @@ class CompactPayloads:
             if quality := {keys[i]: qualities[i] for i in indexes if qualities[i] is not Quality.GOOD}:
                 message["quality"] = quality
         if reading.times is not None:
-            times = reading.times
-            offsets = {t: epoch_ms(t) - ts for t in dict.fromkeys(times)}  # a block's samples share one time
-            if values is reading.values:
-                at = {key: offset for key, offset in zip(keys, map(offsets.__getitem__, times)) if offset}
-            else:
-                at = {keys[i]: offset for i in indexes if (offset := offsets[times[i]])}
-            if at:
-                message["times"] = at
+            self._times(message, reading.times, indexes, keys, ts)
         if reading.derived:
             message["derived"] = True
         return _json(message)
+
+    @staticmethod
+    def _times(message: dict, times: Sequence[datetime], indexes: Sequence[int], keys: list[str], ts: int) -> None:
+        """``time``: the offset most samples share (a one-block poll: all of them); ``times``: the others."""
+        offsets = {t: epoch_ms(t) - ts for t in dict.fromkeys(times)}  # a block's samples share one time
+        sent = [offsets[times[i]] for i in indexes]
+        if len(offsets) == 1:
+            common = sent[0] if sent else 0
+        else:  # the most frequent; of equals, the first sample's
+            common = Counter(sent).most_common(1)[0][0] if sent else 0
+        if common:
+            message["time"] = common
+        if at := {keys[i]: offset for i, offset in zip(indexes, sent) if offset != common}:
+            message["times"] = at
 
 
 # ---- commands and their replies (docs/mqtt.md#commands) ---------------------------------------
