@@ -496,14 +496,18 @@ class CompactPayloads:
     def _times(message: dict, times: Sequence[datetime], indexes: Sequence[int], keys: list[str], ts: int) -> None:
         """``time``: the offset most samples share (a one-block poll: all of them); ``times``: the others."""
         offsets = {t: epoch_ms(t) - ts for t in dict.fromkeys(times)}  # a block's samples share one time
-        sent = [offsets[times[i]] for i in indexes]
         if len(offsets) == 1:
-            common = sent[0] if sent else 0
-        else:  # the most frequent; of equals, the first sample's
-            common = Counter(sent).most_common(1)[0][0] if sent else 0
+            [common] = offsets.values()
+            at = None
+        else:
+            full = isinstance(indexes, range)
+            sent = list(map(offsets.__getitem__, times)) if full else [offsets[times[i]] for i in indexes]
+            common = Counter(sent).most_common(1)[0][0] if sent else 0  # of equals, the first sample's
+            pairs = zip(keys, sent) if full else zip(map(keys.__getitem__, indexes), sent)
+            at = {key: offset for key, offset in pairs if offset != common}
         if common:
             message["time"] = common
-        if at := {keys[i]: offset for i, offset in zip(indexes, sent) if offset != common}:
+        if at:
             message["times"] = at
 
 
