@@ -129,6 +129,13 @@ class Bench:
             [sys.executable, "-m", "gateway.surface.ingest", str(REPO / "deploy/surface/ingest.yaml")],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
+    def profile(self, n: int) -> subprocess.Popen:
+        """py-spy on worker ``n`` until it exits: its collapsed stacks (speedscope, flamegraph.pl read them)."""
+        out = Path(f"{self.args.profile}.w{n}-of-{len(self.workers)}.txt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(["py-spy", "record", "--threads", "-f", "raw", "-r", "250", "-o", str(out), "--pid",
+                                 str(self.workers[n].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def wait_subscribed(self, n: int, times: int, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         needle = f"minegw-ingest-ingest-{n} 1 $share/minegw-ingest/minegw/+/+/+/data"
@@ -219,6 +226,7 @@ class Bench:
             self.wait_subscribed(i, self.subscriptions[i] + 1)
             self.subscriptions[i] += 1
         first = time.monotonic()
+        profilers = [self.profile(i) for i in self.workers] if self.args.profile else []
         cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
         servers0 = [cpu_seconds(p.pid) for p in self.procs]
         last = None
@@ -232,6 +240,8 @@ class Bench:
         mosquitto, influxd = (cpu_seconds(p.pid) - c0 for p, c0 in zip(self.procs, servers0))
         for i in range(1, w + 1):
             self.stop_worker(i)
+        for p in profilers:
+            p.wait(60)
         if last is None:
             raise SystemExit(f"backlog of {n} did not land within 600 s")
         window = max(last - first, 1e-3)
@@ -275,6 +285,8 @@ def main() -> int:
     parser.add_argument("--signals", type=int, default=25, help="samples per message")
     parser.add_argument("--rate", type=float, default=1000, help="steady messages/s (0: skip)")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--profile", metavar="PATH", help="py-spy profiles of the workers "
+                        "(collapsed stacks): PATH.w<n>-of-<W>.txt")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="minegw-bench-ingest-"))

@@ -17,6 +17,8 @@ its output validates and is byte for byte the dict ``pydantic_core.to_json`` wou
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, repeat
@@ -358,6 +360,13 @@ class DataPayloads:
                         for signal, unit, value, quality, t in zip(
                             reading.schema.signals, reading.schema.units, reading.values, qualities,
                             reading.times or repeat(reading.ts))}})
+
+
+def schema_version(signals: list[str], units: list[str]) -> str:
+    """The version of a compact payload's schema (docs/mqtt.md): the first 8 hex digits of sha256 over
+    the compact JSON of ``[signals, units]``, so the same profile gives the same version everywhere."""
+    text = json.dumps([list(signals), list(units)], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 # ---- commands and their replies (docs/mqtt.md#commands) ---------------------------------------
