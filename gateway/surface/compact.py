@@ -98,14 +98,13 @@ def check_values(values: list, names, what: str, exact: bool = False) -> None:
     if not types <= VALUE_TYPES:
         i = next(i for i, v in enumerate(values) if type(v) not in VALUE_TYPES)
         raise Refused("invalid", f"{what}.{names[i]}: a {type(values[i]).__name__} is not a value")
-    if float in types and not exact:
-        floats = values if types <= _NUMBERS else [v for v in values if type(v) is float]
-        if max(floats) >= _BIG or min(floats) <= -_BIG:
-            raise Inexact()
-    if int in types:
-        for i, v in enumerate(values):
+    numbers = values if types <= _NUMBERS else [v for v in values if type(v) in _NUMBERS]
+    if (float in types or int in types) and (max(numbers) >= _BIG or min(numbers) < -_BIG):
+        for i, v in enumerate(values):  # rare: find it
             if type(v) is int and not INT64[0] <= v <= INT64[1]:
                 raise Refused("invalid", f"{what}.{names[i]}: integer out of InfluxDB's 64-bit range")
+        if float in types and not exact:
+            raise Inexact()
 
 
 class CompactSchema:
