@@ -17,10 +17,9 @@ its output validates and is byte for byte the dict ``pydantic_core.to_json`` wou
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
