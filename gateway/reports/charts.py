@@ -34,7 +34,7 @@ def cjk_font() -> str:
 @contextmanager
 def style(lang: str):
     """Fonts for ``lang``; PDF fonts embedded as Type 42/CID subsets (text stays text: searchable, pdftotext)."""
-    families = [cjk_font(), "DejaVu Sans"] if lang == "zh" else ["DejaVu Sans"]
+    families = [cjk_font(), "DejaVu Sans"] if lang == "zh" else ["DejaVu Sans", cjk_font()]  # shift names: 0点班
     with rc_context({"font.family": families, "pdf.fonttype": 42, "svg.fonttype": "none",
                      "axes.unicode_minus": False, "font.size": 9}):
         yield
