@@ -267,3 +267,21 @@ def test_report_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "no historian: section" in result.output
     result = CliRunner().invoke(app, ["report", "daily", "-c", str(tmp_path / "site.yaml"), "--date", "10.3.2026"])
     assert result.exit_code == 1 and "expected YYYY-MM-DD" in result.output
+
+
+def test_the_report_timer_and_service_pass_systemd_analyze(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    surface = Path(__file__).resolve().parent.parent / "deploy" / "surface"
+    for unit in ("minegw-report.service", "minegw-report.timer"):
+        text = (surface / unit).read_text()
+        (tmp_path / unit).write_text(text.replace("/opt/minegw/bin/minegw", "/bin/true"))
+    assert "--last" in (surface / "minegw-report.service").read_text()
+    out = subprocess.run([analyze, "verify", str(tmp_path / "minegw-report.timer"),
+                          str(tmp_path / "minegw-report.service")], capture_output=True, text=True)
+    problems = [line for line in out.stderr.splitlines() if "/bin/true" not in line and line.strip()]
+    assert out.returncode == 0 and not problems, problems
+    calendar = subprocess.run([analyze, "calendar", "*-*-* 00,08,16:20:00 Asia/Shanghai"], capture_output=True,
+                              text=True)
+    assert calendar.returncode == 0, calendar.stderr
