@@ -145,6 +145,9 @@ def story(tmp_path_factory, influxdb):
     result = CliRunner().invoke(app, ["report", "daily", "-c", str(folder / "site.yaml"), "--date", DAY.isoformat(),
                                       "--shift", "1", "--lang", "zh", "--lang", "en", "--out", str(folder / "out")])
     assert result.exit_code == 0, result.output
+    whole_day = CliRunner().invoke(app, ["report", "daily", "-c", str(folder / "site.yaml"), "--date", DAY.isoformat(),
+                                         "--lang", "en", "--out", str(folder / "out")])
+    assert whole_day.exit_code == 0, whole_day.output
     return folder / "out" / DAY.isoformat()
 
 
@@ -240,6 +243,13 @@ def test_html_and_pdf_show_the_figures(story, lang):
     if lang == "zh":
         assert "初撑力" in text and "末阻力" in text
         assert "NotoSansCJK" in fonts and " no " not in fonts.split("\n", 2)[-1]  # embedded
+
+
+def test_a_whole_day_has_a_row_per_shift(story):
+    with open(story / "day-en" / "roof_faces.csv", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [(r[0], r[4]) for r in rows] == [("1", "20"), ("2", "0"), ("3", "0")]  # shift, leg cycles
+    assert (story / "day-en" / "report.pdf").stat().st_size > 0
 
 
 def test_shift_windows_and_the_timer_choice():
