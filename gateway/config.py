@@ -32,6 +32,7 @@ from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
 from gateway.network.config import NetworkConfig
 from gateway.derived.roof_pressure import RoofPressureConfig
+from gateway.reports.config import ReportsConfig
 from gateway.signing import parse_public_key
 
 
@@ -210,6 +211,7 @@ class SiteConfig(Strict):
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="daily reports, see docs/reports.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
