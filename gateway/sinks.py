@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.alarms import AlarmEvent
     from gateway.commands import AuditEntry
     from gateway.linkage import LinkageEvent
+    from gateway.network.watch import RingStatus
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class Sink:
 
     def on_command_audit(self, entry: AuditEntry) -> None:
         """Every command, accepted or refused (gateway/commands.py)."""
+
+    def on_ring_status(self, status: RingStatus) -> None:
+        """A ring's diagnosis changed (gateway/network/watch.py)."""
 
     def health(self) -> Mapping[str, object] | BaseModel:
         """Counters; a growing ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm."""

@@ -35,6 +35,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
+from gateway.historian.lineprotocol import ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -152,6 +153,10 @@ class HistorianSink(Sink):
     def on_command_audit(self, entry) -> None:
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
         self._put_event(entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry))
+
+    def on_ring_status(self, status) -> None:
+        """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
+        self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
 
     def _put_event(self, ts: float, line: str) -> None:
         self._pending_events.append((ts, line))

@@ -48,6 +48,7 @@ class SwitchView:
     """What is known of one switch now. A switch that does not answer says nothing of its ports."""
 
     answering: bool = False
+    polled: bool = True  # False: not asked yet (the gateway just started), so not "unreachable" either
     oper_up: dict[int, bool] = field(default_factory=dict)  # port -> link up; absent: unknown
     neighbor: dict[int, tuple[str, str]] = field(default_factory=dict)  # port -> (LLDP sysName, port id)
     errors_ps: dict[int, list[float]] = field(default_factory=dict)  # port -> recent in-error rates, oldest first
@@ -198,7 +199,8 @@ def diagnose_ring(ring: Ring, views: Mapping[str, SwitchView], gateway_switch: s
     state = "closed" if not opened and not mrp_open else "open" if len(opened) <= 1 else "segmented"
     result = RingDiagnosis(ring.id, state, open_links=opened, islands=pieces if len(pieces) > 1 else [],
                            cut_off_switches=cut_off)
-    result.unreachable_switches = [s for s in switches if s in reached and not views.get(s, SwitchView()).answering]
+    result.unreachable_switches = [s for s in switches if s in reached and not views.get(s, SwitchView()).answering
+                                   and views.get(s, SwitchView()).polled]
     result.restarted_switches = [s for s in switches if views.get(s, SwitchView()).restarted]
     result.miswired = [end for x in links for end in miswired_ends(x, views)]
     attachments = attachments or {}
