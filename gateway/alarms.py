@@ -218,6 +218,8 @@ class NetworkAlarm:
     message: str
     value: Value = None
     suppresses: tuple[str, ...] = ()
+    on_delay: float = 0.0  # seconds (sample time): switches report one by one, so a verdict may need a poll round
+    off_delay: float = 0.0
 
 
 def _numeric(value: Value) -> float | None:
@@ -237,6 +239,7 @@ class AlarmEngine:
         self._conditions: dict[str, _Condition] = {}
         self._by_device: dict[str, list[_Condition]] = {}
         self._network: dict[str, _Condition] = {}  # network alarms, made when first raised
+        self._suppresses: dict[str, tuple[str, ...]] = {}  # network alarm -> devices it last explained
         for rule in rules:
             for cond in self._expand(rule, areas.get(rule.device, "")):
                 if cond.id in self._conditions:
@@ -310,18 +313,34 @@ class AlarmEngine:
         now = {a.id: a for a in active}
         for alarm in now.values():
             cond = self._network.get(alarm.id) or self._add_network(alarm)
-            if not cond.condition:
+            was = cond.condition
+            if not was:
                 cond.message = alarm.message  # each raise names what is broken now
             self._step(cond, True, ts, alarm.value, events)
+            if was and cond.message != alarm.message:  # an active alarm says what is broken now (a second island)
+                cond.message = alarm.message
+                events.append(cond.event(ts))
         for alarm_id, cond in self._network.items():
             if alarm_id not in now:
                 self._step(cond, False, ts, cond.value, events)
-        self._suppress({d: a.id for a in reversed(list(now.values())) for d in a.suppresses}, ts, events)
+        self._suppress(self._explained(now), ts, events)
         return events
+
+    def _explained(self, now: dict[str, NetworkAlarm]) -> dict[str, str]:
+        """Device -> the network alarm that explains its comm loss: one holding now (even before its on-delay ran
+        out) or still active (its off-delay running); the most urgent first."""
+        for alarm in now.values():
+            self._suppresses[alarm.id] = alarm.suppresses
+        holding = sorted((c for i, c in self._network.items() if i in now or c.condition), key=lambda c: c.priority)
+        by: dict[str, str] = {}
+        for cond in holding:
+            for device in self._suppresses.get(cond.id, ()):
+                by.setdefault(device, cond.id)
+        return by
 
     def _add_network(self, alarm: NetworkAlarm) -> _Condition:
         rule = AlarmRule.model_construct(id=alarm.id, device=alarm.device, signal=None, kind=alarm.kind,
-                                         priority=alarm.priority)
+                                         priority=alarm.priority, on_delay=alarm.on_delay, off_delay=alarm.off_delay)
         cond = self._network[alarm.id] = self._conditions[alarm.id] = _Condition(
             alarm.id, rule, alarm.area, alarm.priority, alarm.message)
         return cond

@@ -97,6 +97,9 @@ class NetworkWatch:
         self._ups = {d.id for d in devices if isinstance(d, SnmpDeviceConfig) and d.equipment_kind == "ups"}
         self._on_battery: dict[str, bool] = {}
         self._last: dict[str, RingDiagnosis] = {}
+        # a poll round of the switches: the switches of a ring report one by one, so a verdict that depends on
+        # several of them (a ring open or not, a silent switch cut off or only unreachable) waits that long
+        self.settle_s = max((d.poll_interval for d in devices if d.id in self._switches), default=10.0)
 
     def follows(self, device_id: str) -> bool:
         return device_id in self._switches or device_id in self._ups
@@ -141,24 +144,24 @@ class NetworkWatch:
         for ring in self.network.rings:
             d = self._last.get(ring.id)
             if d is not None:
-                found += ring_alarms(ring, d)
+                found += ring_alarms(ring, d, self.settle_s)
         seen: set[str] = set()
         for ring in self.network.rings:
             d = self._last.get(ring.id)
             if d is not None:
-                found += [a for a in self._switch_alarms(d) if a.id not in seen and not seen.add(a.id)]
+                found += [a for a in self._switch_alarms(d, self.settle_s) if a.id not in seen and not seen.add(a.id)]
         found += [NetworkAlarm(f"net.{ups}.on-battery", ups, self.areas[ups], AlarmKind.UPS_ON_BATTERY,
                                Priority.HIGH, f"{ups}: on battery (mains lost)", "battery")
                   for ups, on in sorted(self._on_battery.items()) if on]
         return found
 
-    def _switch_alarms(self, d: RingDiagnosis) -> list[NetworkAlarm]:
+    def _switch_alarms(self, d: RingDiagnosis, settle: float) -> list[NetworkAlarm]:
         found = []
         for sw in d.unreachable_switches:
             behind = tuple(dev for dev, (at, _) in sorted(self.attachments.items()) if at == sw)
             found.append(NetworkAlarm(f"net.{sw}.unreachable", sw, self.areas[sw], AlarmKind.SWITCH_UNREACHABLE,
                                       Priority.MEDIUM, f"{sw}: does not answer (SNMP), though reachable on paper",
-                                      suppresses=(sw, *behind)))
+                                      suppresses=(sw, *behind), on_delay=settle))
         for sw in d.restarted_switches:
             found.append(NetworkAlarm(f"net.{sw}.restarted", sw, self.areas[sw], AlarmKind.SWITCH_RESTARTED,
                                       Priority.LOW, f"{sw}: restarted (uptime went back)"))
@@ -166,7 +169,7 @@ class NetworkWatch:
         for link in d.degraded_links:
             by_switch.setdefault(link["a"], []).append(link)
         for sw, links in by_switch.items():
-            what = "; ".join(f"port {x['a_port']} ({_far_end(x)}) {x['errors_ps']:g} errors/s" for x in links)
+            what = "; ".join(f"port {x['a_port']} ({_far_end(x)})" for x in links)  # the rate is the value
             found.append(NetworkAlarm(f"net.{sw}.errors", sw, self.areas[sw], AlarmKind.LINK_ERRORS, Priority.LOW,
                                       f"{sw}: error rate climbing at {what}", max(x["errors_ps"] for x in links)))
         for down in d.devices_link_down:
@@ -183,8 +186,9 @@ def _far_end(link: dict) -> str:
     return f"to {link['b']} port {link['b_port']}"
 
 
-def ring_alarms(ring: Ring, d: RingDiagnosis) -> list[NetworkAlarm]:
-    """ring_segmented (suppressing what it cut off) and ring_open, while they hold."""
+def ring_alarms(ring: Ring, d: RingDiagnosis, settle: float = 0.0) -> list[NetworkAlarm]:
+    """ring_segmented (suppressing what it cut off) and ring_open, while they hold; raised at once (a port down
+    is a fact), cleared once the ring stayed whole for ``settle`` seconds."""
     name = ring.name or ring.id
     found = []
     if d.state == "segmented":
@@ -194,11 +198,11 @@ def ring_alarms(ring: Ring, d: RingDiagnosis) -> list[NetworkAlarm]:
         found.append(NetworkAlarm(f"net.{ring.id}.segmented", ring.id, NETWORK_AREA, AlarmKind.RING_SEGMENTED,
                                   Priority.HIGH, f"ring {name}: segmented into {len(d.islands)} islands [{islands}]; "
                                   f"cut off: {cut}{devices}", len(d.islands),
-                                  suppresses=(*d.cut_off_switches, *d.cut_off_devices)))
+                                  suppresses=(*d.cut_off_switches, *d.cut_off_devices), off_delay=settle))
     if d.state in ("open", "segmented"):
         where = ", ".join(map(str, d.open_links)) or "a link not found (the MRP manager reports it open)"
         found.append(NetworkAlarm(f"net.{ring.id}.open", ring.id, NETWORK_AREA, AlarmKind.RING_OPEN, Priority.MEDIUM,
-                                  f"ring {name}: open at {where}", where))
+                                  f"ring {name}: open at {where}", where, off_delay=settle))
     return found
 
 
