@@ -139,7 +139,7 @@ class Refused(Exception):
 
 RESERVED_MEASUREMENTS = frozenset({"device_state", "device_health", "gateway_health", "gateway_alarm",
                                    "minegw_probe"})
-RESERVED_AREAS = frozenset({"gateway", "command"})  # gateway topics; the command namespace (docs/deploy.md)
+RESERVED_AREAS = frozenset({"gateway", "command", "network"})  # gateway topics; commands; rings (docs/deploy.md)
 _SITE_OR_AREA = re.compile(_ID)
 _DEVICE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
