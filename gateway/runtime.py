@@ -17,6 +17,7 @@ from gateway.core.device import DeviceConfig
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading
 from gateway.derived import processor_for
 from gateway.linkage import Linkage, LinkageEvent
+from gateway.network.reach import Reachability
 from gateway.network.watch import NetworkUpdate, NetworkWatch
 from gateway.sinks import Reply, Sink
 
@@ -132,6 +133,7 @@ class Gateway:
         self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site.roof_pressure))}
         self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
         self.network = NetworkWatch(site.network, site.devices)  # rings and UPS: diagnosis, network alarms
+        self.reach = Reachability([d for d in site.devices if d.enabled], site.network.reach_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._command_tasks: set[asyncio.Task] = set()
         self.broadcast: BroadcastController | None = None
@@ -154,10 +156,12 @@ class Gateway:
             sink.set_command_handler(self._command_from_thread)  # commands arrive on the sink's own thread
             sink.set_state_source(self.states)  # current states, re-published on reconnect (any thread)
             sink.set_alarm_handler(self.raise_alarm)  # gateway alarms a sink raises itself (on the loop)
+            sink.set_reach_source(self.reach.latest)  # device_health: reachable, reach_ms
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
             await adapter.start()
+        self.reach.start()
         watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks]
         self._watch_task = asyncio.create_task(self._watch_drops(watches), name="drop-watch")
 
@@ -177,6 +181,7 @@ class Gateway:
         if self.linkage is not None:
             await self.linkage.stop()  # linkages under way end (confirm or time out) first
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
+        await self.reach.stop()
         await asyncio.gather(*self._routes, return_exceptions=True)
         self._announce_stopped()
         for sink in reversed(self.sinks):

@@ -105,6 +105,9 @@ class Sink:
     def set_alarm_handler(self, handler: Callable[[GatewayAlarm], None]) -> None:
         """A sink that raises gateway alarms itself calls ``handler(alarm)`` (on the loop): every sink gets it."""
 
+    def set_reach_source(self, source: Callable[[], Mapping[str, object]]) -> None:
+        """``source()`` gives device id -> its last reachability probe (gateway/network/reach.py ``Reach``)."""
+
     def add_health_source(self, prefix: str, health: HealthSource) -> None:
         """Another sink's ``health``, for a sink that records health (the historian's ``gateway_health``)."""
 

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
@@ -76,6 +76,9 @@ class HistorianSink(Sink):
         self._lines: dict[str, ReadingLines] = {}  # device id -> the builder of its readings' points
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
+        self._reach_source: Callable[[], Mapping] | None = None
+        self._areas = {d.id: d.area for d in site.devices}
+        self._udp = [d.id for d in site.devices if d.adapter == "snmp"]  # reachable when their own polls answer
         self._tasks: list[asyncio.Task] = []
         self._backoff = Backoff(*self.BACKOFF_S, jitter=(0.5, 1.0))
         self._connected = False
@@ -203,6 +206,16 @@ class HistorianSink(Sink):
             await self._refresh_stats()
             self.put_health()
 
+    def set_reach_source(self, source: Callable[[], Mapping]) -> None:
+        self._reach_source = source
+
+    def _reach(self) -> Mapping:
+        try:
+            return self._reach_source() if self._reach_source else {}
+        except Exception:  # noqa: BLE001 - device_health goes on without it
+            log.exception("Historian: reading the reachability results failed")
+            return {}
+
     def put_health(self) -> None:
         """Queue ``gateway_health`` and the interval's ``device_health`` points, stamped now.
 
@@ -212,7 +225,7 @@ class HistorianSink(Sink):
         ts = now.timestamp()
         counters = {**self._source_counters(), **self.health()}
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
-        for area, device, fields in self._device_health.take():
+        for area, device, fields in self._device_health.take_with_reach(self._reach(), self._areas, self._udp):
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
         self._wake.set()
 

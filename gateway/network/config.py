@@ -38,6 +38,8 @@ class NetworkConfig(BaseModel):
     gateway_switch: str | None = Field(None, pattern=_ID,
                                        description="the switch the gateway hangs on: what is cut off is seen from it")
     rings: list[Ring] = []
+    reach_interval: float = Field(30.0, ge=0, description="seconds between TCP reachability probes of the devices "
+                                  "(device_health reachable, reach_ms); 0: off")
 
 
 def check_network(network: NetworkConfig, devices: Sequence[DeviceConfig]) -> list[str]:
