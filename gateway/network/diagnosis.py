@@ -162,9 +162,9 @@ def reachable_island(pieces: list[list[str]], gateway_switch: str | None,
 
 def degraded(series: Sequence[float], settings: DiagnosisSettings) -> bool:
     """At or above the threshold now, and on each of the last polls or rising at each of them."""
-    last = list(series)[-settings.polls:]
-    if not last or last[-1] < settings.errors_ps:
+    if not series or series[-1] < settings.errors_ps:  # the common case, cheap: called for every port
         return False
+    last = list(series)[-settings.polls:]
     sustained = len(last) == settings.polls and all(x >= settings.errors_ps for x in last)
     rising = len(last) >= 2 and all(b > a for a, b in zip(last, last[1:]))
     return sustained or rising

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +17,8 @@ from gateway.alarms import AlarmKind, NetworkAlarm, Priority
 from gateway.core.device import DeviceConfig
 from gateway.core.model import DeviceState, DeviceStatus, Quality, Reading
 from gateway.network.config import NetworkConfig, Ring
-from gateway.network.diagnosis import DiagnosisSettings, RingDiagnosis, SwitchView, diagnose_ring, view_of
+from gateway.network.diagnosis import (DiagnosisSettings, RingDiagnosis, SwitchView, diagnose_ring, port_signals,
+                                       view_of)
 
 NETWORK_AREA = "network"  # area of the ring alarms (their device is the ring id), and of the ring topics
 
@@ -60,9 +61,10 @@ class _Switch:
     uptime: float | None = None
     restarted_at: datetime | None = None
     errors: dict[int, deque] = field(default_factory=dict)
+    cached: SwitchView | None = None  # the view of the latest reading: a ring's diagnosis reads every switch's
 
     def add(self, reading: Reading) -> None:
-        self.reading, self.answering, self.polled = reading, True, True
+        self.reading, self.answering, self.polled, self.cached = reading, True, True, None
         i = reading.schema.index.get("uptime_s")
         uptime = None if i is None or reading.quality(i) is not Quality.GOOD else reading.values[i]
         if uptime is not None:
@@ -70,16 +72,17 @@ class _Switch:
                 self.restarted_at = reading.time(i)
                 self.errors.clear()  # counters started again: the old rates say nothing of now
             self.uptime = uptime
-        for port, series in view_of(reading, True).errors_ps.items():
-            self.errors.setdefault(port, deque(maxlen=self.errors_window)).extend(series)
+        for i, port, what in port_signals(reading.schema):
+            if what == "in_errors_ps" and reading.values[i] is not None and reading.quality(i) is Quality.GOOD:
+                self.errors.setdefault(port, deque(maxlen=self.errors_window)).append(float(reading.values[i]))
 
     def view(self, now: datetime, hold: float) -> SwitchView:
+        if self.cached is None or self.cached.answering != (self.answering and self.reading is not None):
+            view = self.cached = view_of(self.reading, self.answering)
+            if view.answering:
+                view.errors_ps = {port: list(series) for port, series in self.errors.items()}
         restarted = self.restarted_at is not None and now - self.restarted_at < timedelta(seconds=hold)
-        view = view_of(self.reading, self.answering, restarted)
-        view.polled = self.polled
-        if view.answering:
-            view.errors_ps = {port: list(series) for port, series in self.errors.items()}
-        return view
+        return replace(self.cached, polled=self.polled, restarted=restarted)
 
 
 class NetworkWatch:
