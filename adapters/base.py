@@ -7,14 +7,18 @@ it never knows which protocol is behind it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Union
 
 from gateway.core.device import DeviceConfig
-from gateway.core.model import DeviceState, DeviceStatus, Inventory, Reading, Value, WriteResult, utcnow
+from gateway.core.model import (DeviceState, DeviceStatus, Inventory, Quality, Reading, Schema, Value, WriteResult,
+                                 utcnow)
 
 Event = Union[Reading, DeviceState, Inventory]
 
@@ -94,6 +98,80 @@ class Adapter(ABC):
             return
         self.state.status, self.state.reason, self.state.since = status, reason, utcnow()
         self._emit(self.state.model_copy())
+
+
+class PollColumns:
+    """The columns one poll fills: values, the non-good (slot, quality) and when each answer arrived."""
+
+    __slots__ = ("values", "marks", "stamps")
+
+    def __init__(self, size: int):
+        self.values: list[Value] = [None] * size
+        self.marks: list[tuple[int, Quality]] = []
+        self.stamps: list[tuple[datetime, tuple[int, ...]]] = []
+
+    def bad(self, slots: tuple[int, ...]) -> None:
+        """These slots have no value this poll (the device answered, but not with one)."""
+        for slot in slots:
+            self.values[slot] = None
+        self.marks += [(slot, Quality.BAD) for slot in slots]
+
+    def mark_stale(self) -> None:
+        """The answers came too late: every sample still good becomes stale."""
+        marked = {slot for slot, _ in self.marks}
+        self.marks += [(slot, Quality.STALE) for slot in range(len(self.values)) if slot not in marked]
+
+    def reading(self, device: str, ts: datetime, poll_ms: float, schema: Schema) -> Reading:
+        qualities = times = None
+        if self.marks:
+            qualities = [Quality.GOOD] * len(self.values)
+            for slot, quality in self.marks:
+                qualities[slot] = quality
+        if len(self.stamps) == 1 and len(self.stamps[0][1]) == len(self.values):  # one answer carried all
+            times = [self.stamps[0][0]] * len(self.values)
+        elif self.stamps:  # a sample's time is when the answer carrying it arrived (docs/mqtt.md)
+            times = [ts] * len(self.values)
+            for at, slots in self.stamps:
+                for slot in slots:
+                    times[slot] = at
+        return Reading(device, ts, poll_ms, schema=schema, values=self.values, qualities=qualities, times=times)
+
+
+class PolledAdapter(Adapter):
+    """An adapter that polls its device into readings of one ``schema``: the device state kept from
+    each poll's outcome (one log line per change of status, not per failed poll), and the reading
+    that says a poll got no answer."""
+
+    schema: Schema
+    _logged_status: DeviceStatus | None = None
+
+    def _set_status(self, status: DeviceStatus, reason: str) -> None:
+        if status is not self._logged_status:
+            self._logged_status = status
+            level = logging.INFO if status is DeviceStatus.ONLINE else logging.WARNING
+            logging.getLogger(type(self).__module__).log(level, "%s: %s: %s", self.id, status.value, reason)
+        super()._set_status(status, reason)
+
+    def _poll_succeeded(self, poll_ms: float) -> None:
+        s = self.state
+        s.polls += 1
+        s.consecutive_errors = 0
+        s.last_good_poll = utcnow()
+        s.last_poll_ms = round(poll_ms, 2)
+        self._set_status(DeviceStatus.ONLINE, "polling")
+
+    def _poll_failed(self, reason: str, timeout: bool) -> None:
+        s = self.state
+        s.polls += 1
+        s.errors += 1
+        s.consecutive_errors += 1
+        s.timeouts += timeout
+        self._set_status(DeviceStatus.OFFLINE, reason)
+
+    def _comm_fail_reading(self, started_at: datetime, started: float) -> Reading:
+        n = len(self.schema)
+        return Reading(self.id, started_at, (time.monotonic() - started) * 1000, schema=self.schema,
+                       values=[None] * n, qualities=[Quality.COMM_FAIL] * n)
 
 
 class LinkedAdapter(Adapter):

@@ -2,6 +2,7 @@
 
     python bench/bench_ingest.py                       # 1 and 2 workers, 30 000 messages, ~2 min
     python bench/bench_ingest.py --workers 1 --messages 10000 --rate 0     # quick
+    python bench/bench_ingest.py --workers 1 --signals 100 --rate 0 --messages 20000   # per worker, per payload
 
 On loopback only, in a temporary directory: Mosquitto (its own config: queues large enough
 for the backlog, max_inflight_messages 1000 as in deploy/surface/mosquitto.conf), influxd 1.x
@@ -19,7 +20,11 @@ Two measurements per worker count W:
   CPU time per 1000 points (all threads, from /proc), for sizing.
 
 Each message is a data message of ``--signals`` samples (default 25, the shipped
-belt_conveyor profile), so one message = one point of 25 fields. Prints a table and one
+belt_conveyor profile), so one message = one point of 25 fields, in each ``--payload``: the full
+payload, the compact one (retained schema messages first, then a values array), and report by
+exception (compact, an object of seq and every ``--rbe-every``-th signal). Tags/s per worker and
+CPU µs per tag (all the worker's threads: MQTT, conversion, buffer, InfluxDB writes) are printed
+per payload. Prints a table and one
 ``BENCH_JSON {...}`` line per W. Every process it starts is stopped on the way out.
 """
 from __future__ import annotations
@@ -46,7 +51,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.contract import data_payload  # noqa: E402
+from gateway.contract import data_payload, schema_version  # noqa: E402
 from gateway.core.model import Reading, Sample  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -129,6 +134,13 @@ class Bench:
             [sys.executable, "-m", "gateway.surface.ingest", str(REPO / "deploy/surface/ingest.yaml")],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
+    def profile(self, n: int) -> subprocess.Popen:
+        """py-spy on worker ``n`` until it exits: its collapsed stacks (speedscope, flamegraph.pl read them)."""
+        out = Path(f"{self.args.profile}.{self.payload}.w{n}-of-{len(self.workers)}.txt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(["py-spy", "record", "--threads", "-f", "raw", "-r", "250", "-o", str(out), "--pid",
+                                 str(self.workers[n].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def wait_subscribed(self, n: int, times: int, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         needle = f"minegw-ingest-ingest-{n} 1 $share/minegw-ingest/minegw/+/+/+/data"
@@ -158,9 +170,14 @@ class Bench:
                 p.wait()
 
     # ---- load ----
-    def messages(self, measurement: str, count: int, start: int = 0) -> list[tuple[str, bytes]]:
+    def messages(self, measurement: str, count: int, payload: str = "full") -> list[tuple[str, bytes]]:
+        """``count`` data messages of 200 devices: the full payload, the compact one (all values, an array), or
+        report by exception ("rbe": seq and every ``--rbe-every``-th signal, an object); for the compact ones the
+        retained schema messages come first."""
+        if payload != "full":
+            return self.schema_messages(measurement) + self.compact(count, payload == "rbe")
         out = []
-        for i in range(start, start + count):
+        for i in range(count):
             ts = T0 + timedelta(milliseconds=i)
             samples = [Sample(signal="seq", value=i, ts=ts)] + [
                 Sample(signal=f"signal_{k:02d}", value=100.0 + k + (i % 1000) / 10, unit="A", ts=ts)
@@ -170,6 +187,33 @@ class Bench:
             out.append((f"minegw/bench-mine/face/{device}/data",
                         data_payload("bench-mine", "face", "face", measurement, reading)))
         return out
+
+    def signals(self) -> tuple[list[str], list[str]]:
+        return (["seq"] + [f"signal_{k:02d}" for k in range(self.args.signals - 1)],
+                [""] + ["A"] * (self.args.signals - 1))
+
+    def schema_messages(self, measurement: str) -> list[tuple[str, bytes]]:
+        signals, units = self.signals()
+        schemas = {schema_version(signals, units): {"signals": signals, "units": units}}
+        return [(f"minegw/bench-mine/face/dev-{d:03d}/schema", json.dumps(
+            {"site": "bench-mine", "area": "face", "zone": "face", "device": f"dev-{d:03d}", "kind": measurement,
+             "schemas": schemas}).encode()) for d in range(200)]
+
+    def compact(self, count: int, rbe: bool) -> list[tuple[str, bytes]]:
+        version = schema_version(*self.signals())
+        every = self.args.rbe_every
+        out = []
+        for i in range(count):
+            values = [i] + [100.0 + k + (i % 1000) / 10 for k in range(self.args.signals - 1)]
+            if rbe:
+                values = {str(k): v for k, v in enumerate(values) if k % every == 0}
+            body = {"schema": version, "ts": int(T0.timestamp() * 1000) + i, "poll_ms": 10.0, "values": values}
+            out.append((f"minegw/bench-mine/face/dev-{i % 200:03d}/data", json.dumps(body, separators=(",", ":"))
+                        .encode()))
+        return out
+
+    def tags_per_message(self, payload: str) -> int:
+        return len(range(0, self.args.signals, self.args.rbe_every)) if payload == "rbe" else self.args.signals
 
     def publish(self, messages: list[tuple[str, bytes]], rate: float = 0) -> float:
         """Publish at QoS 1 (``rate`` per second, 0: as fast as possible); seconds until all are acknowledged."""
@@ -189,7 +233,7 @@ class Bench:
         client.loop_start()
         start = time.monotonic()
         for i, (topic, payload) in enumerate(messages):
-            client.publish(topic, payload, qos=1)
+            client.publish(topic, payload, qos=1, retain=topic.endswith("/schema"))
             if rate:
                 ahead = start + (i + 1) / rate - time.monotonic()
                 if ahead > 0:
@@ -201,10 +245,10 @@ class Bench:
         return elapsed
 
     # ---- the two measurements ----
-    def backlog(self, w: int) -> dict:
-        measurement = f"backlog_w{w}"
+    def backlog(self, w: int, payload: str) -> dict:
+        measurement = f"backlog_{payload}_w{w}"
         n = self.args.messages
-        batch = self.messages(measurement, n)
+        batch = self.messages(measurement, n, payload)
         for i in range(1, w + 1):
             self.start_worker(i)
         for i in range(1, w + 1):
@@ -219,6 +263,7 @@ class Bench:
             self.wait_subscribed(i, self.subscriptions[i] + 1)
             self.subscriptions[i] += 1
         first = time.monotonic()
+        profilers = [self.profile(i) for i in self.workers] if self.args.profile else []
         cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
         servers0 = [cpu_seconds(p.pid) for p in self.procs]
         last = None
@@ -232,19 +277,24 @@ class Bench:
         mosquitto, influxd = (cpu_seconds(p.pid) - c0 for p, c0 in zip(self.procs, servers0))
         for i in range(1, w + 1):
             self.stop_worker(i)
+        for p in profilers:
+            p.wait(60)
         if last is None:
             raise SystemExit(f"backlog of {n} did not land within 600 s")
         window = max(last - first, 1e-3)
+        tags = n * self.tags_per_message(payload)
         return {"backlog_points_per_s": round(n / window), "backlog_s": round(window, 1),
+                "backlog_tags_per_s_per_worker": round(tags / window / w),
+                "backlog_cpu_us_per_tag": round(cpu / tags * 1e6, 2),
                 "backlog_cpu_s_per_1k": round(cpu / n * 1000, 3),
                 "backlog_cpu_pct": {"workers": round(cpu / window * 100), "influxd": round(influxd / window * 100),
                                     "mosquitto": round(mosquitto / window * 100)}}
 
-    def steady(self, w: int) -> dict:
-        measurement = f"steady_w{w}"
+    def steady(self, w: int, payload: str) -> dict:
+        measurement = f"steady_{payload}_w{w}"
         rate, seconds = self.args.rate, self.args.seconds
         n = int(rate * seconds)
-        batch = self.messages(measurement, n)
+        batch = self.messages(measurement, n, payload)
         for i in range(1, w + 1):
             self.start_worker(i)
         for i in range(1, w + 1):
@@ -265,7 +315,8 @@ class Bench:
         total_cpu = sum(cpu.values())
         return {"steady_msgs_per_s": round(n / elapsed), "steady_landed": landed, "steady_expected": n,
                 "steady_cpu_pct_per_worker": round(total_cpu / elapsed / w * 100, 1),
-                "steady_cpu_s_per_1k": round(total_cpu / n * 1000, 3)}
+                "steady_cpu_s_per_1k": round(total_cpu / n * 1000, 3),
+                "steady_cpu_us_per_tag": round(total_cpu / (n * self.tags_per_message(payload)) * 1e6, 2)}
 
 
 def main() -> int:
@@ -273,8 +324,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--messages", type=int, default=30000, help="backlog size")
     parser.add_argument("--signals", type=int, default=25, help="samples per message")
+    parser.add_argument("--payload", nargs="+", choices=["full", "compact", "rbe"], default=["full", "compact", "rbe"],
+                        help="data payloads to measure: full, compact (values array), rbe (report by exception)")
+    parser.add_argument("--rbe-every", type=int, default=5, help="rbe: seq and every n-th signal in a message")
     parser.add_argument("--rate", type=float, default=1000, help="steady messages/s (0: skip)")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--profile", metavar="PATH", help="py-spy profiles of the workers "
+                        "(collapsed stacks): PATH.w<n>-of-<W>.txt")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="minegw-bench-ingest-"))
@@ -284,22 +340,28 @@ def main() -> int:
     rows = []
     try:
         bench.start_servers()
-        payload_bytes = len(bench.messages("x", 1)[0][1])
         for w in args.workers:
-            row = {"workers": w, "signals": args.signals, "payload_bytes": payload_bytes, **bench.backlog(w)}
-            if args.rate:
-                row.update(bench.steady(w))
-            rows.append(row)
-            print("BENCH_JSON " + json.dumps(row), flush=True)
+            for payload in args.payload:
+                bench.payload = payload
+                row = {"workers": w, "payload": payload, "signals": args.signals,
+                       "tags_per_message": bench.tags_per_message(payload),
+                       "payload_bytes": len(bench.messages("x", 1, payload)[-1][1]), **bench.backlog(w, payload)}
+                if args.rate:
+                    row.update(bench.steady(w, payload))
+                rows.append(row)
+                print("BENCH_JSON " + json.dumps(row), flush=True)
     finally:
         bench.stop_all()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n{'workers':>7} {'backlog pts/s':>13} {'CPU s/1k':>9} {'CPU % wrk/influxd/mosq':>22} "
+    print(f"\n{'workers':>7} {'payload':>7} {'tags/msg':>8} {'bytes':>6} {'backlog pts/s':>13} "
+          f"{'tags/s/worker':>13} {'CPU us/tag':>10} {'CPU % wrk/influxd/mosq':>22} "
           f"{'steady msg/s':>12} {'landed':>13} {'CPU %/worker':>12} {'CPU s/1k':>9}")
     for r in rows:
         pct = "/".join(str(v) for v in r["backlog_cpu_pct"].values())
-        print(f"{r['workers']:>7} {r['backlog_points_per_s']:>13} {r['backlog_cpu_s_per_1k']:>9} {pct:>22} "
+        print(f"{r['workers']:>7} {r['payload']:>7} {r['tags_per_message']:>8} {r['payload_bytes']:>6} "
+              f"{r['backlog_points_per_s']:>13} {r['backlog_tags_per_s_per_worker']:>13} "
+              f"{r['backlog_cpu_us_per_tag']:>10} {pct:>22} "
               f"{r.get('steady_msgs_per_s', '-'):>12} "
               f"{str(r.get('steady_landed', '-')) + '/' + str(r.get('steady_expected', '-')):>13} "
               f"{r.get('steady_cpu_pct_per_worker', '-'):>12} {r.get('steady_cpu_s_per_1k', '-'):>9}")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.modbus.adapter import _Poll, decode_point  # noqa: E402
+from adapters.base import PollColumns  # noqa: E402
+from adapters.modbus.adapter import decode_point  # noqa: E402
 from adapters.modbus.codec import DataType, encode  # noqa: E402
 from adapters.modbus.plan import ReadPlan  # noqa: E402
 from adapters.modbus.profile import Profile  # noqa: E402
@@ -104,7 +105,7 @@ def decode(repeat: int) -> dict[str, float]:
         return out
 
     def after():  # the compiled decoders into one columnar reading
-        poll = _Poll(len(points))
+        poll = PollColumns(len(points))
         for block in plan.blocks:
             now = utcnow()
             chunk = data[2 * block.address:2 * (block.address + block.count)]

@@ -18,7 +18,7 @@ import os
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -93,6 +93,28 @@ class HistorianBufferConfig(BufferConfig):
                                    "a commit runs as soon as lines wait and this has passed since the last one")
 
 
+MAX_SILENCE_S = 25.0  # the mine's polling rule: every signal reaches the surface at least this often
+
+
+class ReportByException(Strict):
+    """``mqtt.report_by_exception``: a sample is published when it moved more than its deadband since the
+    last value sent, when its quality changed, or when it was last sent ``max_silence`` ago (docs/mqtt.md)."""
+
+    enabled: bool = False
+    max_silence: float = Field(MAX_SILENCE_S, gt=0, description="seconds; at most 25 (the mine's polling rule)")
+    deadband: float = Field(0.0, ge=0, description="default, absolute, in the signal's unit")
+    deadbands: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        {}, description="per signal: 'signal' or 'device/signal' (this wins) -> absolute deadband")
+
+    @field_validator("max_silence")
+    @classmethod
+    def _polling_rule(cls, value: float) -> float:
+        if value > MAX_SILENCE_S:
+            raise ValueError(f"{value:g} s is above {MAX_SILENCE_S:g} s: the mine's polling rule wants every "
+                             f"signal at the surface at least every {MAX_SILENCE_S:g} s")
+        return value
+
+
 class MqttConfig(Strict):
     host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -106,6 +128,9 @@ class MqttConfig(Strict):
     keepalive: int = Field(30, ge=5, le=600)
     queue_limit: int = Field(10000, ge=10, description="messages held while the broker is away")
     spool: BufferConfig | None = Field(None, description="data the broker has not acknowledged, kept on disk")
+    payload: Literal["full", "compact"] = Field("full", description="data messages: full, or compact with a "
+                                                "retained schema per device (docs/mqtt.md)")
+    report_by_exception: ReportByException = ReportByException()
 
 
 class HistorianConfig(Strict):

@@ -17,8 +17,12 @@ its output validates and is byte for byte the dict ``pydantic_core.to_json`` wou
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import Annotated, Literal
 
@@ -42,6 +46,10 @@ class Topics:
 
     def state(self, area: str, device: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/{device}/state"
+
+    def schema(self, area: str, device: str) -> str:
+        """Retained: the signal lists of a device's compact data messages (:class:`SchemaMessage`)."""
+        return f"{self.prefix}/{self.site}/{area}/{device}/schema"
 
     def inventory(self, area: str, device: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/{device}/inventory"
@@ -349,6 +357,17 @@ class _SchemaJson:
         self.after = [b'"},' + k for k in keys[1:]] + [b'"}}}']  # a sample's end and the next one's key
 
 
+def compiled_for(cache: dict, schema: Schema, compile, limit: int):
+    """``compile(schema)``, kept in ``cache`` by the schema's id (the entry keeps the schema alive, so the id
+    stays its own); a builder that meets more than ``limit`` schemas (a reader making one per reading) starts over."""
+    compiled = cache.get(id(schema))
+    if compiled is None or compiled.schema is not schema:
+        if len(cache) >= limit:
+            cache.clear()
+        compiled = cache[id(schema)] = compile(schema)
+    return compiled
+
+
 class DataPayloads:
     """Builds the data messages of one device's (or one area's) readings, byte for byte what
     ``pydantic_core.to_json`` writes for the :class:`DataMessage` dict, at a fraction of the cost:
@@ -371,12 +390,7 @@ class DataPayloads:
         return head
 
     def _compiled(self, schema: Schema) -> _SchemaJson:
-        compiled = self._schemas.get(id(schema))
-        if compiled is None or compiled.schema is not schema:
-            if len(self._schemas) >= self.MAX_SCHEMAS:
-                self._schemas.clear()
-            compiled = self._schemas[id(schema)] = _SchemaJson(schema)
-        return compiled
+        return compiled_for(self._schemas, schema, _SchemaJson, self.MAX_SCHEMAS)
 
     def build(self, reading: Reading) -> bytes:
         values, n = reading.values, len(reading.values)
@@ -408,16 +422,152 @@ class DataPayloads:
                         stamps, compiled.after)
         return b"".join((head, compiled.first, b"".join(chain.from_iterable(parts))))
 
-    def _per_sample(self, reading: Reading) -> bytes:
+    def build_only(self, reading: Reading, indexes: Sequence[int]) -> bytes:
+        """The data message with only the samples at ``indexes`` (report by exception)."""
+        return self._per_sample(reading, indexes)
+
+    def _per_sample(self, reading: Reading, indexes: Sequence[int] | None = None) -> bytes:
         stamps = {t: iso(t) for t in {reading.ts, *(reading.times or ())}}
-        qualities = reading.qualities or repeat(Quality.GOOD)
+        signals, units = reading.schema.signals, reading.schema.units
         return _json({
             "site": self.site, "area": self.area, "zone": self.zone, "device": reading.device, "kind": self.kind,
             "ts": stamps[reading.ts], "poll_ms": reading.poll_ms,
-            "samples": {signal: {"value": value, "unit": unit, "quality": quality.value, "ts": stamps[t]}
-                        for signal, unit, value, quality, t in zip(
-                            reading.schema.signals, reading.schema.units, reading.values, qualities,
-                            reading.times or repeat(reading.ts))}})
+            "samples": {signals[i]: {"value": reading.values[i], "unit": units[i], "quality": reading.quality(i).value,
+                                     "ts": stamps[reading.time(i)]}
+                        for i in (range(len(signals)) if indexes is None else indexes)}})
+
+
+# ---- the compact data payload (docs/mqtt.md#compact-payload) -----------------------------------
+
+def schema_version(signals: Sequence[str], units: Sequence[str]) -> str:
+    """A schema's version: content-addressed, so one profile has one version on every gateway and every run."""
+    text = json.dumps([list(signals), list(units)], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+class SchemaVersion(BaseModel):
+    """One version of a device's signal list; more keys (``ranges``, ...) may come and are ignored."""
+
+    signals: list[str]
+    units: list[str]
+    derived: bool = False  # the signals the gateway derives (equipment status, roof-pressure metrics)
+
+
+class SchemaMessage(BaseModel):
+    """``{prefix}/{site}/{area}/{device}/schema`` (retained): every live schema version of a device."""
+
+    site: str
+    area: str
+    zone: str | None
+    device: str
+    kind: str
+    schemas: dict[str, SchemaVersion]  # version -> its signals
+
+
+class CompactDataMessage(BaseModel):
+    """A compact ``…/data`` message: the values in the order of the schema ``version`` (an array), or with
+    report by exception only those sent (an object index -> value); ``quality`` and ``times`` hold only the
+    samples that are not good, not at ``ts + time`` (index as a string -> quality, offset in ms from ``ts``);
+    ``time`` is the offset of every other sample from ``ts``. ``poll_ms`` is rounded to 0.01 ms."""
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: str = Field(alias="schema")
+    ts: int  # poll start, ms since the Unix epoch (UTC)
+    poll_ms: float
+    values: list[Value] | dict[str, Value]
+    quality: dict[str, Quality] = {}
+    time: int = 0  # ms from ts of every sample not in ``times``
+    times: dict[str, int] = {}
+    derived: bool = False
+
+    def expand(self, schema: SchemaMessage) -> DataMessage:
+        """The :class:`DataMessage` carrying the same samples (KeyError: a version ``schema`` lacks)."""
+        version = schema.schemas[self.version]
+        ts = epoch_ms_time(self.ts)
+        sent = self.values.items() if isinstance(self.values, dict) else enumerate(self.values)
+        samples = {}
+        for key, value in sent:
+            i = int(key)
+            samples[version.signals[i]] = SampleValue(
+                value=value, unit=version.units[i], quality=self.quality.get(str(key), Quality.GOOD),
+                ts=epoch_ms_time(self.ts + self.times.get(str(key), self.time)))
+        return DataMessage(site=schema.site, area=schema.area, zone=schema.zone, device=schema.device,
+                           kind=schema.kind, ts=ts, poll_ms=self.poll_ms, samples=samples)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(ts: datetime) -> int:
+    """Integer ms since the epoch, truncated as :func:`iso` truncates (so both payloads say the same time)."""
+    return (ts - _EPOCH) // _MS
+
+
+def epoch_ms_time(ms: int) -> datetime:
+    return _EPOCH + ms * _MS
+
+
+class _CompactSchema:
+    __slots__ = ("keys", "schema", "version")
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.version = schema_version(schema.signals, schema.units)
+        self.keys = [str(i) for i in range(len(schema))]  # the JSON object keys of quality, times and values
+
+
+class CompactPayloads:
+    """Builds compact data messages: per schema its version and index keys once, per reading one ``to_json``."""
+
+    MAX_SCHEMAS = 64
+
+    def __init__(self):
+        self._schemas: dict[int, _CompactSchema] = {}  # id(schema) -> compiled (the entry keeps the schema alive)
+
+    def _compiled(self, schema: Schema) -> _CompactSchema:
+        return compiled_for(self._schemas, schema, _CompactSchema, self.MAX_SCHEMAS)
+
+    def version(self, schema: Schema) -> str:
+        return self._compiled(schema).version
+
+    def build(self, reading: Reading, indexes: Sequence[int] | None = None) -> bytes:
+        """The message for ``reading``; given ``indexes`` (report by exception), only those samples."""
+        compiled = self._compiled(reading.schema)
+        keys, ts = compiled.keys, epoch_ms(reading.ts)
+        if indexes is None:
+            values = reading.values
+            indexes = range(len(values))
+        else:
+            values = {keys[i]: reading.values[i] for i in indexes}
+        message = {"schema": compiled.version, "ts": ts, "poll_ms": round(reading.poll_ms, 2), "values": values}
+        if reading.qualities is not None:
+            qualities = reading.qualities
+            if quality := {keys[i]: qualities[i] for i in indexes if qualities[i] is not Quality.GOOD}:
+                message["quality"] = quality
+        if reading.times is not None:
+            self._times(message, reading.times, indexes, keys, ts)
+        if reading.derived:
+            message["derived"] = True
+        return _json(message)
+
+    @staticmethod
+    def _times(message: dict, times: Sequence[datetime], indexes: Sequence[int], keys: list[str], ts: int) -> None:
+        """``time``: the offset most samples share (a one-block poll: all of them); ``times``: the others."""
+        offsets = {t: epoch_ms(t) - ts for t in dict.fromkeys(times)}  # a block's samples share one time
+        if len(offsets) == 1:
+            [common] = offsets.values()
+            at = None
+        else:
+            full = isinstance(indexes, range)
+            sent = list(map(offsets.__getitem__, times)) if full else [offsets[times[i]] for i in indexes]
+            common = Counter(sent).most_common(1)[0][0] if sent else 0  # of equals, the first sample's
+            pairs = zip(keys, sent) if full else zip(map(keys.__getitem__, indexes), sent)
+            at = {key: offset for key, offset in pairs if offset != common}
+        if common:
+            message["time"] = common
+        if at:
+            message["times"] = at
 
 
 # ---- commands and their replies (docs/mqtt.md#commands) ---------------------------------------

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from paho.mqtt.client import topic_matches_sub as paho_matches
+from pydantic import ValidationError
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from rich.console import Console
@@ -12,8 +14,9 @@ from adapters.modbus import codec
 from adapters.modbus.codec import DataType, Order
 from adapters.modbus.plan import MAX_BITS, MAX_REGISTERS
 from adapters.modbus.profile import Table
-from gateway.core.errors import UserError
 from gateway.config import MqttConfig
+from gateway.contract import CompactDataMessage, SchemaMessage
+from gateway.core.errors import UserError
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "device failure", 5: "acknowledge", 6: "device busy",
@@ -76,19 +79,64 @@ def _check_budget(table: Table, dtype: DataType, count: int, width: int, length:
                     f"the largest --count for {dtype.value} is {budget // width}")
 
 
+class CompactReader:
+    """Turns compact data messages back into full ones, from the retained schema messages seen so far."""
+
+    def __init__(self):
+        self.schemas: dict[str, SchemaMessage] = {}  # device topic ({prefix}/{site}/{area}/{device}) -> its schemas
+
+    def read(self, topic: str, payload: bytes) -> str:
+        """The text to print for one message (a schema message is also kept for the data messages after it)."""
+        base, _, leaf = topic.rpartition("/")
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return payload.decode("utf-8", "replace")
+        if leaf == "schema" and isinstance(message, dict) and "schemas" in message:
+            try:
+                self.schemas[base] = SchemaMessage.model_validate(message)
+            except ValidationError as exc:
+                return f"{json.dumps(message, ensure_ascii=False)}  (not a schema message: {exc.errors()[0]['msg']})"
+        elif leaf == "data" and isinstance(message, dict) and "schema" in message:
+            return self._expand(base, message)
+        return json.dumps(message, ensure_ascii=False)
+
+    def _expand(self, base: str, message: dict) -> str:
+        raw = json.dumps(message, ensure_ascii=False)
+        try:
+            compact = CompactDataMessage.model_validate(message)
+        except ValidationError as exc:
+            return f"{raw}  (not a compact data message: {exc.errors()[0]['msg']})"
+        schema = self.schemas.get(base)
+        if schema is None or compact.version not in schema.schemas:
+            return f"{raw}  (compact, schema {compact.version} not seen yet on {base}/schema)"
+        full = json.loads(compact.expand(schema).model_dump_json())
+        full["samples"] = {name: s["value"] if s["quality"] == "good" else s for name, s in full["samples"].items()}
+        return f"{json.dumps(full, ensure_ascii=False)}  (compact, schema {compact.version})"
+
+
+def schema_filter(topic: str) -> str | None:
+    """The schema topics a data topic filter needs (``…/data`` → ``…/schema``); None when it covers them."""
+    return topic[:-len("data")] + "schema" if topic.endswith("/data") else None
+
+
 def mqtt_tail(console: Console, cfg: MqttConfig, topic: str, count: int | None, timeout: float | None) -> None:
+    """Print messages on ``topic``; compact data messages expanded with the signal names of their device's
+    retained schema message (subscribed to as well, printed only when ``topic`` covers it)."""
     from gateway.mqtt import MqttError, tail
 
-    def show(message) -> None:
-        text = message.payload.decode("utf-8", "replace")
-        try:
-            text = json.dumps(json.loads(text), ensure_ascii=False)
-        except ValueError:
-            pass
+    reader = CompactReader()
+    extra = schema_filter(topic)
+
+    def show(message) -> bool:
+        text = reader.read(message.topic, message.payload)
+        if not paho_matches(topic, message.topic):
+            return False  # a schema message only ``extra`` asked for: kept, neither printed nor counted
         flag = " (retained)" if message.retain else ""
         console.print(f"[cyan]{message.topic}[/]{flag} {text}", highlight=False, soft_wrap=True)
+        return True
 
     try:
-        tail(cfg, topic, count=count, timeout=timeout, on_message=show)
+        tail(cfg, [topic, extra] if extra else topic, count=count, timeout=timeout, on_message=show)
     except MqttError as exc:
         raise UserError(str(exc)) from None

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v influxd >/dev/null || need_apt+=(influxdb)
+[ -x /usr/sbin/snmpd ] || command -v snmpd >/dev/null || need_apt+=(snmpd)
+command -v snmpget >/dev/null || need_apt+=(snmp)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -14,7 +16,7 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 # The packages start system services we do not use: tests run their own instances.
-for svc in mosquitto influxdb; do
+for svc in mosquitto influxdb snmpd; do
   systemctl is-active --quiet "$svc" 2>/dev/null && { systemctl stop "$svc" || true; }
 done
 

@@ -40,6 +40,7 @@ class FaultHolder:
     device_id: str
     _faults: dict[str, FaultParams]
     _listeners: list[Listener]
+    _isolated = False  # cut off by the simulated network (simulators/snmp/network.py)
 
     @property
     def fault_kinds(self) -> dict[str, type[FaultParams]]:
@@ -52,7 +53,21 @@ class FaultHolder:
 
     @property
     def offline(self) -> bool:
-        return "offline" in self._faults
+        return "offline" in self._faults or self._isolated
+
+    @property
+    def isolated(self) -> bool:
+        return self._isolated
+
+    def set_isolated(self, isolated: bool) -> None:
+        """Cut off from the gateway by the simulated ring (or reconnected): as if ``offline``, whatever
+        the device's own faults, which it keeps. Listeners hear of it as an ``offline`` change."""
+        if isolated == self._isolated:
+            return
+        was_offline = self.offline
+        self._isolated = isolated
+        if self.offline != was_offline:
+            self._notify("offline", NoParams() if isolated else None)
 
     def check_fault(self, name: str, params: dict[str, Any] | None = None) -> FaultParams:
         """Validated parameters of a fault, or :class:`FaultError` saying what is wrong."""

@@ -1,9 +1,10 @@
-"""Simulate every Modbus, OPC UA and ONVIF device of a site file, with optional scenario and fault control.
+"""Simulate every Modbus, OPC UA, ONVIF and SNMP device of a site file, with optional scenario and fault control.
 
 Modbus devices that share host:port are served by one server, one unit id each (a
 gateway in front of an RS485 line). OPC UA devices get one server per endpoint URL
 (see simulators/opcua), ONVIF cameras one each, plus one WS-Discovery responder for
-them all (see simulators/onvif). Every device gets its own seed, derived from the site seed
+them all (see simulators/onvif), SNMP switches and UPS one agent each, wired into the site's
+rings (see simulators/snmp: a cut that isolates switches takes the devices behind them offline). Every device gets its own seed, derived from the site seed
 and its id, and all share one clock: seconds since :meth:`SiteSimulator.start`.
 
 The control endpoint lets another process inject faults: TCP, one JSON object per
@@ -12,6 +13,7 @@ line each way::
     {"device": "belt-main-1", "fault": "slip", "params": {"ratio": 0.45}}
     {"device": "belt-main-1", "fault": "slip", "clear": true}     # clear one fault
     {"device": "belt-main-1", "clear": true}                      # clear them all
+    {"device": "belt-main-1", "isolated": true}                   # cut off by the ring (or back: false)
     -> {"ok": true, "device": "belt-main-1", "faults": {...active faults...}}
     -> {"ok": false, "error": "..."}
 
@@ -44,6 +46,7 @@ from simulators.onvif.site import site_cameras
 from simulators.opcua.face import FaceSimulator
 from simulators.opcua.server import OpcUaSimServer
 from simulators.physics import derive_seed
+from simulators.snmp.site import site_snmp
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,11 @@ class SiteSimulator:
                                                bind_host, onvif_discovery_port)
         self._simulators.update(cameras)
         self.servers += camera_servers
+        self._isolating: set[asyncio.Task] = set()
+        snmp_sims, agents, self.network = site_snmp(site, [d for d in mine if d.adapter == "snmp"], seed,
+                                                   self.clock, bind_host, self.isolate)
+        self._simulators.update(snmp_sims)
+        self.servers += agents
         if scenario is not None and not isinstance(scenario, Scenario):
             scenario = Scenario.load(scenario)
         if scenario is not None:  # steps on the other parts' devices run there
@@ -158,6 +166,16 @@ class SiteSimulator:
             raise KeyError(f"no simulated device {device_id!r} "
                            f"(known: {', '.join(self._simulators)})") from None
 
+    def isolate(self, device_id: str, isolated: bool) -> None:
+        """Cut a device off (its server stops answering) or bring it back, wherever it is served."""
+        if where := self.remote.get(device_id):
+            line = json.dumps({"device": device_id, "isolated": isolated}).encode()
+            task = asyncio.get_running_loop().create_task(_forward(where, line, device_id))
+            self._isolating.add(task)
+            task.add_done_callback(self._isolating.discard)
+        elif device_id in self._simulators:
+            self._simulators[device_id].set_isolated(isolated)
+
     @property
     def control_address(self) -> tuple[str, int] | None:
         """(host, port) of the control endpoint while it runs."""
@@ -195,6 +213,8 @@ class SiteSimulator:
 
     async def settled(self) -> None:
         """Wait until every server's port follows the latest ``offline`` changes."""
+        while self._isolating:
+            await asyncio.gather(*self._isolating, return_exceptions=True)
         for server in self.servers:
             await server.settled()
 
@@ -219,6 +239,7 @@ class ControlRequest(BaseModel):
     fault: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     clear: bool = False
+    isolated: bool | None = Field(None, description="the simulated ring cut the device off (or brought it back)")
 
 
 class ControlError(Exception):
@@ -267,7 +288,9 @@ class _ControlEndpoint:
             if where := self.site.remote.get(request.device):
                 return await _forward(where, line, request.device)
             sim = self.site.simulator(request.device)
-            if request.clear:
+            if request.isolated is not None:
+                sim.set_isolated(request.isolated)
+            elif request.clear:
                 sim.clear_fault(request.fault)
             elif request.fault:
                 sim.set_fault(request.fault, **request.params)

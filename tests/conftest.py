@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.util import free_port
+from tests.snmpd import snmpd  # noqa: F401  (the Net-SNMP agent fixture)
 
 
 def mosquitto_binary() -> str:

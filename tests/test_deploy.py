@@ -340,6 +340,7 @@ def test_bridge_carries_data_up_and_commands_down(district):
     try:
         topic, payload = data("shearer-1201", 1)
         up = {topic: (payload, False),
+              "minegw/demo-mine/face-1201/shearer-1201/schema": (b'{"schemas": {}}', True),  # compact payload
               "minegw/demo-mine/face-1201/shearer-1201/state": (b'{"status": "online"}', True),
               "minegw/demo-mine/face-1201/shearer-1201/alarm/shearer-ch4": (b'{"state": "active_unack"}', True),
               "minegw/demo-mine/face-1201/camera-1201/inventory": (b'{"online": true}', True),

@@ -110,3 +110,14 @@ def test_the_plan_compiles_each_block_once_for_the_reading_order():
     assert [b.address for b in plan.blocks] == [0, 40] and all(b.decoder for b in plan.blocks)
     assert [b.decoder.slots for b in plan.blocks] == [(1,), (0,)]  # profile order, not address order
     assert plan.compiled(plan.blocks[0]) is plan.blocks[0]
+
+
+def test_an_integer_scaled_by_one_nth_reads_as_its_decimal_value_not_binary_noise():
+    points = [point("speed", 0, DataType.UINT16, scale=0.1), point("temp", 1, DataType.INT16, scale=0.01, offset=-40),
+              point("third", 2, DataType.UINT16, scale=0.3), point("half", 3, DataType.UINT16, scale=0.5, range=(0, 10))]
+    words = [474, 0xFFFF & -3, 7, 21]
+    values, qualities = decode_block(points, words)
+    assert values == [47.4, -40.03, 7 * 0.3, 10.5] and 474 * 0.1 != 47.4  # what raw * scale would have said
+    assert qualities == [Quality.GOOD, Quality.GOOD, Quality.GOOD, Quality.OUT_OF_RANGE]
+    assert [decode_point(p, words[p.address:p.address + p.width]) for p in points] == list(zip(values, qualities))
+    assert [p.ratio for p in points] == [(10, 0), (100, -4000), None, (2, 0)]

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import math
 import time
-from datetime import datetime
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.base import Adapter
+from adapters.base import PollColumns, PolledAdapter
 from gateway.core.backoff import Backoff
-from gateway.core.model import DeviceStatus, Quality, Reading, Schema, Value, WriteResult, utcnow
+from gateway.core.model import Quality, Reading, Schema, Value, WriteResult, utcnow
 
 from . import codec
 from .config import ModbusDeviceConfig
@@ -71,33 +70,7 @@ def decode_point(point: Point, words: list[int] | list[bool]) -> tuple[Value, Qu
     return value, Quality.GOOD
 
 
-class _Poll:
-    """The columns one poll fills: values, the non-good (slot, quality) and when each block answered."""
-
-    __slots__ = ("values", "marks", "stamps")
-
-    def __init__(self, size: int):
-        self.values: list[Value] = [None] * size
-        self.marks: list[tuple[int, Quality]] = []
-        self.stamps: list[tuple[datetime, tuple[int, ...]]] = []
-
-    def reading(self, device: str, ts: datetime, poll_ms: float, schema: Schema) -> Reading:
-        qualities = times = None
-        if self.marks:
-            qualities = [Quality.GOOD] * len(self.values)
-            for slot, quality in self.marks:
-                qualities[slot] = quality
-        if len(self.stamps) == 1 and len(self.stamps[0][1]) == len(self.values):  # one answer carried all
-            times = [self.stamps[0][0]] * len(self.values)
-        elif self.stamps:  # a sample's time is when the answer carrying it arrived (docs/mqtt.md)
-            times = [ts] * len(self.values)
-            for at, slots in self.stamps:
-                for slot in slots:
-                    times[slot] = at
-        return Reading(device, ts, poll_ms, schema=schema, values=self.values, qualities=qualities, times=times)
-
-
-class ModbusAdapter(Adapter):
+class ModbusAdapter(PolledAdapter):
     kind = "modbus"
     config: ModbusDeviceConfig
 
@@ -112,7 +85,6 @@ class ModbusAdapter(Adapter):
         self._writer: AsyncModbusTcpClient | None = None  # pymodbus' client, opened on the first write
         self._write_lock = asyncio.Lock()
         self._retrying: Hole | None = None  # the learned hole this poll tries again
-        self._logged_status: DeviceStatus | None = None
 
     # -- polling -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -152,7 +124,7 @@ class ModbusAdapter(Adapter):
         """Read every block once and emit one reading; ``None`` if the link failed."""
         started, started_at = time.monotonic(), utcnow()
         self._retrying = self.plan.retry_oldest()
-        poll = _Poll(len(self.schema))
+        poll = PollColumns(len(self.schema))
         try:
             await self._read_planned(poll, self.plan.blocks, self.plan.unreadable, deadline)
         except TargetUnreachable as exc:  # the TCP link is fine: keep it
@@ -172,13 +144,13 @@ class ModbusAdapter(Adapter):
         self._emit(reading)
         return reading
 
-    async def _read_planned(self, poll: _Poll, blocks: list[Block], unreadable: list[Point],
+    async def _read_planned(self, poll: PollColumns, blocks: list[Block], unreadable: list[Point],
                             deadline: float | None) -> None:
         self._bad(poll, unreadable)
         for block in blocks:
             await self._read_block(poll, block, deadline)
 
-    async def _read_block(self, poll: _Poll, block: Block, deadline: float | None) -> bool:
+    async def _read_block(self, poll: PollColumns, block: Block, deadline: float | None) -> bool:
         """Read and decode one block into the poll; whether the device answered it as one request."""
         try:
             data = await self.client.read(FUNCTION[block.table], self.config.unit_id, block.address, block.count)
@@ -202,7 +174,7 @@ class ModbusAdapter(Adapter):
         poll.stamps.append((now, decoder.slots))
         return True
 
-    async def _read_refused(self, poll: _Poll, block: Block, deadline: float | None) -> None:
+    async def _read_refused(self, poll: PollColumns, block: Block, deadline: float | None) -> None:
         """A block the device refused as an illegal address: read it in halves, down to single
         points, so what it can read still comes out in this poll, and learn where the hole is."""
         retried = self._retrying
@@ -230,43 +202,12 @@ class ModbusAdapter(Adapter):
         log.log(level, "%s: illegal data address: %s %s", self.id, hole.table.value, what)
         self.plan.learn(hole)
 
-    def _bad(self, poll: _Poll, points) -> None:
+    def _bad(self, poll: PollColumns, points) -> None:
         if not points:
             return
         slots = tuple(self.plan.slots[p.name] for p in points)
-        for slot in slots:
-            poll.values[slot] = None
-        poll.marks += [(slot, Quality.BAD) for slot in slots]
+        poll.bad(slots)
         poll.stamps.append((utcnow(), slots))
-
-    def _comm_fail_reading(self, started_at: datetime, started: float) -> Reading:
-        n = len(self.schema)
-        return Reading(self.id, started_at, (time.monotonic() - started) * 1000, schema=self.schema,
-                       values=[None] * n, qualities=[Quality.COMM_FAIL] * n)
-
-    # -- state ---------------------------------------------------------------------------
-    def _set_status(self, status: DeviceStatus, reason: str) -> None:
-        if status is not self._logged_status:  # one line per change, not per failed poll
-            self._logged_status = status
-            level = logging.INFO if status is DeviceStatus.ONLINE else logging.WARNING
-            log.log(level, "%s: %s: %s", self.id, status.value, reason)
-        super()._set_status(status, reason)
-
-    def _poll_succeeded(self, poll_ms: float) -> None:
-        s = self.state
-        s.polls += 1
-        s.consecutive_errors = 0
-        s.last_good_poll = utcnow()
-        s.last_poll_ms = round(poll_ms, 2)
-        self._set_status(DeviceStatus.ONLINE, "polling")
-
-    def _poll_failed(self, reason: str, timeout: bool) -> None:
-        s = self.state
-        s.polls += 1
-        s.errors += 1
-        s.consecutive_errors += 1
-        s.timeouts += timeout
-        self._set_status(DeviceStatus.OFFLINE, reason)
 
     # -- writes --------------------------------------------------------------------------
     async def write(self, signal: str, value: Value) -> WriteResult:

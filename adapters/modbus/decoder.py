@@ -32,7 +32,7 @@ _CODE = {DataType.INT16: "h", DataType.UINT16: "H", DataType.INT32: "i", DataTyp
          DataType.FLOAT32: "f", DataType.FLOAT64: "d", DataType.BOOL: "H"}
 
 # What the loop does with a raw value (small ints: one comparison each).
-_PLAIN, _BOOL, _TEXT, _NUMBER = range(4)
+_PLAIN, _BOOL, _TEXT, _NUMBER, _RATIO = range(5)
 
 BAD, OUT_OF_RANGE = Quality.BAD, Quality.OUT_OF_RANGE
 _isfinite = math.isfinite
@@ -105,6 +105,8 @@ class BlockDecoder:
             scaled and not math.isfinite(abs(p.scale) * 2.0 ** 32 + abs(p.offset)))
         if not scaled and not floating and p.range is None:  # counters, enumerations
             return slot, _PLAIN, 1.0, 0.0, None, False
+        if scaled and (ratio := p.ratio) is not None:  # (raw + shift) / divisor: no binary noise, never infinite
+            return slot, _RATIO, ratio[0], ratio[1], p.range, False
         return slot, _NUMBER, p.scale if scaled else None, p.offset, p.range, floating
 
     def decode(self, data: bytes, values: list[Value]) -> list[tuple[int, Quality]]:
@@ -121,6 +123,10 @@ class BlockDecoder:
         for (slot, op, scale, offset, bounds, floating), raw in zip(self._ops, raws):
             if op == _PLAIN:
                 values[slot] = raw
+            elif op == _RATIO:
+                values[slot] = value = (raw + offset) / scale
+                if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                    marks.append((slot, OUT_OF_RANGE))
             elif op == _NUMBER:
                 value = raw if scale is None else raw * scale + offset
                 if floating and not _isfinite(value):

@@ -19,7 +19,9 @@ import math
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import chain, repeat
-from typing import Mapping
+from typing import Mapping, Sequence
+
+import orjson
 
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Quality, Reading, Schema, Value
 
@@ -125,30 +127,86 @@ def reading_lines(site: str, area: str, kind: str, reading: Reading) -> list[str
 
 
 _FAST_TYPES = (float, int, bool)  # exact types a reading of only good samples may hold for the fast path
+_FAST_SET = frozenset(_FAST_TYPES)
+_QUALITY_FIELDS = {q: f'{QUALITY_SUFFIX}="{q.value}"' for q in Quality}  # after the escaped signal key
 
 
-class _SchemaLine:
-    """What a schema's point needs, computed once: field keys, and per value-type signature the text
-    between the values (``key=``, and the ``i`` after an integer), or None when only the per-sample
-    way (:func:`sample_fields`) gives the exact bytes (duplicate signals, names that cannot be written)."""
+def escaped_key(name: str) -> str:
+    """``name`` as a field or tag key of line protocol; ValueError when it cannot be written (:func:`check_name`)."""
+    return _key(name)
 
-    __slots__ = ("schema", "keys", "types", "pieces", "last", "bools")
 
-    def __init__(self, schema: Schema):
-        self.schema = schema
+def point_head(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,tag=value,... `` : what comes before the fields of a point (escaped)."""
+    return f"{_measurement(measurement)}{_tags(tags)} "
+
+
+def _texts(values: Sequence[Value]) -> list[str]:
+    """Finite floats, ints and bools as field_value writes them (ints without their i), in one call:
+    orjson writes a float as repr does (shortest round trip) but for one-digit negative exponents ("1e-7",
+    repr "1e-07"), and bools as true/false. Texts with a negative exponent go the per-value way."""
+    try:
+        body = orjson.dumps(values)[1:-1].decode()
+    except TypeError:  # an int beyond 64 bits (InfluxDB refuses its line; the sink dead-letters it)
+        body = "e-"
+    if "e-" not in body:
+        return body.split(",")
+    return [("true" if v else "false") if type(v) is bool else repr(v) for v in values]
+
+
+def fields_text(keys: Sequence[str], values: Sequence[Value], qualities: Sequence[Quality | None] | None = None) -> str:
+    """``k=v,...`` of samples, byte for byte what :func:`sample_fields` and :func:`point` give; ``keys`` are
+    the signals' escaped keys (:func:`escaped_key`), ``qualities`` one per value (None: good), or None."""
+    if qualities is None and set(map(type, values)) <= _FAST_SET and _finite(values):
+        return ",".join([f"{k}={t}i" if type(v) is int else f"{k}={t}" for k, t, v in zip(keys, _texts(values),
+                                                                                          values)])
+    parts = []
+    for key, value, quality in zip(keys, values, qualities or repeat(None)):
+        text = field_value(value)
+        if quality is None or quality is Quality.GOOD:
+            if text is not None:
+                parts.append(f"{key}={text}")
+                continue
+            quality = Quality.BAD  # a "good" sample without a usable value (None, NaN) is stored as what it is
+        parts.append(key + _QUALITY_FIELDS[quality])
+        if text is not None:
+            parts.append(f"{key}{VALUE_SUFFIX}={text}")
+    return ",".join(parts)
+
+
+class SchemaFields:
+    """The fields of points whose values follow one list of signals, keys escaped once; per value-type
+    signature the text between the values (``key=``, and the ``i`` after an integer), so a reading whose
+    samples are all good with finite floats, ints and bools costs a few calls. ``keys`` is None when only
+    the per-sample way (:func:`sample_fields`) gives the exact bytes (duplicate signals, unwritable names)."""
+
+    __slots__ = ("bools", "keys", "last", "pieces", "signals", "types")
+
+    def __init__(self, signals: Sequence[str]):
+        self.signals = tuple(signals)
         self.keys: list[str] | None = None
-        if len(set(schema.signals)) == len(schema.signals):
+        if len(set(self.signals)) == len(self.signals):
             try:
-                self.keys = [_key(s) for s in schema.signals]
+                self.keys = [_key(s) for s in self.signals]
             except ValueError:  # raised again by the per-sample way, for the fields it writes
                 pass
         self.types: tuple | None = None
         self.pieces: list[str] | None = None
         self.last, self.bools = "", ()
 
-    def retype(self, types: tuple) -> None:
+    def text(self, values: Sequence[Value], qualities: Sequence[Quality | None] | None = None) -> str:
+        """``k=v,...`` for one value per signal (needs ``keys``); ``qualities`` None when all are good."""
+        if qualities is None:
+            types = tuple(map(type, values))
+            if types != self.types:
+                self._retype(types)
+            if self.pieces is not None and _finite(values):
+                return "".join(chain.from_iterable(zip(self.pieces, _texts(values)))) + self.last
+        return fields_text(self.keys, values, qualities)
+
+    def _retype(self, types: tuple) -> None:
         self.types, self.pieces = types, None
-        if self.keys is None or not all(t in _FAST_TYPES for t in types):
+        if self.keys is None or not types or not all(t in _FAST_TYPES for t in types):
             return
         after = ["i" if t is int else "" for t in types]  # int fields end in i: 7i
         self.pieces = [self.keys[0] + "="] + [f"{a},{k}=" for a, k in zip(after, self.keys[1:])]
@@ -158,42 +216,35 @@ class _SchemaLine:
 
 class ReadingLines:
     """Builds the points of readings in measurement ``kind`` with the tags of their site and area:
-    byte for byte what :func:`sample_fields` and :func:`point` give per sample, but when every sample
-    is good and every value a finite float, an int or a bool, in a few calls per reading."""
+    byte for byte what :func:`sample_fields` and :func:`point` give per sample, in a few calls per
+    reading (:class:`SchemaFields`)."""
 
     MAX_SCHEMAS = 64
 
     def __init__(self, site: str, area: str, kind: str):
         self.site, self.area, self.kind = site, area, kind
         self._heads: dict[str, str] = {}  # device -> "kind,site=..,area=..,device=.. "
-        self._schemas: dict[int, _SchemaLine] = {}  # id(schema) -> (the entry keeps the schema alive)
+        self._schemas: dict[int, tuple[Schema, SchemaFields]] = {}  # id(schema) -> (the entry keeps it alive)
 
     def lines(self, reading: Reading) -> list[str]:
         values = reading.values
         if not values:
             return []
-        if reading.qualities is None:
-            compiled = self._schemas.get(id(reading.schema))
-            if compiled is None or compiled.schema is not reading.schema:
-                if len(self._schemas) >= self.MAX_SCHEMAS:
-                    self._schemas.clear()
-                compiled = self._schemas[id(reading.schema)] = _SchemaLine(reading.schema)
-            types = tuple(map(type, values))
-            if types != compiled.types:
-                compiled.retype(types)
-            if compiled.pieces is not None and _finite(values):
-                texts = list(map(repr, values))  # floats: repr, as field_value; ints: the i is in the pieces
-                for i in compiled.bools:
-                    texts[i] = "true" if values[i] else "false"
-                fields = "".join(chain.from_iterable(zip(compiled.pieces, texts)))
-                return [f"{self._head(reading.device)}{fields}{compiled.last} {timestamp_ns(reading.ts)}"]
-        return self._per_sample(reading)
+        entry = self._schemas.get(id(reading.schema))
+        if entry is None or entry[0] is not reading.schema:
+            if len(self._schemas) >= self.MAX_SCHEMAS:
+                self._schemas.clear()
+            entry = self._schemas[id(reading.schema)] = (reading.schema, SchemaFields(reading.schema.signals))
+        compiled = entry[1]
+        if compiled.keys is None:
+            return self._per_sample(reading)
+        return [f"{self._head(reading.device)}{compiled.text(values, reading.qualities)} {timestamp_ns(reading.ts)}"]
 
     def _head(self, device: str) -> str:
         head = self._heads.get(device)
         if head is None:
-            tags = _tags({"site": self.site, "area": self.area, "device": device})
-            head = self._heads[device] = f"{_measurement(self.kind)}{tags} "
+            head = self._heads[device] = point_head(self.kind, {"site": self.site, "area": self.area,
+                                                                "device": device})
         return head
 
     def _per_sample(self, reading: Reading) -> list[str]:

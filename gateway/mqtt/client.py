@@ -83,9 +83,9 @@ def publish_once(cfg: MqttConfig, topic: str, payload: bytes, timeout: float = 5
         client.loop_stop()
 
 
-def tail(cfg: MqttConfig, topic: str, count: int | None, timeout: float | None,
+def tail(cfg: MqttConfig, topic: str | list[str], count: int | None, timeout: float | None,
          on_message: Callable[[paho.MQTTMessage], None]) -> int:
-    """Subscribe to ``topic`` and pass messages to ``on_message`` until ``count`` arrived or ``timeout`` passed.
+    """Subscribe to ``topic`` (or to each of a list) and pass messages to ``on_message`` until ``count`` arrived or ``timeout`` passed.
 
     Returns how many arrived. Raises :class:`MqttError` if the broker cannot be
     reached, refuses the connection or the subscription, or drops the connection.
@@ -105,8 +105,9 @@ def tail(cfg: MqttConfig, topic: str, count: int | None, timeout: float | None,
 
 
 class _TailSession:
-    def __init__(self, cfg: MqttConfig, topic: str, on_message: Callable[[paho.MQTTMessage], None]):
-        self.cfg, self.topic, self.deliver = cfg, topic, on_message
+    def __init__(self, cfg: MqttConfig, topic: str | list[str], on_message: Callable[[paho.MQTTMessage], None]):
+        self.cfg, self.deliver = cfg, on_message
+        self.topics = [topic] if isinstance(topic, str) else topic
         self.where = f"{cfg.host}:{cfg.port}"
         self.client = make_client(cfg, f"minegw-tail-{secrets.token_hex(4)}")
         self.client.on_connect = self._on_connect
@@ -132,15 +133,16 @@ class _TailSession:
         if reason.is_failure:
             self.problem = f"MQTT broker {self.where} refused the connection: {reason}"
         else:
-            client.subscribe(self.topic, qos=1)
+            client.subscribe([(topic, 1) for topic in self.topics])
 
     def _on_subscribe(self, client, userdata, mid, reasons: list[ReasonCode], properties) -> None:
-        if reasons and reasons[0].is_failure:
-            self.problem = f"MQTT broker {self.where} refused the subscription to {self.topic!r}: {reasons[0]}"
+        for topic, reason in zip(self.topics, reasons):
+            if reason.is_failure:
+                self.problem = f"MQTT broker {self.where} refused the subscription to {topic!r}: {reason}"
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
-        self.received += 1
-        self.deliver(message)
+        if self.deliver(message) is not False:  # False: the caller did not count it (e.g. a schema kept quietly)
+            self.received += 1
 
 
 def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0,

@@ -5,11 +5,13 @@ described in docs/mqtt.md and modelled in gateway/contract.py.
 
 Threads in :class:`MqttSink`: the asyncio loop builds payloads; when nothing is queued before them
 and the in-flight window has room (the steady state) it hands them to paho itself, else it appends
-them to a bounded queue that one publisher thread hands to paho as the window opens; paho's own
-network thread (``loop_start``) writes the packets, reads acknowledgements and reconnects.
+them to a bounded queue that one publisher thread hands to paho as the window opens. paho has no
+thread of its own: :class:`gateway.mqtt.aioloop.LoopDriver` does its socket reads and writes on the
+loop, and reconnects, so paho's callbacks run on the loop thread.
 ``client.publish`` is never called while holding ``_cond``, because paho calls
 our ``on_publish`` while holding its own lock and that callback takes ``_cond``; it is called
-holding ``_send_lock``, which the loop only ever tries without waiting.
+holding ``_send_lock``, which the loop takes without waiting when it publishes data, and waits for
+only briefly when connecting (a publisher thread's batch never waits on the loop).
 With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`gateway.mqtt.spool.Spool`)
 does all the SQLite work of the spool; the others only hand it messages under ``_cond``.
 """
@@ -31,11 +33,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.alarms import AlarmEngine
 from gateway.config import BufferConfig, MqttConfig, SiteConfig
 from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, GatewayStatus, InventoryMessage,
-                              LinkageMessage, StateMessage, Topics, DataPayloads)
+                              LinkageMessage, StateMessage, Topics)
 from gateway.core.device import DeviceConfig
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
+from gateway.mqtt.aioloop import LoopDriver
 from gateway.mqtt.client import Will, make_client
+from gateway.mqtt.payloads import DevicePublisher
 from gateway.mqtt.spool import Message
 from gateway.mqtt.spool import Spool
 from gateway.contract import NetworkRingMessage
@@ -77,13 +81,12 @@ class MqttSink(Sink):
         self._started = utcnow()
         self._where = f"{cfg.host}:{cfg.port}"
         self._status_topic = self.topics.gateway_status(self.gateway_id)
-        self._data: dict[str, tuple[str, DataPayloads]] = {}  # device id -> its data topic and payload builder
+        self._data: dict[str, DevicePublisher] = {}  # device id -> its data (and schema) messages
         self.client_id = cfg.client_id or f"minegw-{self.site_id}-{self.gateway_id}"
         self._client = make_client(cfg, self.client_id,
                                    Will(self._status_topic, self._status("offline", "connection lost"), cfg.qos))
-        self._client.suppress_exceptions = True  # a bug in a callback is logged, the network thread lives on
+        self._client.suppress_exceptions = True  # a bug in a callback is logged, the connection lives on
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
-        self._client.reconnect_delay_set(1, 30)
         self._command_handler: CommandHandler | None = None
         self._command_topics = {self.topics.command_write(): "write", self.topics.command_broadcast(): "broadcast",
                                 self.topics.alarm_ack(): "ack"}
@@ -124,6 +127,7 @@ class MqttSink(Sink):
         self._send_lock = threading.Lock()  # a publish batch and a reconnect's re-queueing never interleave
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-publisher", daemon=True)
         self._health_task: asyncio.Task | None = None
+        self._driver: LoopDriver | None = None
 
     def _make_spool(self, cfg: BufferConfig | None, site: SiteConfig) -> Spool | None:
         if cfg is None:
@@ -141,7 +145,9 @@ class MqttSink(Sink):
         self._publisher.start()
         # connect_async: the gateway polls and queues even while the broker is down.
         self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive)
-        self._client.loop_start()
+        self._driver = LoopDriver(self._client, asyncio.get_running_loop(),
+                                  lambda: self._on_connect_fail(self._client, None), 1.0, 30.0)
+        self._driver.start()
         self._health_task = asyncio.create_task(self._health_loop(), name="mqtt-health")
 
     async def stop(self) -> None:
@@ -176,14 +182,18 @@ class MqttSink(Sink):
         """Every reading's payload built on the loop, then all queued under one lock with one wake-up."""
         messages = []
         for device, reading in batch:
-            data = self._data.get(device.id)
-            if data is None:
-                data = self._data[device.id] = (self.topics.data(device.area, device.id), DataPayloads(
-                    self.site_id, device.area, device.zone, device.equipment_kind))
+            publisher = self._data.get(device.id)
+            if publisher is None:
+                publisher = self._data[device.id] = DevicePublisher(self.cfg, self.topics, self.site_id, device)
             try:
-                messages.append(Message(data[0], data[1].build(reading), False))
+                schema, data = publisher.build(reading)
             except Exception:  # one reading a payload cannot carry must not hold back the others
                 log.exception("MQTT: building the data message of %s failed", device.id)
+                continue
+            if schema is not None:  # retained, queued before the data that uses it, re-published on connect
+                self._publish_latest(publisher.schema_topic, schema)
+            if data is not None:  # None: report by exception found nothing to send
+                messages.append(Message(publisher.data_topic, data, False))
         self._queue_data(messages)
 
     def on_state(self, device: DeviceConfig, state: DeviceState) -> None:
@@ -193,7 +203,7 @@ class MqttSink(Sink):
         return StateMessage(site=self.site_id, area=area, **state.model_dump()).model_dump_json().encode()
 
     def set_state_source(self, source: Callable[[], dict[str, DeviceState]]) -> None:
-        """``source()`` gives every device's current state (device id -> a copy; called on paho's thread).
+        """``source()`` gives every device's current state (device id -> a copy; called on the loop thread).
 
         On each (re)connection the retained ``state`` topics are re-published from it, so their
         counters are those of now, not of the last status change."""
@@ -241,11 +251,11 @@ class MqttSink(Sink):
         self._publish_latest(self.topics.linkage(event.area, event.alarm), payload.model_dump_json().encode())
 
     def set_command_handler(self, handler: CommandHandler) -> None:
-        """:class:`gateway.sinks.CommandSource`: ``handler(kind, payload, retained, reply)`` is called (on paho's
-        thread) for every message on the command topics (kind ``write``, ``broadcast`` or ``ack``; ``retained``:
+        """:class:`gateway.sinks.CommandSource`: ``handler(kind, payload, retained, reply)`` is called (on the
+        loop thread) for every message on the command topics (kind ``write``, ``broadcast`` or ``ack``; ``retained``:
         delivered from the broker's retained store); the handler calls ``reply(answer)`` once it knows the result
         (gateway/commands.py).
-        Nothing is parsed here: a hostile payload never costs paho's thread more than a hand-off."""
+        Nothing is parsed here: a hostile payload never costs paho's callback more than a hand-off."""
         self._command_handler = handler
 
     def _on_command(self, kind: str, message: paho.MQTTMessage) -> None:
@@ -422,8 +432,8 @@ class MqttSink(Sink):
     def _shut_down_threads(self) -> int:
         """Returns how many messages the spool keeps for the next start."""
         self._publisher.join(timeout=2)
-        self._client.disconnect()  # a clean DISCONNECT: the broker discards the will
-        self._client.loop_stop()
+        if self._driver:
+            self._driver.close(2.0)  # a clean DISCONNECT: the broker discards the will
         if not self._spool:
             return 0
         self._move_to_spool()  # no acknowledgement can come any more
@@ -441,7 +451,7 @@ class MqttSink(Sink):
                 self._unacked = 0
                 self._spool.connection_lost([m for m in data if not m.retain])  # retained: re-published on connect
 
-    # ---- paho callbacks (paho's network thread) ----
+    # ---- paho callbacks (the loop thread: LoopDriver) ----
 
     def _on_pre_connect(self, client, userdata) -> None:
         # The will is fixed at CONNECT: refresh it so its ts says when this connection was opened.
@@ -461,6 +471,8 @@ class MqttSink(Sink):
                 self._requeue([Message(m.topic, m.payload, m.retain) for m in returned])
                 self._window = min(self.WINDOW, getattr(properties, "ReceiveMaximum", self.WINDOW))
                 self._unacked, self._connected, self._refused = 0, True, None
+                if self._driver:
+                    self._driver.connected()
                 if self._ever_connected:
                     self.reconnects += 1
                 self._ever_connected = True

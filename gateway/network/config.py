@@ -46,8 +46,9 @@ def check_network(network: NetworkConfig, devices: Sequence[DeviceConfig]) -> li
     """Located problems of the ``network:`` section against the site's devices (empty: none).
 
     Ring switches must be SNMP switches of the site, their ring ports among the ports they read, no
-    switch twice in a ring; the gateway's switch and every device's ``network.switch`` must exist; no
-    switch port may take two cables (two rings, a ring and a device, two devices).
+    switch twice in a ring; the gateway's switch and every device's ``network.switch`` must exist; a ring
+    port takes one cable (not two rings, not a ring and a device). Devices may share an access port: the
+    units behind one Modbus gateway do.
     """
     by_id = {d.id: d for d in devices}
     problems = []
@@ -80,7 +81,8 @@ def check_network(network: NetworkConfig, devices: Sequence[DeviceConfig]) -> li
         if problem:
             problems.append(f"{at}.switch: {device.network.switch!r} {problem}")
         elif device.network.port is not None:
-            problems += _port_problems(at + ".port", by_id[device.network.switch], (device.network.port,), cabled)
+            problems += _port_problems(at + ".port", by_id[device.network.switch], (device.network.port,),
+                                       dict(cabled))  # a copy: devices may share a port, not a ring port
     return problems
 
 

@@ -55,12 +55,10 @@ from pydantic import Field, ValidationError, model_validator
 from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, error_location,
                             error_message, expand_env, read_config_file)
 from gateway.core.errors import UserError
-from gateway.historian.lineprotocol import (QUALITY_SUFFIX, VALUE_SUFFIX, alarm_line, check_name, reading_lines,
-                                            state_line, timestamp_ns)
 from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
-from gateway.contract import DataMessage, GatewayAlarmMessage, StateMessage
-from gateway.core.model import DeviceState, GatewayAlarm, Reading, Schema
+from gateway.surface.convert import Converter
+from gateway.surface.compact import Refused, UnknownSchema
 from gateway.mqtt.client import make_client  # the gateway's client factory: credentials, TLS, logging
 
 log = logging.getLogger(__name__)
@@ -82,6 +80,11 @@ class IngestSettings(Strict):
                                                                    "acknowledged); the broker's "
                                                                    "max_inflight_messages caps it")
     max_payload: int = Field(1_048_576, ge=1024, description="bytes; larger messages are refused")
+    schema_wait: float = Field(10.0, ge=0, le=300, description="seconds a compact data message of an unknown "
+                                                               "schema version is held (unacknowledged) for its "
+                                                               "schema message, then refused")
+    schema_wait_messages: int = Field(10_000, ge=0, le=1_000_000, description="messages held so at most; the "
+                                                                              "oldest are refused beyond")
     stop_timeout: float = Field(10.0, ge=0, le=300, description="seconds a clean stop waits for the buffer to "
                                                                 "reach InfluxDB")
 
@@ -125,126 +128,6 @@ def parse_ingest(data: Any, path: str | Path = "<ingest>") -> IngestConfig:
 
 def load_ingest(path: str | Path) -> IngestConfig:
     return parse_ingest(read_config_file(path), path)
-
-
-# ---- payload → lines --------------------------------------------------------------------------
-
-class Refused(Exception):
-    """A message the historian will not take; ``reason`` is a short key for the counters."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
-RESERVED_MEASUREMENTS = frozenset({"device_state", "device_health", "gateway_health", "gateway_alarm",
-                                   "minegw_probe"})
-RESERVED_AREAS = frozenset({"gateway", "command", "network"})  # gateway topics; commands; rings (docs/deploy.md)
-_SITE_OR_AREA = re.compile(_ID)
-_DEVICE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
-
-
-def _check_int(value: Any, what: str) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
-        raise Refused("invalid", f"{what}: integer out of InfluxDB's 64-bit range")
-
-
-def _check_time(ts, what: str) -> None:
-    if not _INT64[0] < timestamp_ns(ts) < _INT64[1]:
-        raise Refused("invalid", f"{what}: {ts.isoformat()} is outside InfluxDB's time range (1677-2262)")
-
-
-def _parse(model, payload: bytes, what: str):
-    """The payload as ``model``, or Refused naming the first problem."""
-    try:
-        return model.model_validate_json(payload)
-    except ValidationError as exc:
-        raise Refused("invalid", f"{what}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
-
-
-class Converter:
-    """Topic + payload → buffer rows, or :class:`Refused`. Pure: no I/O, no state."""
-
-    def __init__(self, prefix: str, max_payload: int = 1_048_576):
-        self.prefix, self.max_payload = prefix + "/", max_payload
-
-    def convert(self, topic: str, payload: bytes) -> list[Row]:
-        if len(payload) > self.max_payload:
-            raise Refused("too-large", f"{len(payload)} bytes > {self.max_payload}")
-        if not topic.startswith(self.prefix):
-            raise Refused("topic", f"{topic!r} is not under {self.prefix!r}")
-        parts = topic[len(self.prefix):].split("/")
-        if len(parts) == 4 and parts[3] in ("data", "state"):
-            site, area, device, what = parts
-            if area in RESERVED_AREAS or not (_SITE_OR_AREA.match(site) and _SITE_OR_AREA.match(area)
-                                         and _DEVICE.match(device)):
-                raise Refused("topic", f"{topic!r}: not a site/area/device topic")
-            return self._data(site, area, device, payload) if what == "data" else self._state(site, area, device,
-                                                                                               payload)
-        if len(parts) == 5 and parts[1] == "gateway" and parts[3] == "alarm":
-            site, _, gateway, _, alarm = parts
-            if not (_SITE_OR_AREA.match(site) and _SITE_OR_AREA.match(gateway) and _DEVICE.match(alarm)):
-                raise Refused("topic", f"{topic!r}: not a gateway alarm topic")
-            return self._alarm(site, gateway, alarm, payload)
-        raise Refused("topic", f"{topic!r}: not a data, state or alarm topic")
-
-    @staticmethod
-    def _same(topic: tuple, payload: tuple, names: str) -> None:
-        if topic != payload:
-            raise Refused("mismatch", f"payload {names} {'/'.join(map(str, payload))} under topic "
-                                      f"{'/'.join(topic)}")
-
-    def _data(self, site: str, area: str, device: str, payload: bytes) -> list[Row]:
-        msg = _parse(DataMessage, payload, "data")
-        self._same((site, area, device), (msg.site, msg.area, msg.device), "site/area/device")
-        if not _KIND.match(msg.kind) or msg.kind in RESERVED_MEASUREMENTS:
-            raise Refused("invalid", f"kind {msg.kind!r} cannot name a measurement")
-        _check_time(msg.ts, "ts")
-        for name, s in msg.samples.items():
-            if name.endswith((QUALITY_SUFFIX, VALUE_SUFFIX)):
-                raise Refused("invalid", f"signal {name!r}: names ending in {QUALITY_SUFFIX} or {VALUE_SUFFIX} "
-                                         "are reserved")
-            _check_int(s.value, f"signal {name!r}")
-        samples = msg.samples.values()
-        reading = Reading(device=device, ts=msg.ts, poll_ms=msg.poll_ms,
-                          schema=Schema(msg.samples, [s.unit for s in samples]), values=[s.value for s in samples],
-                          qualities=[s.quality for s in samples], times=[s.ts for s in samples])
-        try:
-            lines = reading_lines(site, area, msg.kind, reading)
-        except ValueError as exc:  # a name line protocol cannot carry (backslash, control character)
-            raise Refused("invalid", str(exc)) from None
-        ts = msg.ts.timestamp()
-        return [(ts, line) for line in lines]
-
-    def _state(self, site: str, area: str, device: str, payload: bytes) -> list[Row]:
-        msg = _parse(StateMessage, payload, "state")
-        self._same((site, area, device), (msg.site, msg.area, msg.device), "site/area/device")
-        _check_time(msg.since, "since")
-        fields = msg.model_dump(exclude={"site", "area"})
-        for name, value in fields.items():
-            _check_int(value, name)
-        state = DeviceState(**fields)
-        return [(msg.since.timestamp(), state_line(site, area, state))]
-
-    def _alarm(self, site: str, gateway: str, alarm: str, payload: bytes) -> list[Row]:
-        msg = _parse(GatewayAlarmMessage, payload, "alarm")
-        self._same((site, gateway, alarm), (msg.site, msg.gateway, msg.id), "site/gateway/id")
-        _check_time(msg.ts, "ts")
-        _check_int(msg.count, "count")
-        try:
-            check_name(alarm)
-        except ValueError as exc:
-            raise Refused("invalid", str(exc)) from None
-        event = GatewayAlarm(id=msg.id, active=msg.active, message=msg.message, count=msg.count, ts=msg.ts)
-        return [(msg.ts.timestamp(), alarm_line(site, gateway, event))]
 
 
 # ---- the sink: the gateway's historian sink, acknowledging after each commit -----------------
@@ -297,6 +180,53 @@ class _IngestSink(HistorianSink):
         return {**super().health(), **self._counters()}
 
 
+# ---- compact data waiting for its schema ------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Waiting:
+    arrived: float  # time.monotonic()
+    topic: str
+    payload: bytes
+    ack: _Ack
+    unknown: UnknownSchema
+
+
+class _Held:
+    """Compact data messages of a schema version not seen yet, unacknowledged (the broker keeps them
+    for us) until their device's schema message comes, for at most ``seconds`` and ``limit`` messages."""
+
+    def __init__(self, seconds: float, limit: int):
+        self.seconds, self.limit = seconds, limit
+        self._lock = threading.Lock()  # paho's thread holds and releases, the loop expires
+        self._items: deque[_Waiting] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: _Waiting) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def take(self, device: tuple[str, str, str]) -> list[_Waiting]:
+        """Those of ``device``, in arrival order, to try again."""
+        with self._lock:
+            taken = [w for w in self._items if w.unknown.device == device]
+            if taken:
+                self._items = deque(w for w in self._items if w.unknown.device != device)
+            return taken
+
+    def expired(self, now: float) -> list[_Waiting]:
+        with self._lock:
+            out = []
+            while self._items and (len(self._items) > self.limit or now - self._items[0].arrived >= self.seconds):
+                out.append(self._items.popleft())
+            return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 # ---- the worker -------------------------------------------------------------------------------
 
 class IngestWorker:
@@ -309,11 +239,16 @@ class IngestWorker:
         self.cfg = cfg
         s = cfg.ingest
         self.client_id = cfg.mqtt.client_id or f"minegw-ingest-{s.id}"
-        self.topics = [f"$share/{s.group}/{cfg.mqtt.topic_prefix}/{site}/{tail}"
-                       for site in s.sites for tail in ("+/+/data", "+/+/state", "gateway/+/alarm/+")]
+        # Schemas first, not shared (the broker gives retained messages to plain subscriptions only) and at
+        # QoS 0 (retained, so sent again at every subscription; never stuck behind held data in the window).
+        self.topics = [f"{cfg.mqtt.topic_prefix}/{site}/+/+/schema" for site in s.sites] + [
+            f"$share/{s.group}/{cfg.mqtt.topic_prefix}/{site}/{tail}"
+            for site in s.sites for tail in ("+/+/data", "+/+/state", "gateway/+/alarm/+")]
         self.converter = Converter(cfg.mqtt.topic_prefix, s.max_payload)
         self.received = 0
         self.refusals: Counter[str] = Counter()
+        self._held = _Held(s.schema_wait, s.schema_wait_messages)
+        self._refusing = threading.Lock()  # refusals come from paho's thread and from the loop (expired)
         site = SiteConfig(site=Site(id=s.site, gateway_id=s.id), areas=[Area(id="ingest", kind="surface")])
         self.sink = _IngestSink(cfg.historian, site, self._acknowledge, self._counters, writer=writer)
         self._client = make_client(cfg.mqtt, self.client_id)
@@ -351,6 +286,7 @@ class IngestWorker:
         self._client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive,
                                    clean_start=False, properties=props)
         self._client.loop_start()
+        self._expiry = asyncio.create_task(self._expire_loop(), name="ingest-expire")
         log.info("Ingest %s: %s at %s:%d, group %s, sites %s", self.cfg.ingest.id, self.client_id,
                  self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.ingest.group, ", ".join(self.cfg.ingest.sites))
 
@@ -359,6 +295,7 @@ class IngestWorker:
             return
         self._started = False
         self._leaving = True
+        self._expiry.cancel()
         if self._connected:
             self._unsubscribed.clear()
             self._client.unsubscribe(self.topics)
@@ -378,7 +315,7 @@ class IngestWorker:
                         "the next start", self.cfg.ingest.id, depth, self.cfg.historian.buffer.path)
         self._refused_log.flush(force=True)
         props = None
-        if self.sink.unacknowledged == 0:  # everything received is on disk: end the session, nothing is kept for us
+        if self.sink.unacknowledged == 0 and not self._held:  # everything received is on disk: end the session, nothing is kept for us
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
@@ -418,7 +355,8 @@ class IngestWorker:
     # ---- counters ----
 
     def _counters(self) -> dict[str, int]:
-        return {"received": self.received, "refused": sum(self.refusals.values())}
+        return {"received": self.received, "refused": sum(self.refusals.values()), "held": len(self._held),
+                "schemas": len(self.converter.schemas)}
 
     def health(self) -> dict[str, int | float | bool]:
         return {**self.sink.health(), "mqtt_connected": self._connected}
@@ -431,11 +369,13 @@ class IngestWorker:
             return
         self._connection += 1  # only this thread writes it
         self._connected = True
+        self._held.clear()  # unacknowledged: the broker sends them again on this connection
         self._last_problem = None
         log.info("Ingest %s: connected (session %s)", self.cfg.ingest.id,
                  "resumed" if flags.session_present else "new")
         if not self._leaving:
-            client.subscribe([(topic, self.cfg.mqtt.qos) for topic in self.topics])
+            client.subscribe([(topic, 0 if topic.endswith("/schema") else self.cfg.mqtt.qos)
+                              for topic in self.topics])
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._problem(f"cannot reach the MQTT broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}; retrying")
@@ -461,25 +401,60 @@ class IngestWorker:
         self._unsubscribed.set()
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
-        self._last_message = time.monotonic()
+        topic = msg.topic
+        self._last_message = now = time.monotonic()
+        if topic.endswith("/schema"):
+            self._learn(topic, msg.payload)
+            return
         self.received += 1
-        ack = _Ack(self._connection, msg.mid, msg.qos)
+        self._ingest(topic, msg.payload, _Ack(self._connection, msg.mid, msg.qos), now)
+
+    def _ingest(self, topic: str, payload: bytes, ack: _Ack, arrived: float) -> None:
         try:
-            rows = self.converter.convert(msg.topic, msg.payload)
+            rows = self.converter.convert(topic, payload)
+        except UnknownSchema as exc:  # unacknowledged until its schema comes, or refused (_expire_loop)
+            self._held.add(_Waiting(arrived, topic, payload, ack, exc))
+            return
         except Refused as exc:
-            self._refuse(exc.reason, f"{msg.topic}: {exc}")
+            self._refuse(exc.reason, f"{topic}: {exc}")
             rows = []
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the worker; the message is counted
-            log.exception("Ingest %s: cannot convert a message on %s", self.cfg.ingest.id, msg.topic)
-            self._refuse("error", f"{msg.topic}: {type(exc).__name__}: {exc}")
+            log.exception("Ingest %s: cannot convert a message on %s", self.cfg.ingest.id, topic)
+            self._refuse("error", f"{topic}: {type(exc).__name__}: {exc}")
             rows = []
         self.sink.put(rows, ack)  # acknowledged after the commit that takes its rows (refused: the next one)
 
-    def _refuse(self, reason: str, detail: str) -> None:
-        self.refusals[reason] += 1
-        self._refused_log.add(detail=detail[:300])
+    def _learn(self, topic: str, payload: bytes) -> None:
+        """A schema message: learn its versions, then ingest what waited for them."""
+        try:
+            device, added = self.converter.learn(topic, payload)
+        except Refused as exc:
+            self._refuse(exc.reason, f"{topic}: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - as in _ingest
+            log.exception("Ingest %s: cannot read the schema message on %s", self.cfg.ingest.id, topic)
+            self._refuse("error", f"{topic}: {type(exc).__name__}: {exc}")
+            return
+        if added:
+            for waiting in self._held.take(device):
+                self._ingest(waiting.topic, waiting.payload, waiting.ack, waiting.arrived)
 
-    # ---- asyncio loop: after a commit ----
+    def _refuse(self, reason: str, detail: str) -> None:
+        with self._refusing:
+            self.refusals[reason] += 1
+            self._refused_log.add(detail=detail[:300])
+
+    # ---- asyncio loop ----
+
+    async def _expire_loop(self) -> None:
+        """Refuse (and so acknowledge) compact data whose schema did not come in time."""
+        while True:
+            await asyncio.sleep(min(0.5, max(self.cfg.ingest.schema_wait / 4, 0.05)))
+            for waiting in self._held.expired(time.monotonic()):
+                self._refuse("unknown-schema", f"{waiting.topic}: data: {waiting.unknown}: no schema message "
+                                               f"for it within {self.cfg.ingest.schema_wait:g} s (or "
+                                               f"{self.cfg.ingest.schema_wait_messages} messages held)")
+                self.sink.put([], waiting.ack)
 
     def _acknowledge(self, acks: list[_Ack]) -> None:
         current = self._connection

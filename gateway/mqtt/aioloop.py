@@ -1,0 +1,181 @@
+"""Drives a paho client from the asyncio loop instead of paho's network thread (as aiomqtt does).
+
+Every socket read and write happens on the loop thread, in reader and writer callbacks; paho's
+callbacks (``on_connect``, ``on_publish``, ``on_message``, ``on_disconnect``) run there too, so a
+message handed to paho on the loop costs no wake-up of another thread, and an acknowledgement
+comes back without one. ``publish`` may still be called from other threads: paho then asks for
+the socket to be watched for writing, and that request is carried to the loop.
+
+Opening the connection (DNS, TCP and TLS handshakes) blocks, so it runs in a worker thread;
+the driver reconnects after a lost connection or a failed attempt, waiting ``min_delay`` seconds,
+doubled after each failure up to ``max_delay`` (paho's own ``reconnect_delay_set`` rule).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+log = logging.getLogger(__name__)
+MISC_INTERVAL_S = 1.0  # keep-alive pings and their time-outs: paho's own loop checks this often
+
+
+class LoopDriver:
+    """Runs ``client``'s network I/O on ``loop``. ``on_connect_fail()`` is called after each failed attempt."""
+
+    def __init__(self, client: paho.Client, loop: asyncio.AbstractEventLoop, on_connect_fail: Callable[[], None],
+                 min_delay: float = 1.0, max_delay: float = 30.0):
+        self.client, self.loop = client, loop
+        self._on_connect_fail = on_connect_fail
+        self.min_delay, self.max_delay = min_delay, max_delay
+        self._delay = min_delay
+        self._sock: socket.socket | None = None  # registered with the loop (loop thread only)
+        self._stopping = False
+        self._closed = threading.Event()  # no socket open
+        self._closed.set()
+        self._tasks: set[asyncio.Task] = set()
+        self._connecting: asyncio.Task | None = None
+        self._loop_thread = threading.get_ident()  # built on the loop (the sink's start)
+        self._writing = False  # inside our own loop_write: more to send waits for writability
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+
+    def start(self) -> None:
+        """Connect in the background (the client was set up with ``connect_async``), and keep connected."""
+        self._connect_after(0.0)
+        self._spawn(self._misc_loop())
+
+    def connected(self) -> None:
+        """The broker accepted the connection: the next failure waits the shortest delay again."""
+        self._delay = self.min_delay
+
+    def close(self, timeout: float) -> bool:
+        """A clean DISCONNECT (the broker discards the will), then no more reconnecting. Blocks up to
+        ``timeout`` for the loop to send it: call from a worker thread (``asyncio.to_thread``)."""
+        self._stopping = True
+        self.client.disconnect()
+        sent = self._closed.wait(timeout)
+        self._call_on_loop(self._stop_tasks)
+        return sent
+
+    def _stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._unwatch()
+
+    # ---- connecting ----
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _connect_after(self, wait: float) -> None:
+        if self._connecting is None or self._connecting.done():
+            self._connecting = self._spawn(self._connect_loop(wait))
+
+    async def _connect_loop(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(self.client.reconnect)
+                return
+            except (OSError, ssl.SSLError, ValueError) as exc:  # refused, unreachable, DNS, TLS handshake
+                log.debug("MQTT: connecting failed: %s", exc)
+            if self._stopping:
+                return
+            self._on_connect_fail()
+            await asyncio.sleep(self._next_delay())
+
+    def _next_delay(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self.max_delay)
+        return delay
+
+    async def _misc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MISC_INTERVAL_S)
+            if self._sock is not None:
+                self.client.loop_misc()
+
+    # ---- paho's socket callbacks (any thread) ----
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def _call_on_loop(self, fn: Callable, *args) -> None:
+        if self._on_loop_thread():
+            fn(*args)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_open(self, client, userdata, sock) -> None:
+        self._closed.clear()
+        self._call_on_loop(self._watch, sock)
+
+    def _socket_close(self, client, userdata, sock) -> None:
+        self._call_on_loop(self._lost, sock)
+
+    def _register_write(self, client, userdata, sock) -> None:
+        """paho has bytes to send. On the loop thread they are written at once (one send, as paho's own
+        loop does when nothing else drives it); only what the socket does not take waits for writability."""
+        if self._on_loop_thread() and not self._writing:
+            self._writing = True
+            try:
+                client.loop_write()
+            finally:
+                self._writing = False
+            if client.want_write():
+                self._watch_write(sock)
+            return
+        self._call_on_loop(self._watch_write, sock)
+
+    def _unregister_write(self, client, userdata, sock) -> None:
+        self._call_on_loop(self._unwatch_write, sock)
+
+    # ---- the loop thread ----
+
+    def _watch(self, sock) -> None:
+        if sock.fileno() == -1:  # closed before the loop got to it: _lost saw to it
+            return
+        self._unwatch()
+        self._sock = sock
+        self.loop.add_reader(sock, self._readable)
+        if self.client.want_write():
+            self._watch_write(sock)
+
+    def _readable(self) -> None:
+        rc = self.client.loop_read()
+        # TLS: bytes already decrypted in the SSL object do not wake the selector; read them now.
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            rc = self.client.loop_read()
+
+    def _watch_write(self, sock) -> None:
+        if sock is self._sock:
+            self.loop.add_writer(sock, self.client.loop_write)
+
+    def _unwatch_write(self, sock) -> None:
+        if sock is self._sock:
+            self.loop.remove_writer(sock)
+
+    def _unwatch(self) -> None:
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock)
+            self.loop.remove_writer(self._sock)
+            self._sock = None
+
+    def _lost(self, sock) -> None:
+        if sock is not self._sock and self._sock is not None:
+            return  # an older socket, already replaced
+        self._unwatch()
+        self._closed.set()
+        if not self._stopping:
+            self._connect_after(self._next_delay())
