@@ -8,7 +8,8 @@ import json
 import uuid
 
 from gateway.config import parse_site
-from gateway.contract import AlarmMessage, NetworkRingMessage
+from gateway.contract import AlarmMessage
+from gateway.network.messages import NetworkRingMessage
 from gateway.historian.sink import HistorianSink
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway

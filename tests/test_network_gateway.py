@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from adapters.base import Adapter
 from gateway.config import parse_site
-from gateway.contract import AlarmMessage, NetworkRingMessage
+from gateway.contract import AlarmMessage
+from gateway.network.messages import NetworkRingMessage
 from gateway.core.model import DeviceState, DeviceStatus
 from gateway.historian.sink import HistorianSink
 from gateway.mqtt import MqttSink

@@ -42,7 +42,7 @@ from gateway.mqtt.client import Will, make_client
 from gateway.mqtt.payloads import DevicePublisher
 from gateway.mqtt.spool import Message
 from gateway.mqtt.spool import Spool
-from gateway.contract import NetworkRingMessage
+from gateway.network.messages import NetworkRingMessage
 from gateway.network.watch import network_alarm_ids
 from gateway.sinks import CommandHandler, Sink
 
