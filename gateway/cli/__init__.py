@@ -5,15 +5,16 @@
 - :mod:`.historian`: ``historian``, ``buffer``
 - :mod:`.commands`: ``write``, ``alarm``, ``broadcast``, ``keys``
 - :mod:`.dashboards`: ``dashboards build|push``
-- :mod:`.net`: ``net walk`` (SNMP)
+- :mod:`.net`: ``net walk`` (SNMP); :mod:`.net_ring`: ``net ring``, ``net reach``
 - :mod:`.reports`: ``report daily``
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, dashboards, historian, net, probes, reports, site
+from gateway.cli import commands, dashboards, historian, net, net_ring, probes, reports, site
 
+net_ring.register(net.net_app)  # net ring, net reach
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
 app.add_typer(site.commands)  # run, sim, sim-fault, demo, ingest

@@ -15,11 +15,27 @@ config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
 
 # -- config ----------------------------------------------------------------------------
 @config_app.command("check")
-def config_check(file: Path = typer.Argument(..., help="site YAML file")) -> None:
+def config_check(file: Path = typer.Argument(..., help="site YAML file"),
+                 live: bool = typer.Option(False, "--live", help="also read the ring switches: LLDP neighbours "
+                                           "against the cabling on paper")) -> None:
     """Validate a site file; print every problem with its location."""
+    from gateway.cli.net_ring import live_cabling, paper_check
+
     site = load(file)
     out.print(f"[green]ok[/] {file}: site {site.site.id}, {len(site.areas)} areas, "
-              f"{len(site.devices)} devices", highlight=False)
+              f"{len(site.devices)} devices", highlight=False, soft_wrap=True)
+    for line in paper_check(site.network):
+        out.print(line, highlight=False, soft_wrap=True)
+    if live and site.network.rings:
+        import asyncio
+
+        from rich.markup import escape
+        problems = asyncio.run(live_cabling(site))
+        for p in problems:
+            out.print(f"[red]live:[/] {escape(p)}", highlight=False, soft_wrap=True)
+        if problems:
+            raise typer.Exit(1)
+        out.print("[green]live:[/] every ring port sees the neighbour on paper", highlight=False)
 
 
 # -- run / sim / demo ------------------------------------------------------------------
