@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
 import subprocess
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -54,27 +53,29 @@ async def _start_mosquitto(stack: AsyncExitStack, binary: str, port: int, state_
     conf = state_dir / "mosquitto.conf"
     conf.write_text(f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
                     f"log_dest file {state_dir / 'mosquitto.log'}\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C is ours to handle
-    stack.callback(_stop_process, proc)
+    proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf), stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                start_new_session=True)  # Ctrl-C is ours to handle
+    stack.push_async_callback(_stop_process, proc)
     for _ in range(100):
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise OSError(f"mosquitto exited ({proc.returncode}); see {state_dir / 'mosquitto.log'}")
         try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return
+            _, writer = await asyncio.open_connection(HOST, port)
+            writer.close()
+            return
         except OSError:
             await asyncio.sleep(0.05)
     raise TimeoutError("mosquitto did not open its port within 5 s")
 
 
-def _stop_process(proc: subprocess.Popen) -> None:
+async def _stop_process(proc: asyncio.subprocess.Process) -> None:
     proc.terminate()
     try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
+        await asyncio.wait_for(proc.wait(), 5)
+    except TimeoutError:
         proc.kill()
-        proc.wait()
+        await proc.wait()
 
 
 async def _start_amqtt(stack: AsyncExitStack, port: int) -> None:
@@ -84,7 +85,7 @@ async def _start_amqtt(stack: AsyncExitStack, port: int) -> None:
                           "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}})
     try:
         await broker.start()
-    except Exception as exc:  # amqtt raises broker-specific errors on bind failure
+    except Exception as exc:  # noqa: BLE001 - amqtt raises broker-specific errors on bind failure
         raise OSError(str(exc)) from None
     stack.push_async_callback(broker.shutdown)
     # amqtt logs every client it turns away (an MQTT 5 one, say) over the screen; the client is told.

@@ -62,6 +62,10 @@ class BufferOnly:
         pass
 
 
+def host_port(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
 def historian_note(sink: HistorianSink, influx: str | None) -> str:
     path = sink.cfg.buffer.path
     if influx is None:
@@ -107,8 +111,7 @@ async def run_demo(opts: DemoOptions) -> Summary:
             starting = asyncio.create_task(story.start_at(opts.story_at), name="demo-story-start")
             stack.callback(starting.cancel)
         intro = [f"MQTT broker: {broker.describe()}; watch it: {broker.tail_hint()}",
-                 f"faults by hand: minegw sim-fault --control {':'.join(map(str, sims.control_address))} "
-                 "belt-main-1 slip",
+                 f"faults by hand: minegw sim-fault --control {host_port(sims.control_address)} belt-main-1 slip",
                  f"historian: {historian_note(historian, opts.influx)}",
                  f"demo operator key: {key_file}; logs: {state_dir / 'demo.log'}"]
         if opts.headless:
@@ -144,7 +147,10 @@ async def run_headless(opts: DemoOptions, intro: list[str], story: Story) -> Non
     for line in intro:
         print(line, flush=True)
     story.on_note = lambda line: print(f"story {line}", flush=True)
-    await asyncio.sleep(opts.seconds if opts.seconds else math.inf)
+    try:
+        await asyncio.sleep(opts.seconds if opts.seconds else math.inf)
+    except asyncio.CancelledError:  # Ctrl-C: the end of the demo, with its summary
+        pass
 
 
 async def show(site: SiteConfig, key_file: Path, story: Story, intro: list[str], seconds: float | None) -> None:

@@ -123,9 +123,7 @@ class Story:
         if await self.until("methane alarm", lambda: self.watch.alarm_state("shearer-ch4") in RAISED):
             self.note("alarm shearer-ch4 raised: the linkage plays evacuation in the face and escape route")
         if link := await self.until("evacuation broadcast", lambda: self.watch.linkage("shearer-ch4")):
-            nodes = ", ".join(f"{n} {'%.0f ms' % ms if ms is not None else 'failed'}" for n, ms in link.nodes.items())
-            took = "%.0f ms" % link.trigger_to_confirmed_ms if link.trigger_to_confirmed_ms is not None else "failed"
-            self.note(f"evacuation confirmed: trigger → all confirmed {took} ({nodes})")
+            self.note(f"evacuation broadcast: {link.describe()}")
         for scene in (self.belt_slip, self.camera_off):
             await scene()
         await self.weighting()

@@ -45,6 +45,16 @@ class Linkage:
     trigger_to_confirmed_ms: float | None
     nodes: dict[str, float | None]  # node -> confirm_ms (None: failed)
 
+    def describe(self) -> str:
+        """How long from the trigger to the last node's confirmation, and each node's confirmation."""
+        nodes = ", ".join(f"{n} {ms_text(ms)}" for n, ms in self.nodes.items())
+        took = self.trigger_to_confirmed_ms
+        return (f"trigger → all confirmed {ms_text(took)}" if took is not None else "NOT all confirmed") + f" ({nodes})"
+
+
+def ms_text(ms: float | None) -> str:
+    return "FAILED" if ms is None else f"{ms:.0f} ms"
+
 
 @dataclass
 class Summary:
@@ -70,19 +80,15 @@ class Summary:
         online = ", ".join(f"{kind} {up}/{total}" for kind, (up, total) in sorted(self.online.items()))
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.by_topic.items(), key=lambda kv: -kv[1]))
         raised = [a for a in self.alarms if a.raised]
-        out = [f"minegw demo: {self.seconds:.0f} s, broker {self.broker}",
-               f"devices online: {online}",
-               f"messages received: {self.messages} ({kinds})",
-               f"alarms raised: {len(raised)}, cleared: {sum(1 for a in raised if a.cleared)}, "
-               f"acknowledged: {sum(1 for a in raised if a.acked_by)}, "
-               f"still active: {sum(1 for a in raised if a.state in RAISED)}"]
+        counts = (f"alarms raised: {len(raised)}, cleared: {sum(1 for a in raised if a.cleared)}, "
+                  f"acknowledged: {sum(1 for a in raised if a.acked_by)}, "
+                  f"still active: {sum(1 for a in raised if a.state in RAISED)}")
+        out = [f"minegw demo: {self.seconds:.0f} s, broker {self.broker}", f"devices online: {online}",
+               f"messages received: {self.messages} ({kinds})", counts]
         out += [f"  {a.alarm} ({a.device}, priority {a.priority}): raised {a.raised}x, now {a.state}"
                 + (f", acknowledged by {a.acked_by}" if a.acked_by else "") for a in raised]
         for link in self.linkages:
-            nodes = ", ".join(f"{n} {'%.0f ms' % ms if ms is not None else 'FAILED'}" for n, ms in link.nodes.items())
-            took = (f"trigger → all confirmed {link.trigger_to_confirmed_ms:.0f} ms"
-                    if link.trigger_to_confirmed_ms is not None else "NOT all confirmed")
-            out.append(f"linkage {link.alarm}: {link.message} in {', '.join(link.zones)}: {took} ({nodes})")
+            out.append(f"linkage {link.alarm}: {link.message} in {', '.join(link.zones)}: {link.describe()}")
         if self.historian:
             out.append(f"historian: {self.historian}")
         out += [f"story: {line}" for line in self.story]
@@ -139,6 +145,8 @@ class DemoWatch:
                 self._linkage(payload)
 
     def _alarm(self, device: str, alarm: str, payload: dict | None) -> None:
+        if payload is None and alarm not in self._alarms:
+            return  # a retained alarm cleared that we never saw raised (the gateway clears them at start)
         track = self._alarms.setdefault(alarm, AlarmTrack(alarm, device))
         state = payload["state"] if payload else "normal"  # cleared retained message: back to normal
         if state in RAISED and track.state not in RAISED:
