@@ -105,7 +105,8 @@ async def run_demo(opts: DemoOptions) -> Summary:
         await stack.enter_async_context(Gateway(site, [MqttSink(site.mqtt, site), historian]))
         watch = DemoWatch(site.mqtt, site, broker.describe())
         stack.callback(watch.close)
-        story = Story(sims.control_address, watch, site, Operator(key_file, OPERATOR), auto_ack=opts.headless)
+        operator = Operator(key_file, OPERATOR)
+        story = Story(sims.control_address, watch, site, operator, auto_ack=opts.headless)
         stack.push_async_callback(story.stop)
         if opts.story_at is not None:
             starting = asyncio.create_task(story.start_at(opts.story_at), name="demo-story-start")
@@ -117,7 +118,7 @@ async def run_demo(opts: DemoOptions) -> Summary:
         if opts.headless:
             await run_headless(opts, intro, story)
         else:
-            await show(site, key_file, story, intro, opts.seconds)
+            await show(site, operator, story, intro, opts.seconds)
         summary = watch.summary(historian_note(historian, opts.influx), story.log)
     if opts.summary_json:
         opts.summary_json.write_text(json.dumps(summary.as_dict(), indent=1))
@@ -153,21 +154,24 @@ async def run_headless(opts: DemoOptions, intro: list[str], story: Story) -> Non
         pass
 
 
-async def show(site: SiteConfig, key_file: Path, story: Story, intro: list[str], seconds: float | None) -> None:
+async def show(site: SiteConfig, operator: Operator, story: Story, intro: list[str], seconds: float | None) -> None:
     """The console with the story's keys; without gateway/console, a plain live view of the summary."""
     try:
-        import gateway.console  # noqa: F401 - only to know whether it is there
+        import gateway.console.app  # noqa: F401 - only to know whether it is there
     except ImportError:
         await live_summary(story, intro, seconds)
         return
-    await run_console(site, key_file, story.actions(), seconds)
+    await run_console(site, operator, story.actions(), seconds)
+    for line in intro:  # the screen is gone: what it could not say
+        print(line)
 
 
-async def run_console(site: SiteConfig, key_file: Path, actions: list[Action], seconds: float | None) -> None:
-    """The glue to the console (gateway/console): the demo's site, its operator key and its keys."""
-    from gateway.console import ConsoleApp
+async def run_console(site: SiteConfig, operator: Operator, actions: list[Action], seconds: float | None) -> None:
+    """The glue to the console (gateway/console): the demo's site, its operator (acknowledgements are signed
+    with the demo's key) and the story's keys."""
+    from gateway.console.app import ConsoleApp
 
-    app = ConsoleApp(site, key_file=key_file, key_id=OPERATOR, actions=actions)
+    app = ConsoleApp(site, operator=operator, actions=actions)
     if seconds:
         asyncio.get_running_loop().call_later(seconds, app.exit)
     await app.run_async()
