@@ -15,17 +15,8 @@ from gateway.aclgen import generate_acl
 from gateway.config import HistorianConfig
 from gateway.historian.errors import HistorianError
 from gateway.historian.influx import InfluxV1Writer, InfluxV2Writer
-from tests.test_deploy import (
-    BRIDGE_USER,
-    GW_1201,
-    GW_1203,
-    OPERATOR,
-    SURFACE,
-    UNDERGROUND,
-    Client,
-    ShippedInflux,
-    certs,  # noqa: F401  (fixtures)
-    )
+from tests.test_deploy import (BRIDGE_USER, GW_1201, GW_1203, OPERATOR, SURFACE, UNDERGROUND, Client,  # noqa: F401
+                               ShippedInflux, certs, district)  # certs, district: fixtures
 
 SITES = [UNDERGROUND / "site.yaml", UNDERGROUND / "site-gw-1203.yaml"]
 
