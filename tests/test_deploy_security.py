@@ -26,7 +26,7 @@ def test_minegw_deploy_acl_reproduces_the_shipped_acls():
     assert generate_acl("surface", SITES) == (SURFACE / "acl").read_text()
 
 
-def test_a_gateway_cannot_fake_or_clear_another_gateways_alarms(district):
+def test_a_gateway_cannot_fake_or_clear_another_gateways_alarms(district):  # noqa: F811
     gw = Client(district.underground.port, GW_1201)
     try:
         for topic in ("minegw/demo-mine/heading-1203/roadheader-1203/alarm/ch4",
@@ -38,7 +38,7 @@ def test_a_gateway_cannot_fake_or_clear_another_gateways_alarms(district):
         gw.close()
 
 
-def test_a_bridge_cannot_send_commands_nor_speak_for_other_districts(district):
+def test_a_bridge_cannot_send_commands_nor_speak_for_other_districts(district):  # noqa: F811
     bridge = Client(district.surface.port, BRIDGE_USER)
     try:
         for topic in ("minegw/demo-mine/command/write", "minegw/demo-mine/command/alarm/ack",
@@ -52,7 +52,7 @@ def test_a_bridge_cannot_send_commands_nor_speak_for_other_districts(district):
         bridge.close()
 
 
-def test_replies_are_read_by_the_requester_only_and_gateways_read_no_reply(district):
+def test_replies_are_read_by_the_requester_only_and_gateways_read_no_reply(district):  # noqa: F811
     topic = f"minegw/demo-mine/command/reply/{OPERATOR}/r-1"
     everything = ("minegw/#",)
     operator = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/command/reply/{OPERATOR}/#",))
@@ -78,7 +78,7 @@ def handshake(port: int, cipher: str) -> bool:
     return done.returncode == 0 and b"Cipher is " + cipher.encode() in done.stdout
 
 
-def test_tls_listeners_refuse_cbc_and_sha1_suites(district):
+def test_tls_listeners_refuse_cbc_and_sha1_suites(district):  # noqa: F811
     for broker in (district.underground, district.surface):
         assert handshake(broker.tls_port, "ECDHE-ECDSA-AES128-GCM-SHA256")
         for weak in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
