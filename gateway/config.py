@@ -53,6 +53,9 @@ class Site(Strict):
     name: str = ""
     gateway_id: str = Field("gateway-1", pattern=r"^[A-Za-z0-9_-]+$",
                             description="this gateway, when a site runs several")
+    district: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+                                 description="the district broker (and bridge) this gateway publishes to: "
+                                             "`minegw deploy acl` groups gateways by it")
 
 
 RESERVED_AREA_IDS = ("gateway", "command", "network")  # third level of the gateway's and the command topics
@@ -146,6 +149,8 @@ class HistorianConfig(Strict):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
+    ca_file: Path | None = Field(None, description="https: the CA that signed InfluxDB's certificate (the mine's "
+                                                   "CA); none: the system's trusted CAs")
     timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
     batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")

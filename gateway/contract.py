@@ -86,7 +86,11 @@ class Topics:
     def command_broadcast(self) -> str:
         return f"{self.prefix}/{self.site}/command/broadcast"
 
-    def command_reply(self, request_id: str) -> str:
+    def command_reply(self, request_id: str, requester: str | None = None) -> str:
+        """Where the answer to a command goes without an MQTT 5 response topic (through a 3.1.1 bridge): under
+        the verified signer's name, which is its MQTT user, so the ACL lets only the requester read it."""
+        if requester:
+            return f"{self.prefix}/{self.site}/command/reply/{requester}/{request_id}"
         return f"{self.prefix}/{self.site}/command/reply/{request_id}"
 
     def everything(self) -> str:
@@ -556,6 +560,7 @@ class AckCommand(Command):
 class CommandReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     device: str | None = None
     signal: str | None = None
     value: bool | int | float | str | None = None
@@ -566,6 +571,7 @@ class CommandReply(BaseModel):
 class BroadcastReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     action: str | None = None
     error: str | None = None
     result: dict | None = Field(None, description="the BroadcastResult: per-node confirmed/failed, elapsed_ms")
@@ -575,6 +581,7 @@ class BroadcastReply(BaseModel):
 class AckReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     alarm: str | None = None
     state: str | None = Field(None, description="the alarm's state after the acknowledgement")
     error: str | None = None

@@ -7,12 +7,13 @@
 - :mod:`.dashboards`: ``dashboards build|push``
 - :mod:`.net`: ``net walk`` (SNMP); :mod:`.net_ring`: ``net ring``, ``net reach``
 - :mod:`.reports`: ``report daily``
+- :mod:`.deploy`: ``deploy acl``
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, dashboards, historian, net, net_ring, probes, reports, site
+from gateway.cli import commands, dashboards, deploy, historian, net, net_ring, probes, reports, site
 
 net_ring.register(net.net_app)  # net ring, net reach
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -23,7 +24,8 @@ for group, name in ((site.config_app, "config"), (historian.historian_app, "hist
                     (historian.buffer_app, "buffer"), (probes.opcua_app, "opcua"), (probes.modbus_app, "modbus"),
                     (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
                     (commands.broadcast_app, "broadcast"), (dashboards.dashboards_app, "dashboards"),
-                    (commands.keys_app, "keys"), (net.net_app, "net"), (reports.report_app, "report")):
+                    (commands.keys_app, "keys"), (net.net_app, "net"), (reports.report_app, "report"),
+                    (deploy.deploy_app, "deploy")):
     app.add_typer(group, name=name)
 
 

@@ -264,7 +264,7 @@ class MqttSink(Sink):
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
 
         def reply(answer) -> None:
-            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id))
+            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id, answer.by))
             if not topic:
                 self.malformed_commands += 1
                 log.warning("MQTT: no reply to a %s command without a valid request id or response topic "
