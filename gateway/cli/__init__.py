@@ -6,17 +6,19 @@
 - :mod:`.commands`: ``write``, ``alarm``, ``broadcast``, ``keys``
 - :mod:`.dashboards`: ``dashboards build|push``
 - :mod:`.net`: ``net walk`` (SNMP)
+- :mod:`.console`: ``console`` (the live view of a site)
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, dashboards, historian, net, probes, site
+from gateway.cli import commands, console, dashboards, historian, net, probes, site
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
 app.add_typer(site.commands)  # run, sim, sim-fault, demo, ingest
 app.add_typer(commands.commands)  # write
+app.add_typer(console.commands)  # console
 for group, name in ((site.config_app, "config"), (historian.historian_app, "historian"),
                     (historian.buffer_app, "buffer"), (probes.opcua_app, "opcua"), (probes.modbus_app, "modbus"),
                     (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
