@@ -58,7 +58,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 
@@ -258,14 +258,14 @@ def node_text(model: SiteModel, node: str) -> Text:
     d = model.devices.get(node)
     names = {m.id: m.name for m in model.site.broadcast.messages} if model.site.broadcast else {}
     if d is None or not d.signals:
-        return Text(f"{node}: ?", style="dim")
-    if d.value("playing"):
+        text = Text(f"{node} ?", style="dim")
+    elif d.value("playing"):
         message = d.value("playing_message")
         text = Text(f"{node} ▶ {names.get(message, message)} "
                     f"({BROADCAST_PRIORITIES.get(d.value('playing_priority'), '?')})", style="bold")
     else:
         text = Text(f"{node} idle", style="dim")
-    faults = [f for f in ("amplifier_fault", "line_fault", "on_battery") if d.value(f)]
+    faults = [f for f in ("amplifier_fault", "line_fault", "on_battery") if d is not None and d.value(f)]
     if faults:
         text.append(f" {','.join(faults)}", style="bold red")
     c = model.confirmations.get(node)
@@ -305,7 +305,7 @@ def gateway_panel(model: SiteModel, now: float) -> Group:
     table, extras = grid("gateway", "status", "uplink", "queued", "dropped", "delivered", "alarms"), []
     for gw in model.gateways.values():
         status = Text("?", style="dim") if gw.status is None else Text(
-            f"{gw.status.status} ({gw.status.reason})", style="green" if gw.status.status == "online" else "bold red")
+            gw.status.status + ("" if gw.status.reason == "connected" else f": {gw.status.reason}"), style="green" if gw.status.status == "online" else "bold red")
         h = gw.health
         active = [a.id for a in gw.alarms.values() if a.active]
         uplink = "—" if h is None else ("connected" if h.connected else "down")
@@ -342,7 +342,7 @@ def device_summary(d: Device, now: float) -> Text:
                     f"{since(s.last_good_poll, now)} ago  last poll {fmt(s.last_poll_ms)} ms\n"
                     f"polls {s.polls}  errors {s.errors} (consecutive {s.consecutive_errors})  timeouts {s.timeouts}  "
                     f"exception responses {s.exception_responses}  reconnects {s.reconnects}")
-    text.append(f"\ndata {age(None if d.last_data is None else now - d.last_data)} ago, {len(d.signals)} signals")
+    text.append("\nno data yet" if d.last_data is None else f"\ndata {age(now - d.last_data)} ago, {len(d.signals)} signals")
     return text
 
 
