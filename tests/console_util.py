@@ -72,19 +72,20 @@ class Publisher:
         return Reading(device, ts or utcnow(), poll_ms, schema=Schema(list(values), units),
                        values=list(values.values()), derived=derived)
 
-    def data(self, device: str, values: dict, compact: bool = False, **kw) -> None:
+    def data(self, device: str, values: dict, compact: bool = False, wait: bool = True, **kw) -> None:
         d = self.devices[device]
         reading = self.reading(device, values, **kw)
         if compact:
             version = schema_version(reading.schema.signals, reading.schema.units)
-            schema = reading.schema
-            self.versions.setdefault(device, {})[version] = {"signals": list(schema.signals), "units": list(schema.units),
-                                                             "derived": reading.derived}
-            self.schema(device, self.versions[device])
-            self.send(self.topics.data(d.area, device), self.compact.build(reading))
+            schema, known = reading.schema, self.versions.setdefault(device, {})
+            if version not in known:  # as the gateway: the retained schema again only for a new version
+                known[version] = {"signals": list(schema.signals), "units": list(schema.units),
+                                  "derived": reading.derived}
+                self.schema(device, known)
+            self.send(self.topics.data(d.area, device), self.compact.build(reading), wait=wait)
         else:
             builder = self.full.setdefault(device, DataPayloads(self.site.site.id, d.area, d.zone, d.equipment_kind))
-            self.send(self.topics.data(d.area, device), builder.build(reading))
+            self.send(self.topics.data(d.area, device), builder.build(reading), wait=wait)
 
     def schema(self, device: str, versions: dict) -> None:
         d = self.devices[device]

@@ -12,6 +12,7 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar
 
 from rich.console import Console
 from textual.app import App, ComposeResult
@@ -67,7 +68,7 @@ def selected_key(table: DataTable) -> str | None:
 class DeviceScreen(Screen):
     """Every signal of one device with its quality and time, its link state and counters."""
 
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "back")]
+    BINDINGS: ClassVar = [Binding("escape,q", "app.pop_screen", "back")]
 
     def __init__(self, model: SiteModel, device: str):
         super().__init__()
@@ -106,7 +107,7 @@ class ConsoleApp(App):
     .row > .panel { width: 1fr; }
     #devices, #alarms { height: auto; max-height: 18; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar = [
         Binding("a", "ack", "ack alarm"),
         Binding("f", "filter", "area filter"),
         Binding("d", "detail", "device detail"),
@@ -267,7 +268,7 @@ class ConsoleApp(App):
             self.say(f"ack {alarm}: refused: {reply.error}")
 
     async def action_run_action(self, index: int) -> None:
-        key, description, call = self.actions[index]
+        _, description, call = self.actions[index]
         self.say(f"{description} …")
         self.run_worker(self._run_action(description, call), group="actions")
 

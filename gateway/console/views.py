@@ -14,7 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from gateway.console.model import GOOD, STATUS_NAMES, Device, SiteModel, Signal
+from gateway.console.model import GOOD, STATUS_NAMES, Device, Signal, SiteModel
 from gateway.derived.roof_pressure import RoofPressureConfig
 
 KEY_SIGNALS = {  # a few signals worth watching per equipment kind
