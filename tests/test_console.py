@@ -121,8 +121,7 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
         assert "bn-2 ? ✘ not confirmed: line fault" in screen
         assert "linkage shearer-ch4 → evacuation in face-1201, escape-intake: 1/2 confirmed" in screen
         assert "sw-2 p2 — sw-3 p1" in screen and "pump-3" in screen
-        gateway_row = next(line for line in screen.splitlines() if "gateway-1  online" in line)
-        assert " 7 " in gateway_row and " 3 " in gateway_row and "1190/1200" in gateway_row
+        assert "gateway-1  online" in screen and "queued 7 · dropped 3 · delivered 1190/1200" in screen
         alarms = [line for line in screen.splitlines() if "active_unack" in line]
         assert "shearer-ch4" in alarms[0] and "belt-slip" in alarms[1]  # newest first
     # the compact payload gave the same values as the full one

@@ -106,6 +106,7 @@ class ConsoleApp(App):
     .row { height: auto; }
     .row > .panel { width: 1fr; }
     #devices, #alarms { height: auto; max-height: 18; }
+    .row > #broadcast { width: 2fr; }
     """
     BINDINGS: ClassVar = [
         Binding("a", "ack", "ack alarm"),

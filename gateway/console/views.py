@@ -189,29 +189,27 @@ def face_strip(model: SiteModel, d: Device, width: int, cache: dict) -> Group:
     along = supports(d, cache)
     if not along:
         return Group(Text(f"{d.id}: no leg pressures yet", style="dim"))
-    cells = max(10, width)
-    per = -(-len(along) // cells)  # supports per cell
+    cells = max(10, min(width, len(along)))
     counts = dict.fromkeys(CLASSES, 0)
     strip = Text()
-    for start in range(0, len(along), per):
+    for c in range(cells):  # cell c covers supports [c·n/cells, (c+1)·n/cells)
         worst = "unknown"
-        for _, front, rear in along[start:start + per]:
-            c = classify(leg_pressures(d, front, rear), cfg)
-            counts[c] += 1
-            worst = c if CLASSES[c][2] > CLASSES[worst][2] else worst
+        for _, front, rear in along[c * len(along) // cells:(c + 1) * len(along) // cells]:
+            k = classify(leg_pressures(d, front, rear), cfg)
+            counts[k] += 1
+            worst = k if CLASSES[k][2] > CLASSES[worst][2] else worst
         mark, style, _ = CLASSES[worst]
         strip.append(mark, style=style)
     first, last = along[0][0], along[-1][0]
     shearer = shearer_support(model, d.area)
-    above = Text(" " * (strip.cell_len + 1))
+    above = Text(" ")
     if shearer is not None and first <= shearer <= last:
-        at = min(strip.cell_len - 1, (shearer - first) // per)
-        above = Text(" " * at + "▼", style="bold magenta")
-    scale = Text(f"{first}".ljust(max(1, strip.cell_len - len(str(last)))) + f"{last}", style="dim")
+        above = Text(" " * ((shearer - first) * cells // len(along)) + "▼", style="bold magenta")
+    scale = Text(f"{first}".ljust(max(1, cells - len(str(last)))) + f"{last}", style="dim")
     gateway_count = d.value("supports_below_setting")
     summary = Text.assemble(
         (f"{d.id} ({d.area}) · {len(along)} supports"
-         + (f", {per} per cell" if per > 1 else "") + " · ", ""),
+         + (f", {len(along) / cells:.2g} per cell" if cells < len(along) else "") + " · ", ""),
         ("shearer at support " + (str(shearer) if shearer is not None else "?"), "magenta"), " · ",
         (f"below setting {fmt(gateway_count)}", "bold yellow" if gateway_count else "green"),
         f" (初撑力 < {cfg.required_setting_mpa:g} MPa) · now: {counts['below_setting']} under setting, "
@@ -247,7 +245,7 @@ def cameras_panel(model: SiteModel, now: float) -> Table:
 
 def broadcast_zones(model: SiteModel) -> list[tuple[str, list[str]]]:
     if model.site.broadcast is not None:
-        return [(z.id + (" (escape route)" if z.escape_route else ""), z.nodes) for z in model.site.broadcast.zones]
+        return [(z.id + (" (escape)" if z.escape_route else ""), z.nodes) for z in model.site.broadcast.zones]
     zones: dict[str, list[str]] = {}
     for d in model.of_kind("broadcast_node"):
         zones.setdefault(d.zone or d.area, []).append(d.id)
@@ -276,9 +274,10 @@ def node_text(model: SiteModel, node: str) -> Text:
 
 
 def broadcast_panel(model: SiteModel, now: float) -> Group:
-    table = grid("zone", "nodes")
+    table = grid("zone", "node")
     for zone, nodes in broadcast_zones(model):
-        table.add_row(zone, Text("  ").join(node_text(model, n) for n in nodes))
+        for i, node in enumerate(nodes):
+            table.add_row(zone if i == 0 else "", node_text(model, node))
     lines: list = [table]
     for event in sorted(model.linkages.values(), key=lambda e: e.ts, reverse=True)[:3]:
         confirmed = sum(1 for n in event.nodes.values() if n.confirmed)
@@ -302,22 +301,26 @@ def network_panel(model: SiteModel) -> Table:
 
 
 def gateway_panel(model: SiteModel, now: float) -> Group:
-    table, extras = grid("gateway", "status", "uplink", "queued", "dropped", "delivered", "alarms"), []
+    """One block per gateway: birth/will status, the MQTT uplink, its queue and drops, the gateway alarms."""
+    lines: list[Text] = []
     for gw in model.gateways.values():
-        status = Text("?", style="dim") if gw.status is None else Text(
-            gw.status.status + ("" if gw.status.reason == "connected" else f": {gw.status.reason}"), style="green" if gw.status.status == "online" else "bold red")
+        status = Text("status ?", style="dim") if gw.status is None else Text(
+            gw.status.status + ("" if gw.status.reason == "connected" else f": {gw.status.reason}"),
+            style="green" if gw.status.status == "online" else "bold red")
+        lines.append(Text.assemble((gw.id, "bold"), "  ", status))
         h = gw.health
-        active = [a.id for a in gw.alarms.values() if a.active]
-        uplink = "—" if h is None else ("connected" if h.connected else "down")
-        extra = "  ".join(f"{k}={fmt(v)}" for k, v in gw.extra.items())
-        table.add_row(gw.id, status, uplink + (f" ({since(h.ts, now)} ago)" if h else ""),
-                      "—" if h is None else str(h.queued),
-                      Text("—" if h is None else str(h.dropped), style="bold red" if h and h.dropped else ""),
-                      "—" if h is None else f"{h.delivered}/{h.published}",
-                      Text(", ".join(active) or "none", style="bold red" if active else "green"))
-        if extra:  # health fields this console does not know yet (e.g. the historian's)
-            extras.append(Text(f"{gw.id}: {extra}", style="dim"))
-    return Group(table, *extras)
+        if h is None:
+            lines.append(Text("  no health yet", style="dim"))
+        else:
+            lines.append(Text.assemble(
+                "  uplink ", ("connected", "green") if h.connected else ("down", "bold red"),
+                f" · queued {h.queued} · dropped ", (str(h.dropped), "bold red" if h.dropped else "green"),
+                f" · delivered {h.delivered}/{h.published} · reconnects {h.reconnects} · {since(h.ts, now)} ago"))
+        if gw.extra:  # health fields this console does not know yet (e.g. the historian's)
+            lines.append(Text("  " + "  ".join(f"{k}={fmt(v)}" for k, v in gw.extra.items()), style="dim"))
+        active = [f"{a.id} ({a.message})" for a in gw.alarms.values() if a.active]
+        lines.append(Text("  alarms: " + ("; ".join(active) or "none"), style="bold red" if active else "green"))
+    return Group(*lines) if lines else Group(Text("no gateway has reported yet", style="dim"))
 
 
 def banner(model: SiteModel, where: str, now: float) -> Text | None:
