@@ -10,19 +10,14 @@ states, health and a few alarms. Prints the console process's CPU as % of one co
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
-
-from bench.benchproc import PY, Processes, group_cpu_seconds  # noqa: E402
-from tests.conftest import Mosquitto  # noqa: E402
-from tests.console_util import Publisher, console_site  # noqa: E402
+from bench.benchproc import BENCH, PY, Processes, group_cpu_seconds
+from tests.conftest import Mosquitto
+from tests.console_util import Publisher, console_site
 
 MACHINES = ("shearer-1201", "afc-1201", "belt-main-1", "belt-main-2", "belt-main-3", "belt-main-4")
 OTHERS = ("cam-1", "bn-1", "bn-2")

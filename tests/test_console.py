@@ -284,3 +284,35 @@ def test_cli_needs_a_broker(tmp_path):
     path.write_text("site: {id: s}\nareas: [{id: face, kind: longwall_face}]\n")
     result = CliRunner().invoke(cli, ["console", "-c", str(path)])
     assert result.exit_code == 1 and "no mqtt: section" in result.output
+
+
+@pytest.mark.parametrize("payload", ["full", "compact"])
+async def test_a_real_gateway_over_simulators(mosquitto, payload):
+    """What `minegw run` publishes for simulated machines (over Modbus TCP) is what the console shows."""
+    from gateway.mqtt import MqttSink
+    from gateway.runtime import Gateway
+    from simulators.site import SiteSimulator
+    from tests.sites import make_site, modbus, mqtt
+
+    site = make_site(modbus("shearer-1", "shearer"), modbus("belt-1", "belt_conveyor", area="belt"),
+                     areas={"face": "longwall_face", "belt": "belt_line"},
+                     mqtt=mqtt(mosquitto, f"con-{uuid.uuid4().hex[:8]}", payload=payload))
+    sims = SiteSimulator(site, seed=5)
+    await sims.start()
+    gateway = Gateway(site, [MqttSink(site.mqtt, site, health_interval=0.5)])
+    await gateway.start()
+    try:
+        app = ConsoleApp(site, refresh=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: all(d.online and d.status_code is not None for d in app.model.devices.values()),
+                        timeout=15, what="both machines online with a status")
+            screen = await shows(pilot, "gateway-1  online", "uplink connected")
+            shearer = app.model.devices["shearer-1"]
+            assert shearer.kind == "shearer" and "haulage_speed" in shearer.signals
+            assert app.model.devices["belt-1"].signals["speed"].unit == "m/s"
+            assert any(line.split()[1:4] == ["shearer-1", "face", "shearer"] for line in screen.splitlines()
+                       if line.startswith("│  shearer-1"))
+            assert app.model.problems == []
+    finally:
+        await gateway.stop()
+        await sims.stop()

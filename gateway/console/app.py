@@ -27,7 +27,7 @@ from gateway.console import views
 from gateway.console.feed import LINK, Feed
 from gateway.console.model import SiteModel
 from gateway.contract import Topics
-from gateway.operator import CommandRefused, Operator
+from gateway.operator import Operator
 
 Action = tuple[str, str, Callable[[], Awaitable[object]]]  # (key, description, coroutine function)
 
@@ -258,7 +258,7 @@ class ConsoleApp(App):
         try:
             reply = await asyncio.to_thread(self.operator.send, self.cfg, self.topics, "ack", self.ack_timeout,
                                             self.site.commands.max_age, alarm=alarm)
-        except (CommandRefused, OSError, Exception) as exc:  # noqa: BLE001 - shown, the console keeps running
+        except Exception as exc:  # noqa: BLE001 - CommandRefused, MqttError, ...: shown, the console keeps running
             self.say(f"ack {alarm}: {exc}")
             return
         if reply is None:
