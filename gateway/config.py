@@ -30,8 +30,9 @@ from adapters.registry import ADAPTER_KINDS, AnyDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
-from gateway.network.config import NetworkConfig
+from gateway.network.config import NetworkConfig, check_network
 from gateway.derived.roof_pressure import RoofPressureConfig
+from gateway.reports.config import ReportsConfig
 from gateway.signing import parse_public_key
 
 
@@ -210,6 +211,7 @@ class SiteConfig(Strict):
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="daily reports, see docs/reports.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -231,6 +233,7 @@ class SiteConfig(Strict):
             endpoints.setdefault(key, d.id)
         problems += self._check_alarms(seen)
         problems += self._check_linkage()
+        problems += check_network(self.network, self.devices)
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "

@@ -69,6 +69,10 @@ class Topics:
     def linkage(self, area: str, alarm_id: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
 
+    def network_ring(self, ring: str) -> str:
+        """A ring network's diagnosis (retained): closed, open at which link, segmented into islands."""
+        return f"{self.prefix}/{self.site}/network/ring/{ring}"
+
     def alarms(self) -> str:
         """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
         return f"{self.prefix}/{self.site}/+/+/alarm/+"
@@ -217,6 +221,8 @@ class AlarmMessage(BaseModel):
     cleared_at: Timestamp | None
     acked_at: Timestamp | None
     acked_by: str | None
+    suppressed: bool = False  # a comm_loss explained by a network alarm (ISA-18.2 designed suppression)
+    suppressed_by: str | None = None  # that network alarm's id
 
 
 class LinkageNodeMessage(BaseModel):

@@ -346,6 +346,8 @@ def test_bridge_carries_data_up_and_commands_down(district):
               "minegw/demo-mine/face-1201/camera-1201/inventory": (b'{"online": true}', True),
               "minegw/demo-mine/gateway/gw-1201/status": (b'{"status": "online"}', True),
               "minegw/demo-mine/gateway/gw-1201/alarm/mqtt-dropping": (b'{"active": true}', True),
+              "minegw/demo-mine/network/ring/ring-1": (b'{"state": "open"}', True),
+              "minegw/demo-mine/network/ring-1/alarm/net.ring-1.open": (b'{"state": "active_unack"}', True),
               "minegw/demo-mine/command/reply/7f3a": (b'{"request_id": "7f3a", "ok": true}', False)}
         for t, (p, retain) in up.items():
             assert gateway.publish(t, p, retain=retain) == "Success", t
@@ -688,7 +690,8 @@ def test_converter_refuses_what_the_historian_must_not_take():
             convert(f"minegw/demo-mine/face-1201/{device}/data", hostile)
     for bad_topic in ("other/demo-mine/face-1201/shearer-1201/data", "minegw/demo-mine/gateway/gw-1/data",
                       "minegw/demo-mine/command/x/data", "minegw/demo-mine/face-1201/shearer-1201/status",
-                      "minegw/demo-mine/bridge/district-2"):
+                      "minegw/demo-mine/bridge/district-2", "minegw/demo-mine/network/ring-1/data",
+                      "minegw/demo-mine/network/ring/ring-1"):
         with pytest.raises(Refused, match="topic"):
             convert(bad_topic, payload)
     with pytest.raises(Refused, match="too-large"):

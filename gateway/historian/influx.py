@@ -200,9 +200,10 @@ class InfluxV1Writer(_SplittingWriter):
         self.created_database = True
         log.warning('created database "%s" at %s', db, self.cfg.url)
 
-    async def query(self, q: str) -> list[dict]:
-        """Run an InfluxQL statement; its ``results``, or the server's error as a HistorianError."""
-        response = await self._request("POST", "/query", data={"q": q})
+    async def query(self, q: str, **params: str) -> list[dict]:
+        """Run an InfluxQL statement; its ``results``, or the server's error as a HistorianError.
+        ``params`` go to ``/query`` as they are (``db``, ``epoch``: the reports read with both)."""
+        response = await self._request("POST", "/query", data={"q": q, **params})
         self._raise_for(response)
         try:
             results = response.json().get("results", [])

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
@@ -35,6 +35,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
+from gateway.historian.lineprotocol import ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -75,6 +76,9 @@ class HistorianSink(Sink):
         self._lines: dict[str, ReadingLines] = {}  # device id -> the builder of its readings' points
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
+        self._reach_source: Callable[[], Mapping] | None = None
+        self._areas = {d.id: d.area for d in site.devices}
+        self._udp = [d.id for d in site.devices if d.adapter == "snmp"]  # reachable when their own polls answer
         self._tasks: list[asyncio.Task] = []
         self._backoff = Backoff(*self.BACKOFF_S, jitter=(0.5, 1.0))
         self._connected = False
@@ -153,6 +157,10 @@ class HistorianSink(Sink):
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
         self._put_event(entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry))
 
+    def on_ring_status(self, status) -> None:
+        """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
+        self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
+
     def _put_event(self, ts: float, line: str) -> None:
         self._pending_events.append((ts, line))
         self._wake.set()
@@ -198,6 +206,16 @@ class HistorianSink(Sink):
             await self._refresh_stats()
             self.put_health()
 
+    def set_reach_source(self, source: Callable[[], Mapping]) -> None:
+        self._reach_source = source
+
+    def _reach(self) -> Mapping:
+        try:
+            return self._reach_source() if self._reach_source else {}
+        except Exception:  # noqa: BLE001 - device_health goes on without it
+            log.exception("Historian: reading the reachability results failed")
+            return {}
+
     def put_health(self) -> None:
         """Queue ``gateway_health`` and the interval's ``device_health`` points, stamped now.
 
@@ -207,7 +225,7 @@ class HistorianSink(Sink):
         ts = now.timestamp()
         counters = {**self._source_counters(), **self.health()}
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
-        for area, device, fields in self._device_health.take():
+        for area, device, fields in self._device_health.take_with_reach(self._reach(), self._areas, self._udp):
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
         self._wake.set()
 
