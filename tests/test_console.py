@@ -103,7 +103,7 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
         p.data("cam-1", {"online": True, "response_ms": 14.0}, compact=compact)
         p.data("cam-1", {"motion": True}, compact=compact, poll_ms=0.0)
         p.data("bn-1", {"playing": True, "playing_message": 1, "playing_priority": 3}, compact=compact)
-        screen = await shows(pilot, "shearer at support 40", "motion=True", "speed=3.15")
+        screen = await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15")
         # areas: the worst machine status (running shearer + stopped AFC -> running; a belt in fault)
         assert any(f"{FACE}  running" in line for line in screen.splitlines())
         assert any(f"{BELT}  fault" in line for line in screen.splitlines())

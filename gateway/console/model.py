@@ -194,8 +194,10 @@ class SiteModel:
         if poll_ms:  # derived readings and camera events carry 0
             d.last_poll_ms = poll_ms
         elif d.kind == "camera" and "online" not in samples:
-            what = ", ".join(f"{name}={s.value}" for name, s in samples.items())
-            d.last_event = (ts, what)
+            # what is on (motion, tamper, …); a message of events all off (after a resubscription too) is "clear"
+            on = [name if s.value is True else f"{name}={s.value}" for name, s in samples.items()
+                  if s.value is not False]
+            d.last_event = (ts, ", ".join(on) or "clear")
 
     def _schema(self, area: str, device_id: str, payload: bytes) -> bool:
         if not payload:
