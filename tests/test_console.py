@@ -242,9 +242,11 @@ async def test_extra_actions_show_in_the_footer_and_run(site):
     async def broken():
         raise RuntimeError("simulator not reachable")
 
-    app = ConsoleApp(site, refresh=0.2, actions=[("x", "inject slip", inject), ("y", "clear faults", broken)])
+    app = ConsoleApp(site, refresh=0.2, actions=[("x", "inject slip", inject), ("y", "clear faults", broken)],
+                     notes=["no InfluxDB: 12 lines buffered"])
     async with app.run_test(size=SIZE) as pilot:
         await shows(pilot, "inject slip", "clear faults")  # the footer
+        await shows(pilot, "no InfluxDB: 12 lines buffered")  # the program's note, on the status line
         await pilot.press("x")
         await shows(pilot, "inject slip: belt-main-1 slipping")
         assert calls == ["slip"]

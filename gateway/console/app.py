@@ -116,7 +116,8 @@ class ConsoleApp(App):
     ]
 
     def __init__(self, site: SiteConfig, *, operator: Operator | None = None, actions: Sequence[Action] = (),
-                 mqtt: MqttConfig | None = None, refresh: float = 1.0, ack_timeout: float = 10.0):
+                 mqtt: MqttConfig | None = None, refresh: float = 1.0, ack_timeout: float = 10.0,
+                 notes: Sequence[str] = ()):
         super().__init__()
         self.site, self.operator, self.refresh_s, self.ack_timeout = site, operator, refresh, ack_timeout
         self.cfg = mqtt or site.mqtt or MqttConfig()
@@ -126,6 +127,7 @@ class ConsoleApp(App):
         self.area_filter: str | None = None
         self.message = ""  # the last key's outcome, on the status line
         self.actions = list(actions)
+        self.notes = list(notes)  # what the program running the console wants said (the demo: where history goes)
         self.title = f"minegw console · {site.site.name or site.site.id}"
         for i, (key, description, _) in enumerate(self.actions):
             self.bind(key, f"run_action({i})", description=description)
@@ -212,6 +214,7 @@ class ConsoleApp(App):
         link = "connected" if self.model.link.connected else "NOT CONNECTED"
         text = (f"{self.site.site.id} · broker {self.feed.where} ({self.cfg.protocol}) {link} · "
                 f"{self.model.received} messages · filter: {self.area_filter or 'all areas'}"
+                + "".join(f" · {note}" for note in self.notes)
                 + (f" · {self.message}" if self.message else ""))
         self.query_one("#status", Static).update(text)
 

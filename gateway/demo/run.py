@@ -118,7 +118,7 @@ async def run_demo(opts: DemoOptions) -> Summary:
         if opts.headless:
             await run_headless(opts, intro, story)
         else:
-            await show(site, operator, story, intro, opts.seconds)
+            await show(site, operator, story, intro, opts.seconds, [historian_note(historian, opts.influx)])
         summary = watch.summary(historian_note(historian, opts.influx), story.log)
     if opts.summary_json:
         opts.summary_json.write_text(json.dumps(summary.as_dict(), indent=1))
@@ -154,24 +154,26 @@ async def run_headless(opts: DemoOptions, intro: list[str], story: Story) -> Non
         pass
 
 
-async def show(site: SiteConfig, operator: Operator, story: Story, intro: list[str], seconds: float | None) -> None:
+async def show(site: SiteConfig, operator: Operator, story: Story, intro: list[str], seconds: float | None,
+               notes: list[str]) -> None:
     """The console with the story's keys; without gateway/console, a plain live view of the summary."""
     try:
         import gateway.console.app  # noqa: F401 - only to know whether it is there
     except ImportError:
         await live_summary(story, intro, seconds)
         return
-    await run_console(site, operator, story.actions(), seconds)
+    await run_console(site, operator, story.actions(), seconds, notes)
     for line in intro:  # the screen is gone: what it could not say
         print(line)
 
 
-async def run_console(site: SiteConfig, operator: Operator, actions: list[Action], seconds: float | None) -> None:
+async def run_console(site: SiteConfig, operator: Operator, actions: list[Action], seconds: float | None,
+                      notes: list[str] = ()) -> None:
     """The glue to the console (gateway/console): the demo's site, its operator (acknowledgements are signed
     with the demo's key) and the story's keys."""
     from gateway.console.app import ConsoleApp
 
-    app = ConsoleApp(site, operator=operator, actions=actions)
+    app = ConsoleApp(site, operator=operator, actions=actions, notes=notes)
     if seconds:
         asyncio.get_running_loop().call_later(seconds, app.exit)
     await app.run_async()
