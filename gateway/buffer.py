@@ -306,9 +306,9 @@ class DurableBuffer:
         swap checks that the blocks did not change and gives up otherwise (the next call tries again)."""
         with self._lock:
             chosen = self._compactable()
-            if sum(b.lines for b in chosen) < blocks.COMPACT_MIN_LINES:
-                return 0
-            ids, stamps, lines = blocks.compacted(chosen, self._decoded)
+        if sum(b.lines for b in chosen) < blocks.COMPACT_MIN_LINES:
+            return 0
+        ids, stamps, lines = blocks.compacted(chosen, blocks.Decoded())  # its own: this runs on another thread
         data = blocks.encode_compacted(ids, stamps, lines)
         with self._write() as db:
             now = [blocks.get(db, b.first_id) for b in chosen]
