@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS blocks (first_id INTEGER PRIMARY KEY, last_id INTEGER
                                    codec INTEGER NOT NULL, bytes INTEGER NOT NULL, gone BLOB, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL,
                                  error TEXT NOT NULL, failed_at REAL NOT NULL, event INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS corrupt (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, lines INTEGER NOT NULL,
+                                    event INTEGER NOT NULL, error TEXT NOT NULL, failed_at REAL NOT NULL,
+                                    data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO counters VALUES ('next_id', 1), ('depth', 0), ('dead', 0), ('dropped', 0);
 CREATE TABLE IF NOT EXISTS rates (second INTEGER PRIMARY KEY, put INTEGER NOT NULL DEFAULT 0,
@@ -212,12 +215,8 @@ class DurableBuffer:
         with self._lock:
             if len(self._batches) >= self.max_in_flight:
                 raise RuntimeError("the previous batch is not settled (ack, nack or dead_letter it)")
-            lanes = ("live", "backfill") if self._next_lane == "live" else ("backfill", "live")
-            for lane in lanes:
-                rows = self._live(max_lines) if lane == "live" else self._backfill(max_lines)
-                if rows:
-                    break
-            else:
+            lane, rows = self._pick(max_lines)
+            if not rows:
                 return None
             if lane == "live":
                 self._live_mark = rows[-1][1]
@@ -229,6 +228,28 @@ class DurableBuffer:
             self._batches[number] = len(rows)
             depth = _get(self._db, "depth")
             return Batch([r[1] for r in rows], [r[3] for r in rows], lane, remaining=max(0, depth - len(rows)))
+
+    def _pick(self, max_lines: int) -> tuple[str, list[tuple[int, int, int, str]]]:
+        """The lane and rows of the next batch; a block that does not decode is set aside on the way."""
+        lanes = ("live", "backfill") if self._next_lane == "live" else ("backfill", "live")
+        while True:
+            try:
+                for lane in lanes:
+                    rows = self._live(max_lines) if lane == "live" else self._backfill(max_lines)
+                    if rows:
+                        return lane, rows
+                return lane, []
+            except blocks.BlockError as exc:
+                self._set_aside(exc)
+
+    def _set_aside(self, exc: blocks.BlockError) -> None:
+        """Its lines are lost: counted in ``dropped``, logged with the block's ids; the rest goes on."""
+        with self._transaction():
+            lost = blocks.set_aside(self._db, exc.first_id, str(exc))
+            _add(self._db, "depth", -lost)
+            _add(self._db, "dropped", lost)
+        log.error("%s: %d line(s) lost; the block's bytes are kept in the table `corrupt` of %s",
+                  exc, lost, self.path)
 
     def _eligible(self, block: blocks.Block, keep) -> list[tuple[int, int, int, str]]:
         """(block, id, position, line) of the block's waiting rows not in flight that ``keep(id)``."""

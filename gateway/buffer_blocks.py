@@ -8,6 +8,7 @@ the caller's transaction; the caller holds the buffer's lock.
 from __future__ import annotations
 
 import sqlite3
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -22,6 +23,10 @@ _COLUMNS = "first_id, last_id, rows, lines, added, event, codec, gone, data"
 
 class BlockError(sqlite3.DatabaseError):
     """A block whose bytes do not decode: named by its ids; the other blocks are unaffected."""
+
+    def __init__(self, message: str, first_id: int):
+        super().__init__(message)
+        self.first_id = first_id
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Decoded:
                 got = unpack(block.codec, block.data)
             except CorruptBlock as exc:
                 raise BlockError(f"buffer block of lines {block.first_id}..{block.last_id} ({block.rows} lines) "
-                                 f"is corrupt: {exc}") from None
+                                 f"is corrupt: {exc}", block.first_id) from None
             if len(self._kept) >= self.KEEP:
                 self._kept.pop(next(iter(self._kept)))
             self._kept[key] = got
@@ -87,6 +92,16 @@ class Decoded:
 
     def clear(self) -> None:
         self._kept.clear()
+
+
+def set_aside(db: sqlite3.Connection, first_id: int, error: str) -> int:
+    """Move a block that does not decode to ``corrupt`` (its bytes kept for a post-mortem); returns
+    how many lines it held."""
+    moved = db.execute("INSERT OR REPLACE INTO corrupt (first_id, last_id, lines, event, error, failed_at, data) "
+                       "SELECT first_id, last_id, lines, event, ?, ?, data FROM blocks "
+                       "WHERE first_id = ? RETURNING lines", (error, time.time(), first_id)).fetchone()
+    db.execute("DELETE FROM blocks WHERE first_id = ?", (first_id,))
+    return 0 if moved is None else moved[0]
 
 
 def mark_gone(db: sqlite3.Connection, block: Block, positions: list[int]) -> int:
