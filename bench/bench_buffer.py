@@ -8,13 +8,15 @@ input registers (scale 0.1, the generic model's slow sine waves), one 100-field 
 second, built by the gateway's own ``ReadingLines``.
 
 1. **Outage**: the lines of ``--outage`` seconds are committed as the historian sink commits them
-   (every 50 ms, what came meanwhile: ~N/20 lines), into the buffer format before this change (one
-   deflated row per line, schema 2) and into the current one (zstd blocks; every second the sink's
+   (every 50 ms, what came meanwhile: ~N/20 lines), into the buffer before blocks (its code at
+   commit ``OLD_BUFFER``, from git: one deflated row per line, schema 2) and into the current one (zstd blocks; every second the sink's
    compaction step runs; every 10 s a failed live batch moves the live mark, as retries do).
    Bytes per tag = the file's growth (WAL checkpointed) / tags put; put CPU = the thread's CPU
    time in ``put`` per line.
-2. **InfluxDB direct** (own influxd 1.6, as the tests start it): the same lines written by one
-   ``InfluxV1Writer``, serially, at each ``--batches`` size: lines/s; the best is the reference.
+2. **InfluxDB direct** (own influxd 1.6, as the tests start it): lines written by one
+   ``InfluxV1Writer``, serially, at each ``--batches`` size (``--sweep-lines`` of them); at the best
+   size, all the outage's lines, before and after the back-fill: their mean is the reference
+   (the machine's load changes over a run).
 3. **Back-fill**: a real ``HistorianSink`` opens the outage's buffer file and drains it into
    InfluxDB while live lines keep coming (N a second, committed every 50 ms): lines/s of the
    backlog, its ratio to the direct best, the drain time, and live latency (put → InfluxDB
@@ -28,16 +30,18 @@ import math
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import zlib
+import types
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from bench_gateway import make_profile
 
@@ -81,32 +85,16 @@ def commits(lines: list[tuple[float, str]], per_second: int):
         yield lines[start:start + step]
 
 
-class OldFormat:
-    """The buffer before blocks (schema 2): one row per line, deflated alone; the same pragmas."""
+OLD_BUFFER = "bd5924d"  # the last commit with one deflated row per line (buffer schema 2)
 
-    def __init__(self, path: Path):
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = FULL")
-        self.db.executescript("""
-            CREATE TABLE queue (id INTEGER PRIMARY KEY, ts REAL NOT NULL, added REAL NOT NULL, line BLOB NOT NULL,
-                                event INTEGER NOT NULL DEFAULT 0);
-            CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-            INSERT INTO counters VALUES ('next_id', 1), ('depth', 0), ('dead', 0), ('dropped', 0);
-            PRAGMA user_version = 2;""")
-        self.next_id = 1
 
-    def put(self, rows: list[tuple[float, str]]) -> None:
-        now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("INSERT INTO queue VALUES (?, ?, ?, ?, 0)",
-                            ((i, ts, now, zlib.compress(line.encode(), 1)) for i, (ts, line) in enumerate(rows, self.next_id)))
-        self.next_id += len(rows)
-        self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_id'", (self.next_id,))
-        self.db.execute("COMMIT")
-
-    def close(self) -> None:
-        self.db.close()
+def old_buffer_class():
+    """``DurableBuffer`` as it was at ``OLD_BUFFER``, loaded from git: the format before blocks, side by side."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_BUFFER}:gateway/buffer.py"], check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType("old_buffer")
+    exec(compile(source, "old_buffer.py", "exec"), module.__dict__)  # noqa: S102 - our own file, from our own history
+    return module.DurableBuffer
 
 
 def file_bytes(path: Path) -> int:
@@ -118,16 +106,17 @@ def file_bytes(path: Path) -> int:
 def fill(kind: str, path: Path, machines: Machines, seconds: int) -> dict:
     """Commit an outage's lines into a buffer file of ``kind`` ("old", "blocks"); bytes and CPU."""
     from gateway.buffer import DurableBuffer
-    store = OldFormat(path) if kind == "old" else DurableBuffer(path, max_in_flight=2)
+    store = old_buffer_class()(path) if kind == "old" else DurableBuffer(path, max_in_flight=2)
     base = file_bytes(path)
     put_cpu = compact_cpu = 0.0
-    lines = 0
+    lines = puts = 0
     for s in range(seconds):
         rows = machines.second(s)
         for chunk in commits(rows, len(machines.ids)):
             t = time.thread_time()
             store.put(chunk)
             put_cpu += time.thread_time() - t
+            puts += 1
         lines += len(rows)
         if kind == "blocks":
             if s % 10 == 9:  # a retry during the outage: a live batch that fails moves the live mark
@@ -140,6 +129,7 @@ def fill(kind: str, path: Path, machines: Machines, seconds: int) -> dict:
     size = file_bytes(path) - base
     return {"format": kind, "lines": lines, "tags": lines * 100, "bytes": size,
             "bytes_per_tag": size / (lines * 100), "put_us_per_line": put_cpu / lines * 1e6,
+            "put_us_per_commit": put_cpu / puts * 1e6,
             "compact_us_per_line": compact_cpu / lines * 1e6}
 
 
@@ -249,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outage", type=int, default=600, help="seconds of outage (lines: devices × seconds)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1000, 2500, 5000, 10000],
                     help="batch sizes for the direct writer")
+    ap.add_argument("--sweep-lines", type=int, default=30_000, help="lines written at each --batches size")
     ap.add_argument("--batch-lines", type=int, default=5000, help="the sink's historian.batch_lines")
     ap.add_argument("--skip-influx", action="store_true", help="bytes per tag and put CPU only")
     args = ap.parse_args(argv)
@@ -261,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("old", "blocks"):
         r = results[kind] = fill(kind, workdir / f"{kind}.sqlite3", machines, args.outage)
         print(f"buffer {kind:6s}: {r['bytes'] / 1e6:8.1f} MB for {r['tags']} tags = {r['bytes_per_tag']:.2f} B/tag; "
-              f"put {r['put_us_per_line']:.1f} µs CPU/line; compaction {r['compact_us_per_line']:.1f} µs CPU/line",
+              f"put {r['put_us_per_line']:.1f} µs CPU/line ({r['put_us_per_commit']:.0f} µs a commit, fsync "
+              f"included); compaction {r['compact_us_per_line']:.1f} µs CPU/line",
               flush=True)
     per_day = results["blocks"]["bytes_per_tag"] * args.devices * 100 * 86400
     print(f"24 h of {args.devices} devices x 100 tags at 1 s: {per_day / 1e9:.2f} GB "
@@ -275,22 +267,33 @@ def main(argv: list[str] | None = None) -> int:
     influx.start()
     try:
         lines = [line for s in range(args.outage) for _, line in machines.second(s)]
-        best = 0.0
-        for batch in args.batches:
-            cpu0 = influx_cpu_s(influx.process.pid)
-            t0 = time.perf_counter()
-            rate = asyncio.run(direct(influx.url, lines, batch, f"direct_{batch}"))
+        sweep = lines[:args.sweep_lines]
+        rates = {}
+        for batch in args.batches:  # the direct writer's best batch size, on part of the lines
+            rates[batch] = asyncio.run(direct(influx.url, sweep, batch, f"sweep_{batch}"))
+            print(f"influx direct, batch {batch:6d}: {rates[batch]:8.0f} lines/s ({len(sweep)} lines)", flush=True)
+        best = max(rates, key=rates.get)
+        directs = []
+
+        def run_direct(label: str) -> None:
+            cpu0, t0 = influx_cpu_s(influx.process.pid), time.perf_counter()
+            rate = asyncio.run(direct(influx.url, lines, best, f"direct_{label}"))
             cpu = (influx_cpu_s(influx.process.pid) - cpu0) / (time.perf_counter() - t0)
-            best = max(best, rate)
-            print(f"influx direct, batch {batch:6d}: {rate:8.0f} lines/s (influxd {cpu * 100:.0f} % CPU)", flush=True)
-        cpu0 = influx_cpu_s(influx.process.pid)
-        t0 = time.perf_counter()
+            directs.append(rate)
+            print(f"influx direct ({label}), batch {best}: {len(lines)} lines at {rate:.0f} lines/s "
+                  f"(influxd {cpu * 100:.0f} % CPU)", flush=True)
+
+        run_direct("before")
+        cpu0, t0 = influx_cpu_s(influx.process.pid), time.perf_counter()
         r = asyncio.run(backfill(influx.url, workdir / "blocks.sqlite3", Machines(args.devices), args.outage,
                                  "backfill", args.batch_lines))
         cpu = (influx_cpu_s(influx.process.pid) - cpu0) / (time.perf_counter() - t0)
+        run_direct("after")
+        reference = statistics.mean(directs)
         print(f"back-fill (batch_lines {args.batch_lines}): {r['backlog']} lines in {r['drain_s']:.1f} s = "
-              f"{r['lines_per_s']:.0f} lines/s = {r['lines_per_s'] / best * 100:.0f} % of direct best "
-              f"({best:.0f}); influxd {cpu * 100:.0f} % CPU", flush=True)
+              f"{r['lines_per_s']:.0f} lines/s = {r['lines_per_s'] / reference * 100:.0f} % of direct "
+              f"({reference:.0f} lines/s, the mean of the runs before and after); influxd {cpu * 100:.0f} % CPU",
+              flush=True)
         print(f"live during the drain: {r['live_lines']} lines, put -> InfluxDB answered p50 "
               f"{r['live_p50_ms']:.0f} ms, p99 {r['live_p99_ms']:.0f} ms, max {r['live_max_ms']:.0f} ms")
     finally:

@@ -206,8 +206,8 @@ class DurableBuffer:
         _add(db, "next_id", len(rows))
         return len(rows)
 
-    def take_batch(self, max_lines: int) -> Batch | None:
-        """The next batch to write, from the live and back-fill lanes in turn.
+    def take_batch(self, max_lines: int, lane: str | None = None) -> Batch | None:
+        """The next batch to write, from the live and back-fill lanes in turn (or from ``lane`` only).
 
         Settle each batch (``ack``, ``nack``, ``dead_letter``, in parts if split); at most
         ``max_in_flight`` may be unsettled. ``None`` when the queue is empty (or all in flight).
@@ -215,7 +215,7 @@ class DurableBuffer:
         with self._lock:
             if len(self._batches) >= self.max_in_flight:
                 raise RuntimeError("the previous batch is not settled (ack, nack or dead_letter it)")
-            lane, rows = self._pick(max_lines)
+            lane, rows = self._pick(max_lines, lane)
             if not rows:
                 return None
             if lane == "live":
@@ -229,9 +229,10 @@ class DurableBuffer:
             depth = _get(self._db, "depth")
             return Batch([r[1] for r in rows], [r[3] for r in rows], lane, remaining=max(0, depth - len(rows)))
 
-    def _pick(self, max_lines: int) -> tuple[str, list[tuple[int, int, int, str]]]:
+    def _pick(self, max_lines: int, only: str | None) -> tuple[str, list[tuple[int, int, int, str]]]:
         """The lane and rows of the next batch; a block that does not decode is set aside on the way."""
         lanes = ("live", "backfill") if self._next_lane == "live" else ("backfill", "live")
+        lanes = lanes if only is None else (only,)
         while True:
             try:
                 for lane in lanes:

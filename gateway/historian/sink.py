@@ -348,28 +348,43 @@ class HistorianSink(Sink):
                 await asyncio.sleep(self.cfg.flush_interval)
 
     async def _drain_step(self) -> bool:
-        """Send one batch, the next one taken meanwhile; True while rows remain, so it goes at once."""
-        ahead, self._ahead = self._ahead, None
-        batch = await (ahead or self._in_db(self._buffer.take_batch, self.cfg.batch_lines))
-        if batch is not None:
-            if batch.remaining > 0:  # the buffer's thread reads the next batch while this one is written
-                self._ahead = asyncio.ensure_future(self._in_db(self._buffer.take_batch, self.cfg.batch_lines))
-            await self._deliver(batch)
-        await self._refresh_stats()
-        return batch is not None and (batch.remaining > 0 or self._ahead is not None)
+        """Send the live lane's batch, then the back-fill's; True while rows remain, so the next step goes at once.
 
-    async def _deliver(self, batch: Batch) -> None:
+        The live batch is taken just before it is sent (its newest lines, so a dashboard is current); the
+        next back-fill batch is taken while the current one is written (the buffer's thread decodes it
+        meanwhile). Every other batch is back-fill while a backlog drains, as the buffer's lanes do."""
+        live = await self._in_db(self._buffer.take_batch, self.cfg.batch_lines, "live")
+        backfill = None
+        if live is None or await self._deliver(live):
+            backfill = await self._take_backfill()
+            if backfill is not None:
+                await self._deliver(backfill)
+        await self._refresh_stats()
+        last = backfill or live
+        return last is not None and (last.remaining > 0 or self._ahead is not None)
+
+    async def _take_backfill(self) -> Batch | None:
+        """The back-fill batch taken ahead (or now), and the next one taken ahead while this one is written."""
+        ahead, self._ahead = self._ahead, None
+        batch = await (ahead or self._in_db(self._buffer.take_batch, self.cfg.batch_lines, "backfill"))
+        if batch is not None and batch.remaining > 0:
+            self._ahead = asyncio.ensure_future(self._in_db(self._buffer.take_batch, self.cfg.batch_lines, "backfill"))
+        return batch
+
+    async def _deliver(self, batch: Batch) -> bool:
+        """Write the batch (or what InfluxDB takes of it); False when it failed and a retry was waited for."""
         try:
             await self._write_isolating(batch)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the rows stay in the buffer for a retry
             await self._in_db(self._buffer.nack, batch)
             await self._give_back_ahead()
             await self._retry_later(exc)
-            return
+            return False
         if self._last_error is not None:
             log.warning("Historian: InfluxDB at %s takes writes again; %d lines waiting", self.cfg.url, batch.remaining)
         self._connected, self._last_error = True, None
         self._backoff.reset()
+        return True
 
     async def _give_back_ahead(self) -> None:
         """The write failed: the batch taken ahead waits in the buffer too (a retry takes the newest live rows)."""
