@@ -92,7 +92,7 @@ def old_buffer_class():
     """``DurableBuffer`` as it was at ``OLD_BUFFER``, loaded from git: the format before blocks, side by side."""
     source = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_BUFFER}:gateway/buffer.py"], check=True,
                             capture_output=True, text=True).stdout
-    module = types.ModuleType("old_buffer")
+    module = sys.modules["old_buffer"] = types.ModuleType("old_buffer")  # dataclasses look their module up
     exec(compile(source, "old_buffer.py", "exec"), module.__dict__)  # noqa: S102 - our own file, from our own history
     return module.DurableBuffer
 
