@@ -399,12 +399,7 @@ class DurableBuffer:
         now = time.time()
         with self._write() as db:
             rows = db.execute(f"SELECT id, ts, line, event FROM dead WHERE {where} ORDER BY id", params).fetchall()
-            for event in (0, 1):
-                kind = [row for row in rows if row[3] == event]
-                for start in range(0, len(kind), blocks.PUT_BLOCK_LINES):
-                    chunk = kind[start:start + blocks.PUT_BLOCK_LINES]
-                    blocks.insert(db, [r[0] for r in chunk], [r[1] for r in chunk],
-                                  [blocks.unpack_row(r[2]) for r in chunk], added=now, event=event)
+            blocks.insert_rows(db, [(i, ts, now, blocks.unpack_row(line), event) for i, ts, line, event in rows])
             moved = _delete_dead(db, where, params)
             _add(db, "depth", moved)
             return moved

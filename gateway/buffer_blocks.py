@@ -130,6 +130,17 @@ def waiting(block: Block, decoded: Decoded):
             yield position, line_id, stamp, line
 
 
+def insert_rows(db: sqlite3.Connection, rows: list[tuple[int, float, float, str, int]]) -> None:
+    """Blocks for single rows (id, sample time, added, line, event), ids ascending: readings and events
+    apart, ``PUT_BLOCK_LINES`` at most a block, each block as old as its oldest row."""
+    for event in (0, 1):
+        kind = [row for row in rows if row[4] == event]
+        for start in range(0, len(kind), PUT_BLOCK_LINES):
+            chunk = kind[start:start + PUT_BLOCK_LINES]
+            insert(db, [r[0] for r in chunk], [r[1] for r in chunk], [r[3] for r in chunk],
+                   added=min(r[2] for r in chunk), event=event)
+
+
 def convert_rows(db: sqlite3.Connection) -> bool:
     """Move up to ``CONVERT_CHUNK`` rows of a schema 1/2 ``queue`` table into blocks (oldest first);
     drops the table once empty. False when there was nothing left to convert."""
@@ -137,12 +148,7 @@ def convert_rows(db: sqlite3.Connection) -> bool:
     if not rows:
         db.execute("DROP TABLE queue")
         return False
-    for event in (0, 1):
-        kind = [row for row in rows if row[4] == event]
-        for start in range(0, len(kind), PUT_BLOCK_LINES):
-            chunk = kind[start:start + PUT_BLOCK_LINES]
-            insert(db, [r[0] for r in chunk], [r[1] for r in chunk], [unpack_row(r[3]) for r in chunk],
-                   added=min(r[2] for r in chunk), event=event)
+    insert_rows(db, [(i, ts, added, unpack_row(line), event) for i, ts, added, line, event in rows])
     db.execute("DELETE FROM queue WHERE id <= ?", (rows[-1][0],))
     return True
 
