@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from array import array
 from itertools import accumulate, pairwise
 
@@ -32,8 +33,14 @@ _MAX_EXPONENT = 6
 _POW10 = [10 ** e for e in range(_MAX_EXPONENT + 1)]
 _INV10 = [float(f"1e-{e}") for e in range(_MAX_EXPONENT + 1)]  # 0.1 as the gateway multiplies by it
 
-_compressor = zstandard.ZstdCompressor(level=LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+_local = threading.local()  # zstandard's (de)compressors are not thread-safe: one pair per thread
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    pair = getattr(_local, "pair", None)
+    if pair is None:
+        pair = _local.pair = (zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor())
+    return pair
 
 
 class CorruptBlock(ValueError):
@@ -45,13 +52,13 @@ def pack(codec: int, ids: list[int], stamps: list[float], lines: list[str]) -> b
     head = _HEADER.pack(len(ids), 0)
     parts = [head, _ints(_deltas(ids)), array("d", stamps).tobytes()]
     parts += _text_part(lines) if codec == TEXT else _columns_part(lines)
-    return _compressor.compress(b"".join(parts))
+    return _zstd()[0].compress(b"".join(parts))
 
 
 def unpack(codec: int, data: bytes) -> tuple[list[int], list[float], list[str]]:
     """(ids, sample times, lines) of a block; CorruptBlock when the bytes do not decode."""
     try:
-        raw = memoryview(_decompressor.decompress(data))
+        raw = memoryview(_zstd()[1].decompress(data))
         rows = _HEADER.unpack_from(raw)[0]
         reader = _Reader(raw, _HEADER.size)
         ids = _undelta(reader.ints(rows))

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from contextlib import closing
@@ -245,3 +246,22 @@ def test_kill_9_during_puts_and_compactions_loses_nothing_committed(tmp_path):
         assert db.execute("SELECT count(*) FROM blocks WHERE codec = 2").fetchone()[0] > 0
     assert depth >= committed and depth % 50 == 0
     assert [seq(line) for line in drain(buffer)] == list(range(depth))
+
+
+def test_the_codec_is_safe_on_two_threads_at_once():
+    """The compaction thread packs while the buffer's thread unpacks: zstd contexts are per thread."""
+    lines = [line for _, line in machine_rows(20, 5)]
+    ids, stamps = list(range(len(lines))), [0.0] * len(lines)
+    failures = []
+
+    def work(codec: int) -> None:
+        for _ in range(100):
+            if blockcodec.unpack(codec, blockcodec.pack(codec, ids, stamps, lines))[2] != lines:
+                failures.append(codec)
+
+    threads = [threading.Thread(target=work, args=(codec,)) for codec in (blockcodec.TEXT, blockcodec.COLUMNS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
