@@ -15,9 +15,10 @@ second, built by the gateway's own ``ReadingLines``.
    time in ``put`` per line.
 2. **InfluxDB direct** (own influxd 1.6, as the tests start it): lines written by one
    ``InfluxV1Writer``, serially, at each ``--batches`` size (``--sweep-lines`` of them); at the best
-   size, all the outage's lines, before and after the back-fill: their mean is the reference
-   (the machine's load changes over a run).
-3. **Back-fill**: a real ``HistorianSink`` opens the outage's buffer file and drains it into
+   size, all the outage's lines, before and after each back-fill: their mean is that back-fill's
+   reference (the machine's load changes over a run).
+3. **Back-fill** (``--rounds``, each on a copy of the file): a real ``HistorianSink`` opens the
+   outage's buffer file and drains it into
    InfluxDB while live lines keep coming (N a second, committed every 50 ms): lines/s of the
    backlog, its ratio to the direct best, the drain time, and live latency (put → InfluxDB
    answered) p50/p99 during the drain.
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import math
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -241,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="batch sizes for the direct writer")
     ap.add_argument("--sweep-lines", type=int, default=30_000, help="lines written at each --batches size")
     ap.add_argument("--batch-lines", type=int, default=5000, help="the sink's historian.batch_lines")
+    ap.add_argument("--rounds", type=int, default=2, help="back-fills, each between two direct runs")
     ap.add_argument("--skip-influx", action="store_true", help="bytes per tag and put CPU only")
     args = ap.parse_args(argv)
 
@@ -283,19 +286,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"influx direct ({label}), batch {best}: {len(lines)} lines at {rate:.0f} lines/s "
                   f"(influxd {cpu * 100:.0f} % CPU)", flush=True)
 
-        run_direct("before")
-        cpu0, t0 = influx_cpu_s(influx.process.pid), time.perf_counter()
-        r = asyncio.run(backfill(influx.url, workdir / "blocks.sqlite3", Machines(args.devices), args.outage,
-                                 "backfill", args.batch_lines))
-        cpu = (influx_cpu_s(influx.process.pid) - cpu0) / (time.perf_counter() - t0)
-        run_direct("after")
-        reference = statistics.mean(directs)
-        print(f"back-fill (batch_lines {args.batch_lines}): {r['backlog']} lines in {r['drain_s']:.1f} s = "
-              f"{r['lines_per_s']:.0f} lines/s = {r['lines_per_s'] / reference * 100:.0f} % of direct "
-              f"({reference:.0f} lines/s, the mean of the runs before and after); influxd {cpu * 100:.0f} % CPU",
-              flush=True)
-        print(f"live during the drain: {r['live_lines']} lines, put -> InfluxDB answered p50 "
-              f"{r['live_p50_ms']:.0f} ms, p99 {r['live_p99_ms']:.0f} ms, max {r['live_max_ms']:.0f} ms")
+        filled = workdir / "blocks.sqlite3"
+        run_direct("0")
+        ratios = []
+        for k in range(args.rounds):  # direct, back-fill, direct, ...: the machine's load changes over a run
+            copy = workdir / f"backfill-{k}.sqlite3"
+            shutil.copy(filled, copy)
+            cpu0, t0 = influx_cpu_s(influx.process.pid), time.perf_counter()
+            r = asyncio.run(backfill(influx.url, copy, Machines(args.devices), args.outage, f"backfill_{k}",
+                                     args.batch_lines))
+            cpu = (influx_cpu_s(influx.process.pid) - cpu0) / (time.perf_counter() - t0)
+            run_direct(str(k + 1))
+            reference = statistics.mean(directs[-2:])
+            ratios.append(r["lines_per_s"] / reference)
+            print(f"back-fill {k + 1} (batch_lines {args.batch_lines}): {r['backlog']} lines in {r['drain_s']:.1f} s = "
+                  f"{r['lines_per_s']:.0f} lines/s = {ratios[-1] * 100:.0f} % of direct ({reference:.0f} lines/s, "
+                  f"the mean of the runs before and after); influxd {cpu * 100:.0f} % CPU", flush=True)
+            print(f"  live during the drain: {r['live_lines']} lines, put -> InfluxDB answered p50 "
+                  f"{r['live_p50_ms']:.0f} ms, p99 {r['live_p99_ms']:.0f} ms, max {r['live_max_ms']:.0f} ms", flush=True)
+        print(f"back-fill / direct over {args.rounds} round(s): {', '.join(f'{x * 100:.0f} %' for x in ratios)}")
     finally:
         influx.stop()
     return 0
