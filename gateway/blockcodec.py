@@ -8,7 +8,8 @@ Two codecs:
   rows are ordered by series (measurement and tags), so a column holds each series' values over
   time; numeric columns are stored as integers (``12i``, ``true``, and floats that are an integer
   times a power of ten, such as a register × 0.1), delta-coded down the column, zig-zagged, in
-  the narrowest width, bytes shuffled; zstd does the rest (~1.3 bytes per tag). Every column is
+  the narrowest width, bytes shuffled; zstd does the rest (~1.65 bytes per tag for the
+  simulators' registers, bench/bench_buffer.py). Every column is
   decoded again and compared with its text before it is kept: a value the codec cannot give back
   byte for byte keeps its text (so do lines it cannot take apart: strings, escapes). The buffer
   uses it when it compacts blocks that wait (gateway/buffer.py).

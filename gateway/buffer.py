@@ -1,9 +1,11 @@
 """The durable store-and-forward buffer (SQLite in WAL mode): in front of the historian, and the MQTT spool.
 
-Rows are line-protocol lines with their sample time and the time they were put.
+Rows are line-protocol lines with their sample time and the time they were put, stored
+in blocks: a commit's rows of one kind in one zstd-compressed SQLite row, merged later by
+:meth:`DurableBuffer.compact` into columnar blocks (gateway/buffer_blocks.py, gateway/blockcodec.py).
 A row leaves the queue only by ``ack`` (written), ``dead_letter`` (refused by the
-server, kept aside) or the disk budget (dropped oldest first, counted; event rows,
-such as alarms and the command audit, only once no other row is left). See
+server, kept aside) or the disk budget (whole blocks dropped oldest first, counted; event
+rows, such as alarms and the command audit, only once no other row is left). See
 docs/historian.md, "Durable buffer and back-fill", for durability and ordering.
 
 Durability: ``synchronous=FULL`` in WAL mode fsyncs the WAL at every commit, so a
