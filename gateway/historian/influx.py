@@ -39,6 +39,7 @@ from gateway.core.model import utcnow
 log = logging.getLogger(__name__)
 
 GZIP_MIN_BYTES = 1024  # smaller bodies gain nothing from compression
+GZIP_THREAD_BYTES = 256 * 1024  # larger bodies are compressed on a worker thread: the event loop goes on meanwhile
 
 
 class HistorianWriter(Protocol):
@@ -183,8 +184,11 @@ class InfluxV1Writer(_SplittingWriter):
 
     async def _post_write(self, body: bytes) -> httpx.Response:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if self.gzip and len(body) >= GZIP_MIN_BYTES:
-            body = gzip_lib.compress(body, compresslevel=1)  # line protocol shrinks ~10×, even at the fastest level
+        if self.gzip and len(body) >= GZIP_MIN_BYTES:  # line protocol shrinks ~10×, even at the fastest level
+            if len(body) >= GZIP_THREAD_BYTES:  # ~10 ms a MB: zlib lets go of the GIL, the loop runs on
+                body = await asyncio.to_thread(gzip_lib.compress, body, 1)
+            else:
+                body = gzip_lib.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         return await self._request("POST", "/write", params=self._params, content=body, headers=headers)
 
