@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -128,7 +129,9 @@ class Bench:
         env = {**os.environ, "PYTHONPATH": str(REPO), "MINEGW_INGEST_ID": str(n), "MINEGW_MQTT_HOST": HOST,
                "MINEGW_MQTT_PORT": str(self.mqtt_port), "MINEGW_MQTT_INGEST_PASSWORD": "-",
                "MINEGW_INFLUX_URL": f"http://{HOST}:{self.influx_port}", "MINEGW_INFLUX_WRITE_USER": "",
-               "MINEGW_INFLUX_WRITE_PASSWORD": "", "MINEGW_STATE_DIR": str(self.dir)}
+               "MINEGW_INFLUX_WRITE_PASSWORD": "", "MINEGW_STATE_DIR": str(self.dir),
+               # plain HTTP here; the shipped file names the mine's CA, which this machine has not
+               "MINEGW_INFLUX_CA": ssl.get_default_verify_paths().openssl_cafile}
         log = open(self.dir / f"ingest-{n}.log", "ab")
         self.workers[n] = subprocess.Popen(
             [sys.executable, "-m", "gateway.surface.ingest", str(REPO / "deploy/surface/ingest.yaml")],
@@ -290,6 +293,30 @@ class Bench:
                 "backlog_cpu_pct": {"workers": round(cpu / window * 100), "influxd": round(influxd / window * 100),
                                     "mosquitto": round(mosquitto / window * 100)}}
 
+    def direct(self, payload: str) -> dict:
+        """InfluxDB's own pace on this machine, in the same run: the lines the backlog's messages become (the
+        worker's own converter), written by one serial writer in the worker's batch size, until counted."""
+        from gateway.surface.convert import Converter
+        measurement = f"direct_{payload}"
+        n, batch = self.args.messages, 5000
+        converter, lines = Converter("minegw"), []
+        for topic, body in self.messages(measurement, n, payload):
+            if topic.endswith("/schema"):
+                converter.learn(topic, body)
+            else:
+                lines += [line for _, line in converter.convert(topic, body)]
+        url = f"http://{HOST}:{self.influx_port}/write?db=minegw&precision=ns"
+        start = time.monotonic()
+        for i in range(0, len(lines), batch):
+            body = ("\n".join(lines[i:i + batch]) + "\n").encode()
+            with urllib.request.urlopen(urllib.request.Request(url, body, method="POST"), timeout=60) as r:
+                r.read()
+        while self.points(measurement) < n:
+            time.sleep(0.1)
+        window = time.monotonic() - start
+        return {"direct_points_per_s": round(n / window),
+                "direct_tags_per_s": round(n * self.tags_per_message(payload) / window)}
+
     def steady(self, w: int, payload: str) -> dict:
         measurement = f"steady_{payload}_w{w}"
         rate, seconds = self.args.rate, self.args.seconds
@@ -332,6 +359,8 @@ def main() -> int:
     parser.add_argument("--profile", metavar="PATH", help="py-spy profiles of the workers "
                         "(collapsed stacks): PATH.w<n>-of-<W>.txt")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--direct", action="store_true",
+                        help="also write the same lines straight to InfluxDB (one writer): its own pace, same run")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="minegw-bench-ingest-"))
     bench = Bench(workdir, args)
@@ -346,6 +375,9 @@ def main() -> int:
                 row = {"workers": w, "payload": payload, "signals": args.signals,
                        "tags_per_message": bench.tags_per_message(payload),
                        "payload_bytes": len(bench.messages("x", 1, payload)[-1][1]), **bench.backlog(w, payload)}
+                if args.direct:
+                    row.update(bench.direct(payload))
+                    row["of_direct_pct"] = round(100 * row["backlog_points_per_s"] / row["direct_points_per_s"])
                 if args.rate:
                     row.update(bench.steady(w, payload))
                 rows.append(row)
@@ -356,7 +388,7 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{'workers':>7} {'payload':>7} {'tags/msg':>8} {'bytes':>6} {'backlog pts/s':>13} "
           f"{'tags/s/worker':>13} {'CPU us/tag':>10} {'CPU % wrk/influxd/mosq':>22} "
-          f"{'steady msg/s':>12} {'landed':>13} {'CPU %/worker':>12} {'CPU s/1k':>9}")
+          f"{'steady msg/s':>12} {'landed':>13} {'CPU %/worker':>12} {'CPU s/1k':>9} {'direct pts/s':>12} {'of direct':>9}")
     for r in rows:
         pct = "/".join(str(v) for v in r["backlog_cpu_pct"].values())
         print(f"{r['workers']:>7} {r['payload']:>7} {r['tags_per_message']:>8} {r['payload_bytes']:>6} "
@@ -364,7 +396,8 @@ def main() -> int:
               f"{r['backlog_cpu_us_per_tag']:>10} {pct:>22} "
               f"{r.get('steady_msgs_per_s', '-'):>12} "
               f"{str(r.get('steady_landed', '-')) + '/' + str(r.get('steady_expected', '-')):>13} "
-              f"{r.get('steady_cpu_pct_per_worker', '-'):>12} {r.get('steady_cpu_s_per_1k', '-'):>9}")
+              f"{r.get('steady_cpu_pct_per_worker', '-'):>12} {r.get('steady_cpu_s_per_1k', '-'):>9} "
+              f"{r.get('direct_points_per_s', '-'):>12} {str(r.get('of_direct_pct', '-')) + ' %':>9}")
     return 0
 
 
