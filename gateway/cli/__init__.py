@@ -6,12 +6,13 @@
 - :mod:`.commands`: ``write``, ``alarm``, ``broadcast``, ``keys``
 - :mod:`.dashboards`: ``dashboards build|push``
 - :mod:`.net`: ``net walk`` (SNMP)
+- :mod:`.video`: ``video probe``
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, dashboards, historian, net, probes, site
+from gateway.cli import commands, dashboards, historian, net, probes, site, video
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
@@ -21,7 +22,7 @@ for group, name in ((site.config_app, "config"), (historian.historian_app, "hist
                     (historian.buffer_app, "buffer"), (probes.opcua_app, "opcua"), (probes.modbus_app, "modbus"),
                     (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
                     (commands.broadcast_app, "broadcast"), (dashboards.dashboards_app, "dashboards"),
-                    (commands.keys_app, "keys"), (net.net_app, "net")):
+                    (commands.keys_app, "keys"), (net.net_app, "net"), (video.video_app, "video")):
     app.add_typer(group, name=name)
 
 

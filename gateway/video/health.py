@@ -270,8 +270,17 @@ class StreamHealth:
         for listener in self._listeners:
             try:
                 listener(sample)
-            except Exception:  # noqa: BLE001 - one broken listener must not end the watch
+            except Exception:  # one broken listener must not end the watch
                 log.exception("%s: a health listener failed", self.name)
+
+
+def public_url(url: str) -> str:
+    """``url`` without ``user:password@`` (for screens and logs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    where, slash, path = rest.partition("/")
+    return f"{scheme}://{where.rpartition('@')[2]}{slash}{path}"
 
 
 def probe(source: str, seconds: float = 10.0, *, rules: HealthRules | None = None,

@@ -32,12 +32,12 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
 
-from simulators.faults import FaultParams  # noqa: E402
+from simulators.faults import FaultParams
 
-from .camera import BitrateParams, CameraSimulator, ObscuredParams  # noqa: E402
-from .identity import StreamProfile  # noqa: E402
+from .camera import BitrateParams, CameraSimulator, ObscuredParams
+from .identity import StreamProfile
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class RtspSimServer:
         await self.start()
         return self
 
-    async def __aexit__(self, *_exc: Any) -> None:
+    async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
     def _shutdown(self) -> None:
