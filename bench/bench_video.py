@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.benchproc import PY, Processes, free_ports, group_cpu_seconds, wait_port  # noqa: E402
-from gateway.video.health import HealthSample, StreamHealth  # noqa: E402
+from bench.benchproc import PY, Processes, free_ports, group_cpu_seconds, wait_port
+from gateway.video.health import HealthSample, StreamHealth
 
 SIMULATOR = """
 import asyncio, json, sys

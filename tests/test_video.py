@@ -58,7 +58,7 @@ def ffprobe(url: str) -> dict:
 
 # -- the simulator streams ---------------------------------------------------------------------------
 async def test_ffprobe_reads_each_profile_at_the_uri_onvif_hands_out():
-    async with camera() as (cam, onvif, rtsp):
+    async with camera() as (_cam, onvif, rtsp):
         async with CameraLink(camera_config(f"127.0.0.1:{onvif.port}", "admin", PASSWORD)) as link:
             profiles = {p.token: p for p in (await link.read_inventory()).profiles}
         assert profiles["sub"].stream_uri == f"rtsp://127.0.0.1:{rtsp.port}/cam-tp3/sub"
@@ -151,7 +151,7 @@ def test_picture_rules_on_plain_frames():
 
 # -- Profile S ------------------------------------------------------------------------------------------
 async def test_profile_s_operations_answer_through_onvif_zeep_async_and_the_schemas():
-    async with camera() as (cam, onvif, _rtsp):
+    async with camera() as (_cam, onvif, _rtsp):
         async with CameraLink(camera_config(f"127.0.0.1:{onvif.port}", "admin", PASSWORD)) as link:
             device = await link.camera.create_devicemgmt_service()
             media = await link.camera.create_media_service()
@@ -214,7 +214,7 @@ async def test_the_npm_onvif_client_connects_and_gets_a_stream_that_ffprobe_read
     modules = npm_onvif()
     script = tmp_path / "client.js"
     script.write_text(NODE_CLIENT)
-    async with camera() as (cam, onvif, rtsp):
+    async with camera() as (_cam, onvif, rtsp):
         run = await asyncio.to_thread(subprocess.run, ["node", str(script), "127.0.0.1", str(onvif.port), "admin",
                                                        PASSWORD], capture_output=True, text=True, timeout=60,
                                       env=os.environ | {"NODE_PATH": str(modules / "node_modules")})
