@@ -26,7 +26,7 @@ from gateway.config import parse_site
 from gateway.contract import AlarmMessage, DataMessage
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
-from gateway.video.health import HealthSample, StreamHealth
+from gateway.video.health import HealthSample, StreamHealth, probe
 from gateway.video.picture import HealthRules, PictureJudge, measure
 from simulators.onvif import CameraSimulator, OnvifSimServer
 from simulators.onvif.stream import RtspSimServer
@@ -147,6 +147,22 @@ def test_picture_rules_on_plain_frames():
     assert judge.judge(measure(textured[::-1]), 5.0) == "ok"
     with pytest.raises(ValueError, match="too small"):
         measure(np.zeros((8, 8), np.uint8))
+
+
+def test_any_pyav_input_a_recorded_file_is_judged(tmp_path):
+    import av
+
+    path = tmp_path / "black.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for _ in range(30):
+            frame = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    sample = probe(str(path), seconds=60, sample_every=0.0)  # ends with the file
+    assert sample.stream_ok and (sample.codec, sample.width, sample.height) == ("h264", 320, 180)
+    assert sample.picture == "black" and sample.keyframe_interval_s == 1.0 and sample.fps == 10.0
 
 
 # -- Profile S ------------------------------------------------------------------------------------------

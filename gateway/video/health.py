@@ -248,6 +248,8 @@ class StreamHealth:
                 self._backoff.reset()
                 self._report(self._sample(window, now, picture, stream.codec_context))
                 window, next_report = _Window(now), now + self.report_every
+        if window.frames:  # a file ends: what was read since the last report counts
+            self._report(self._sample(window, time.monotonic(), picture, stream.codec_context))
         raise StreamEnded("the stream ended")
 
     def _judge_frames(self, frames: list[av.VideoFrame], now: float) -> str | None:
