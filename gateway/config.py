@@ -30,8 +30,9 @@ from adapters.registry import ADAPTER_KINDS, AnyDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
-from gateway.network.config import NetworkConfig
+from gateway.network.config import NetworkConfig, check_network
 from gateway.derived.roof_pressure import RoofPressureConfig
+from gateway.reports.config import ReportsConfig
 from gateway.signing import parse_public_key
 
 
@@ -52,6 +53,9 @@ class Site(Strict):
     name: str = ""
     gateway_id: str = Field("gateway-1", pattern=r"^[A-Za-z0-9_-]+$",
                             description="this gateway, when a site runs several")
+    district: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+                                 description="the district broker (and bridge) this gateway publishes to: "
+                                             "`minegw deploy acl` groups gateways by it")
 
 
 RESERVED_AREA_IDS = ("gateway", "command", "network")  # third level of the gateway's and the command topics
@@ -145,6 +149,8 @@ class HistorianConfig(Strict):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
+    ca_file: Path | None = Field(None, description="https: the CA that signed InfluxDB's certificate (the mine's "
+                                                   "CA); none: the system's trusted CAs")
     timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
     batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")
@@ -210,6 +216,7 @@ class SiteConfig(Strict):
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="daily reports, see docs/reports.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -231,6 +238,7 @@ class SiteConfig(Strict):
             endpoints.setdefault(key, d.id)
         problems += self._check_alarms(seen)
         problems += self._check_linkage()
+        problems += check_network(self.network, self.devices)
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "

@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosq
 command -v influxd >/dev/null || need_apt+=(influxdb)
 [ -x /usr/sbin/snmpd ] || command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpget >/dev/null || need_apt+=(snmp)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # the report tests read the PDF back
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)  # Chinese reports
 # video (docs/video.md): GStreamer's RTSP server and x264 for the camera simulator, ffprobe for the
 # tests, and what PyGObject builds against
 command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
