@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.core.model import Inventory, MediaProfile, Quality, Reading, Sample
-from gateway.video.health import HealthSample, StreamHealth
 from gateway.video.picture import VERDICTS
 
 from .config import OnvifDeviceConfig
+
+if TYPE_CHECKING:
+    from gateway.video.health import HealthSample, StreamHealth
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class StreamWatch:
             return
         if profile.stream_uri == self.uri and self._task is not None and not self._task.done():
             return
+        from gateway.video.health import StreamHealth  # PyAV: loaded only where a stream is watched
+
         self.stop()
         self.uri = profile.stream_uri
         source = with_login(profile.stream_uri, self.config.username, self.config.secret)
