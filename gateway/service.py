@@ -44,13 +44,13 @@ async def run_gateway(site: SiteConfig) -> None:
 
 
 async def run_simulators(site: SiteConfig, scenario: Path | None, seed: int,
-                         control: tuple[str, int], procs: int = 1) -> None:
+                         control: tuple[str, int], procs: int = 1, rtsp_port: int = 8554) -> None:
     from simulators.modbus.scenario import ScenarioError
     from simulators.procs import SiteProcesses
 
     try:
         sims = SiteProcesses(site, procs, seed=seed, scenario=scenario,
-                             control_host=control[0], control_port=control[1])
+                             control_host=control[0], control_port=control[1], rtsp_port=rtsp_port)
         await sims.start()
     except ScenarioError as exc:
         raise UserError(str(exc)) from None

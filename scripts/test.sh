@@ -11,6 +11,14 @@ command -v influxd >/dev/null || need_apt+=(influxdb)
 command -v snmpget >/dev/null || need_apt+=(snmp)
 command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # the report tests read the PDF back
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)  # Chinese reports
+# video (docs/video.md): GStreamer's RTSP server and x264 for the camera simulator, ffprobe for the
+# tests, and what PyGObject builds against
+command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
+ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib /usr/lib/*/gstreamer-1.0/libgstx264.so \
+   /usr/lib/*/gstreamer-1.0/libgstvideoparsersbad.so >/dev/null 2>&1 ||
+  need_apt+=(gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+             gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav)
+pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null || need_apt+=(libgirepository1.0-dev libcairo2-dev pkg-config gcc)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -24,6 +32,6 @@ done
 
 VENV=${MINEGW_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,video]'
 export PATH="$PWD/$VENV/bin:/usr/sbin:$PATH"
 exec "$VENV/bin/python" -m pytest "$@"

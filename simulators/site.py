@@ -74,7 +74,8 @@ class SiteSimulator:
     OPC UA faces run ``opcua_time_scale`` times faster than the clock (a shearer pass
     takes ~40 min at 1); their server certificates go to ``opcua_certificate_dir``
     (default: a temporary directory per server). Cameras answer WS-Discovery probes on UDP
-    ``onvif_discovery_port`` (None: no responder).
+    ``onvif_discovery_port`` (None: no responder) and stream over RTSP on ``rtsp_port``
+    (0: a free one, what GetStreamUri answers; None: no streams).
 
     ``part`` = (index, count) serves only that part of the site (:func:`site_parts`), with the
     clock counting from ``origin`` (a ``time.monotonic()`` reading every part shares; default:
@@ -86,7 +87,7 @@ class SiteSimulator:
                  control_port: int | None = None, control_host: str = "127.0.0.1",
                  opcua_time_scale: float = 1.0, opcua_certificate_dir: str | Path | None = None,
                  onvif_discovery_port: int | None = 3702, part: tuple[int, int] = (0, 1),
-                 origin: float | None = None):
+                 origin: float | None = None, rtsp_port: int | None = 0):
         if isinstance(site, (str, Path)):
             raise TypeError("SiteSimulator takes a loaded site, not a path: load the file first")
         self.site = site
@@ -108,7 +109,7 @@ class SiteSimulator:
             ModbusSimServer(host, port, sims) for (host, port), sims in endpoints.items()]
         self.servers += self._opcua_servers(mine, bind_host, opcua_time_scale, opcua_certificate_dir)
         cameras, camera_servers = site_cameras([d for d in mine if d.adapter == "onvif"],
-                                               bind_host, onvif_discovery_port)
+                                               bind_host, onvif_discovery_port, rtsp_port)
         self._simulators.update(cameras)
         self.servers += camera_servers
         self._isolating: set[asyncio.Task] = set()

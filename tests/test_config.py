@@ -29,7 +29,7 @@ def test_example_site_describes_a_face_a_heading_and_a_belt_line():
     site = load_site(EXAMPLE)
     assert {a.kind.value for a in site.areas} == {"longwall_face", "heading", "belt_line"}
     assert {d.equipment_kind for d in site.devices} == {
-        "shearer", "face_conveyor", "roadheader", "belt_conveyor", "network_switch", "ups"}
+        "shearer", "face_conveyor", "roadheader", "belt_conveyor", "network_switch", "ups", "camera"}
     assert [s.device for s in site.network.rings[0].switches] == [f"sw-{i}" for i in range(1, 7)]
 
 
@@ -90,7 +90,7 @@ def run_cli(*args):
 def test_config_check_cli(tmp_path, example):
     ok = run_cli("config", "check", str(EXAMPLE))
     assert ok.returncode == 0, ok.stderr
-    assert "12 devices" in " ".join(ok.stdout.split())  # rich wraps long paths
+    assert "13 devices" in " ".join(ok.stdout.split())  # rich wraps long paths
     bad = copy.deepcopy(example)
     bad["devices"][3]["poll_interval"] = 30
     path = tmp_path / "site.yaml"

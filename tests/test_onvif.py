@@ -101,7 +101,7 @@ async def running(mosquitto, more_sinks=(), before=None, **settings):
     ``more_sinks``: factories ``site → sink``; ``before(sims)`` runs before the cameras start."""
     prefix = f"onvif-{uuid.uuid4().hex[:8]}"
     site = camera_site(mosquitto, prefix, **settings)
-    sims = SiteSimulator(site, onvif_discovery_port=0, control_port=0)
+    sims = SiteSimulator(site, onvif_discovery_port=0, control_port=0, rtsp_port=None)  # ONVIF alone: URIs at :554
     if before:
         before(sims)
     await sims.start()

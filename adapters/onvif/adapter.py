@@ -7,7 +7,8 @@ on the PullPoint (a long poll that returns at the first event). A failure marks 
 offline with the reason; reconnects back off with jitter.
 
 What it emits: health readings (``online``, ``response_ms``), event readings (``motion``,
-``tamper`` and any other topic, at the event time), device states, and the camera's
+``tamper`` and any other topic, at the event time), stream-health readings when
+``stream_health`` is on (:mod:`.streamwatch`), device states, and the camera's
 :class:`~gateway.core.model.Inventory` whenever it is read anew or the camera goes on or offline.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.core.model import DeviceStatus, Inventory, Quality, Reading, Sample
 from .config import OnvifDeviceConfig
 from .link import AuthError, CameraError, CameraLink, LinkDown, NoAnswer
 from .snapshots import SnapshotRef, SnapshotStore
+from .streamwatch import StreamWatch
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class OnvifAdapter(LinkedAdapter):
         self._event_signals: set[str] = set()  # seen so far: reported comm-fail when the camera goes offline
         self._relogin_tried = False
         self._subscribe_problem: str | None = None  # why the last subscription failed, logged once
+        self.stream_watch = StreamWatch(config, self._emit) if config.stream_health else None
 
     # -- the loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -74,6 +77,8 @@ class OnvifAdapter(LinkedAdapter):
         self.link = link
         self.state.reconnects += 1 if self.state.polls else 0
         self.inventory = await link.read_inventory()
+        if self.stream_watch is not None:
+            self.stream_watch.follow(self.inventory)
 
     @property
     def _wants_events(self) -> bool:
@@ -104,6 +109,8 @@ class OnvifAdapter(LinkedAdapter):
                     await self._subscribe()
             if now >= next_inventory:
                 self.inventory = await self.link.read_inventory()
+                if self.stream_watch is not None:
+                    self.stream_watch.follow(self.inventory)
                 self._announce(True, "")
                 next_inventory = now + self.config.inventory_interval
             wait = next_check - time.monotonic()
@@ -162,6 +169,11 @@ class OnvifAdapter(LinkedAdapter):
         if self._announced is None or self._announced.model_dump(exclude={"ts"}) != current.model_dump(exclude={"ts"}):
             self._announced = current
             self._emit(current)
+
+    async def _close(self) -> None:
+        if self.stream_watch is not None:
+            self.stream_watch.stop()
+        await super()._close()
 
     # -- for the alarm engine and the command line ------------------------------------------------
     async def snapshot(self, store: SnapshotStore, profile: str | None = None) -> SnapshotRef:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from gateway.core.device import DeviceConfig, HostName
+from gateway.video.picture import HealthRules
 
 
 class OnvifDeviceConfig(DeviceConfig):
@@ -20,6 +21,11 @@ class OnvifDeviceConfig(DeviceConfig):
     events: bool = Field(True, description="subscribe to the camera's events (PullPoint)")
     inventory_interval: float = Field(3600.0, ge=60, description="re-read the inventory this often, seconds")
     snapshot_profile: str | None = Field(None, description="media profile token for snapshots; default: the first")
+    stream_health: bool = Field(False, description="watch one of its streams: rate, bit rate, stalls, and the "
+                                                   "picture (frozen, black, obscured); docs/video.md")
+    stream_profile: str | None = Field(None, description="media profile watched; default: the smallest picture")
+    health_interval: float = Field(5.0, ge=0.5, le=300, description="a stream-health reading every this many seconds")
+    health_rules: HealthRules = Field(default_factory=HealthRules, description="thresholds; docs/video.md")
     backoff_initial: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
     backoff_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
 

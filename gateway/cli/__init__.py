@@ -9,12 +9,13 @@
 - :mod:`.reports`: ``report daily``
 - :mod:`.deploy`: ``deploy acl``
 - :mod:`.console`: ``console`` (the live view of a site)
+- :mod:`.video`: ``video probe``
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, console, dashboards, deploy, historian, net, net_ring, probes, reports, site
+from gateway.cli import commands, console, dashboards, deploy, historian, net, net_ring, probes, reports, site, video
 
 net_ring.register(net.net_app)  # net ring, net reach
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -27,7 +28,7 @@ for group, name in ((site.config_app, "config"), (historian.historian_app, "hist
                     (probes.mqtt_app, "mqtt"), (probes.onvif_app, "onvif"), (commands.alarm_app, "alarm"),
                     (commands.broadcast_app, "broadcast"), (dashboards.dashboards_app, "dashboards"),
                     (commands.keys_app, "keys"), (net.net_app, "net"), (reports.report_app, "report"),
-                    (deploy.deploy_app, "deploy")):
+                    (deploy.deploy_app, "deploy"), (video.video_app, "video")):
     app.add_typer(group, name=name)
 
 

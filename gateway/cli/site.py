@@ -59,13 +59,15 @@ def sim(config: Path = typer.Argument(..., help="site YAML file"),
         control: str = typer.Option("127.0.0.1:15099", help="host:port of the fault-injection endpoint"),
         procs: int = typer.Option(1, min=1, max=64, help="processes to spread the Modbus devices over "
                                   "(OPC UA, ONVIF and the fault endpoint stay in the first; sim-fault reaches all)"),
+        rtsp_port: int = typer.Option(8554, min=0, max=65535, help="where the cameras stream (RTSP; 0: any free port)"),
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Start a simulator for every device the site file names."""
     from gateway.service import run_simulators
 
     site = load(config)
     setup_logging(verbose)
-    run(run_simulators(site, scenario=scenario, seed=seed, control=host_port(control), procs=procs))
+    run(run_simulators(site, scenario=scenario, seed=seed, control=host_port(control), procs=procs,
+                       rtsp_port=rtsp_port))
 
 
 @commands.command("sim-fault")

@@ -2,7 +2,9 @@
 
 :class:`CameraSimulator` is one camera (identity, clock, logins, events, faults),
 :class:`OnvifSimServer` serves it over HTTP, :class:`DiscoveryResponder` answers
-WS-Discovery probes for several. ``simulators/site.py`` builds them from a site file.
+WS-Discovery probes for several, :class:`.stream.RtspSimServer` serves their H.264 streams
+over RTSP (GStreamer: imported on its own, only where cameras stream). ``simulators/site.py``
+builds them from a site file.
 """
 from .camera import EVENT_TOPICS, FAULTS, CameraSimulator
 from .discovery import DiscoveryResponder

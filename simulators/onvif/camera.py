@@ -9,7 +9,9 @@ or ``minegw sim-fault`` drives them):
   every PullPoint subscription receives a ``Changed`` notification at each transition;
 - ``offline``: the camera's port closes (connection refused) until cleared;
 - ``clock``: the camera's clock jumps ``offset`` seconds away from UTC;
-- ``password``: the camera's ``user`` (default: its first) now has password ``value``.
+- ``password``: the camera's ``user`` (default: its first) now has password ``value``;
+- ``frozen``, ``black``, ``obscured`` (``level``), ``bitrate_collapse`` (``kbps``),
+  ``stream_refused``: what its RTSP streams show or do (:mod:`.stream`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field
 
@@ -41,9 +44,19 @@ class PasswordParams(FaultParams):
     user: str | None = Field(None, description="whose password changes; default: the camera's first user")
 
 
+class ObscuredParams(FaultParams):
+    level: float = Field(1.0, gt=0, le=1, description="how thick the dust on the lens: 1, the picture a grey blur")
+
+
+class BitrateParams(FaultParams):
+    kbps: int = Field(24, ge=8, le=100_000, description="what the encoder drops to, kbit/s")
+
+
 FAULTS: dict[str, type[FaultParams]] = {
     "offline": NoParams, "motion": NoParams, "tamper": NoParams, "digital_input": NoParams,
     "clock": ClockParams, "password": PasswordParams,
+    "frozen": NoParams, "black": NoParams, "obscured": ObscuredParams, "bitrate_collapse": BitrateParams,
+    "stream_refused": NoParams,
 }
 
 
@@ -172,6 +185,11 @@ class CameraSimulator(FaultHolder):
     def fault_kinds(self) -> dict[str, type[FaultParams]]:
         return FAULTS
 
+    @property
+    def active_faults(self) -> dict[str, FaultParams]:
+        """Active faults with their checked parameters (a copy)."""
+        return dict(self._faults)
+
     def _check_targets(self, name: str, checked: FaultParams) -> FaultParams:
         if isinstance(checked, PasswordParams) and (not self._users or checked.user not in (None, *self._users)):
             raise FaultError(f"{self.device_id}: password: no user {checked.user or ''!r}")
@@ -206,6 +224,12 @@ class CameraSimulator(FaultHolder):
             user, password = next(iter(self.users.items()))
             login = f"{user}:{password}@"
         return f"rtsp://{login}{host}:{self.rtsp_port}/{self.device_id}/{profile.token}"
+
+    @property
+    def scopes(self) -> list[str]:
+        """Its ONVIF scopes, after ``onvif://www.onvif.org/`` (WS-Discovery and GetScopes)."""
+        return ["type/video_encoder", "Profile/Streaming", f"hardware/{quote(self.model)}",
+                f"name/{quote(self.name)}"] + ([f"location/{quote(self.location)}"] if self.location else [])
 
     def snapshot_uri(self, profile: StreamProfile) -> str:
         return f"{self.base_url}/onvif/snapshot/{profile.token}.jpg"

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import socket
 import struct
-from urllib.parse import quote
 
 from wsdiscovery import Scope
 from wsdiscovery.actions import NS_ACTION_PROBE, constructProbeMatch
@@ -30,9 +29,7 @@ log = logging.getLogger(__name__)
 
 def camera_service(server: OnvifSimServer) -> Service:
     camera = server.camera
-    scopes = ["type/video_encoder", "Profile/Streaming", f"hardware/{quote(camera.model)}",
-              f"name/{quote(camera.name)}"] + ([f"location/{quote(camera.location)}"] if camera.location else [])
-    return Service([NETWORK_VIDEO_TRANSMITTER, DEVICE], [Scope(SCOPE_PREFIX + s) for s in scopes], [server.url],
+    return Service([NETWORK_VIDEO_TRANSMITTER, DEVICE], [Scope(SCOPE_PREFIX + s) for s in camera.scopes], [server.url],
                    camera.endpoint, "1")
 
 

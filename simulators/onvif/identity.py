@@ -21,6 +21,11 @@ class StreamProfile:
     frame_rate: int
     bitrate: int  # kbit/s
 
+    @property
+    def gov_length(self) -> int:
+        """Frames from one key frame to the next: two seconds' worth."""
+        return 2 * self.frame_rate
+
 
 DEFAULT_PROFILES = (StreamProfile("main", "MainStream", "H264", 1920, 1080, 25, 4096),
                     StreamProfile("sub", "SubStream", "H264", 640, 360, 15, 512))
@@ -29,6 +34,8 @@ DEFAULT_PROFILES = (StreamProfile("main", "MainStream", "H264", 1920, 1080, 25, 
 class CameraIdentity(Protocol):
     """What the SOAP answers read from a camera (a :class:`.camera.CameraSimulator`)."""
 
+    device_id: str
+    name: str
     manufacturer: str
     model: str
     firmware: str
@@ -36,3 +43,6 @@ class CameraIdentity(Protocol):
     ptz: bool
     base_url: str  # http://host:port
     profiles: tuple[StreamProfile, ...]
+
+    @property
+    def scopes(self) -> list[str]: ...

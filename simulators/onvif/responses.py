@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from string import Template
 from xml.sax.saxutils import escape, quoteattr
 
+from . import configs
 from .identity import CameraIdentity
 
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
@@ -90,18 +91,8 @@ def capabilities(camera: CameraIdentity) -> str:
 
 
 # -- media service ---------------------------------------------------------------------------
-PROFILE = Template(
-    '<trt:Profiles token="$token" fixed="true"><tt:Name>$name</tt:Name>'
-    '<tt:VideoSourceConfiguration token="vsc-1"><tt:Name>VideoSource</tt:Name><tt:UseCount>$profiles</tt:UseCount>'
-    '<tt:SourceToken>video-1</tt:SourceToken><tt:Bounds x="0" y="0" width="1920" height="1080"/>'
-    "</tt:VideoSourceConfiguration>"
-    '<tt:VideoEncoderConfiguration token="vec-$token"><tt:Name>$name</tt:Name><tt:UseCount>1</tt:UseCount>'
-    "<tt:Encoding>$encoding</tt:Encoding><tt:Resolution><tt:Width>$width</tt:Width><tt:Height>$height</tt:Height>"
-    "</tt:Resolution><tt:Quality>5</tt:Quality><tt:RateControl><tt:FrameRateLimit>$fps</tt:FrameRateLimit>"
-    "<tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>$bitrate</tt:BitrateLimit></tt:RateControl>"
-    "$h264_xml<tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address>"
-    "</tt:Address><tt:Port>0</tt:Port><tt:TTL>1</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>"
-    "<tt:SessionTimeout>PT60S</tt:SessionTimeout></tt:VideoEncoderConfiguration>$ptz_xml</trt:Profiles>")
+PROFILE = Template('<trt:Profiles token="$token" fixed="true"><tt:Name>$name</tt:Name>$source_xml$encoder_xml$ptz_xml'
+                   "</trt:Profiles>")
 
 PTZ_CONFIGURATION = Template(
     '<tt:PTZConfiguration token="ptz-1"><tt:Name>PTZ</tt:Name><tt:UseCount>$profiles</tt:UseCount>'
@@ -116,11 +107,10 @@ MEDIA_URI = Template(
 def profiles(camera: CameraIdentity) -> str:
     count = len(camera.profiles)
     ptz = _fill(PTZ_CONFIGURATION, profiles=count) if camera.ptz else ""
+    source = configs.video_source_configuration(camera, "tt:VideoSourceConfiguration")
     body = "".join(
-        _fill(PROFILE, token=p.token, name=p.name, profiles=count, encoding=p.encoding, width=p.width,
-              height=p.height, fps=p.frame_rate, bitrate=p.bitrate, ptz_xml=ptz,
-              h264_xml="<tt:H264><tt:GovLength>50</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>"
-              if p.encoding == "H264" else "")
+        _fill(PROFILE, token=p.token, name=p.name, source_xml=source, ptz_xml=ptz,
+              encoder_xml=configs.video_encoder_configuration(p, "tt:VideoEncoderConfiguration"))
         for p in camera.profiles)
     return f"<trt:GetProfilesResponse>{body}</trt:GetProfilesResponse>"
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from simulators.faults import FaultParams
 from simulators.lifecycle import FaultFollowingServer
 
-from . import responses
+from . import configs, responses
 from .camera import EVENT_TOPICS, CameraSimulator, PullPoint
 from .identity import StreamProfile
 from .soap import CONTENT_TYPE, Request, SoapFault, envelope, invalid_arg, not_authorized, not_supported, \
@@ -50,9 +50,17 @@ class OnvifSimServer(FaultFollowingServer):
         self.answers: deque[tuple[str, int, bytes]] = deque(maxlen=500)  # (operation, HTTP status, body): for tests
         self._services: dict[str, dict[str, Handler]] = {
             "device_service": {"GetSystemDateAndTime": self._date_time, "GetDeviceInformation": self._information,
-                               "GetServices": self._service_list, "GetCapabilities": self._capabilities},
+                               "GetServices": self._service_list, "GetCapabilities": self._capabilities,
+                               "GetScopes": _answer(configs.scopes, camera),
+                               "GetHostname": _answer(configs.hostname, camera), "GetNTP": _answer(configs.ntp),
+                               "GetNetworkInterfaces": _answer(configs.network_interfaces, camera)},
             "media_service": {"GetProfiles": self._profiles, "GetStreamUri": self._stream_uri,
-                              "GetSnapshotUri": self._snapshot_uri},
+                              "GetSnapshotUri": self._snapshot_uri,
+                              "GetVideoSources": _answer(configs.video_sources, camera),
+                              "GetVideoSourceConfigurations": _answer(configs.video_source_configurations, camera),
+                              "GetVideoEncoderConfigurations": _answer(configs.video_encoder_configurations, camera),
+                              "GetAudioSources": _answer(lambda: configs.AUDIO_SOURCES),
+                              "GetOSDs": _answer(configs.osds, camera)},
             "events_service": {"GetEventProperties": self._event_properties,
                                "CreatePullPointSubscription": self._create_pull_point},
             "subscription": {"PullMessages": self._pull, "Renew": self._renew, "Unsubscribe": self._unsubscribe,
@@ -221,6 +229,13 @@ class OnvifSimServer(FaultFollowingServer):
             except (ValueError, TypeError):
                 raise invalid_arg("InvalidTerminationTime", f"unreadable termination time {requested!r}") from None
         return min(max(seconds, 1.0), MAX_SUBSCRIPTION_S)
+
+
+def _answer(render: Callable[..., str], *args: object) -> Handler:
+    """A handler whose answer depends on the camera only (Profile S configuration reads)."""
+    async def handler(_request: Request, _point: str | None) -> str:
+        return render(*args)
+    return handler
 
 
 def _seconds(duration: str | None) -> float:
