@@ -1,6 +1,10 @@
 """Shared fixtures: real Mosquitto brokers and InfluxDB servers on loopback (no mocks)."""
 from __future__ import annotations
 
+# matplotlib's FreeType first: once GStreamer's plugins (the camera simulators' RTSP streams) have
+# brought the system FreeType into the process, importing matplotlib's aborts the process (the daily
+# report's tests render PDFs in the same process; `minegw report` runs in a process of its own).
+import matplotlib.ft2font  # noqa: F401
 import base64
 import getpass
 import json
