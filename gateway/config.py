@@ -33,6 +33,7 @@ from gateway.linkage import LinkageRule
 from gateway.network.config import NetworkConfig
 from gateway.derived.roof_pressure import RoofPressureConfig
 from gateway.signing import parse_public_key
+from gateway.video.config import VideoConfig
 
 
 class Strict(BaseModel):
@@ -210,6 +211,7 @@ class SiteConfig(Strict):
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
+    video: VideoConfig | None = Field(None, description="the video relay, see docs/video.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -231,6 +233,8 @@ class SiteConfig(Strict):
             endpoints.setdefault(key, d.id)
         problems += self._check_alarms(seen)
         problems += self._check_linkage()
+        problems += [f"video.cameras[{i}].device: unknown device {c.device!r}"
+                     for i, c in enumerate(self.video.cameras if self.video else []) if c.device not in seen]
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "
