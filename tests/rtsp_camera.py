@@ -14,7 +14,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer
 
 LAUNCH = ("( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! "
           "{overlay}x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={gop} ! "

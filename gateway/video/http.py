@@ -29,7 +29,7 @@ class RelayHttp:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the bound port when 0 was asked
+        self.port = site._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .gst import H264_CAPS, GstRtspServer, MainLoop, Gst, buffer_of
+from .gst import H264_CAPS, Gst, GstRtspServer, MainLoop, buffer_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class RtspOut:
         self.server.set_service(str(port))
         self.server.connect("client-connected", self._on_client)
         self._source_id = 0
+        self._clients = 0
 
     def mount(self, path: str) -> None:
         factory = GstRtspServer.RTSPMediaFactory()
@@ -94,7 +95,8 @@ class RtspOut:
         self.attach(path, feed)
 
     def _on_client(self, _server, client) -> None:
-        key = id(client)
+        self._clients += 1
+        key = self._clients  # not id(client): the Python wrapper may be freed and its id reused
         client.connect("play-request", lambda _c, ctx: self._playing(key, ctx.uri.abspath, True))
         client.connect("teardown-request", lambda _c, ctx: self._playing(key, ctx.uri.abspath, False))
         client.connect("closed", lambda _c: self._gone(key))

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from gateway.core.device import DeviceConfig
 from gateway.core.model import GatewayAlarm, Reading, Schema, utcnow
@@ -54,8 +55,8 @@ class CameraRelay:
 
     def __init__(self, cam: RelayCamera, config: VideoConfig):
         relay = config.relay
-        opts = dict(latency_ms=relay.upstream_latency_ms, stall_s=relay.stall_s,
-                    backoff=(relay.reconnect_initial_s, relay.reconnect_max_s))
+        opts = {"latency_ms": relay.upstream_latency_ms, "stall_s": relay.stall_s,
+                "backoff": (relay.reconnect_initial_s, relay.reconnect_max_s)}
         self.id = cam.device
         self.sub = Upstream(f"{cam.device}/sub", cam.sub, **opts)
         self.main = Upstream(f"{cam.device}/main", cam.main, **opts) if cam.main else None
@@ -133,7 +134,7 @@ class VideoRelay:
                 upstream.stop()
             cam.hls.stop()
 
-    async def __aenter__(self) -> "VideoRelay":
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -204,7 +205,7 @@ class VideoRelay:
             await asyncio.sleep(self.config.publish_interval_s)
             try:
                 self.meter()
-            except Exception:  # noqa: BLE001 - metering must not stop the relay
+            except Exception:
                 log.exception("video relay: metering failed")
 
     def meter(self) -> dict[str, dict]:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 Consumer = Callable[[bytes, bool], None]
 
 PIPELINE = ("rtspsrc name=src location={url} protocols=tcp latency={latency} do-rtcp=true ! "
-            "rtph264depay ! h264parse config-interval=-1 ! " + H264_CAPS + " ! "
+            "rtph264depay ! video/x-h264,alignment=au ! h264parse config-interval=-1 ! " + H264_CAPS + " ! "
             "appsink name=out emit-signals=true sync=false max-buffers=50 drop=true")
 
 
@@ -123,6 +123,6 @@ class Upstream:
         for consumer in self.consumers:
             try:
                 consumer(data, key)
-            except Exception:  # noqa: BLE001 - one broken consumer must not stop the others
+            except Exception:
                 log.exception("video relay: a consumer of %s failed", self.name)
         return Gst.FlowReturn.OK
