@@ -170,3 +170,44 @@ async def test_a_clip_holds_pre_and_post_roll(camera, tmp_path):
         duration = float((await proc.communicate())[0])
         assert 3.5 <= duration <= 7.0  # 2 s before (from the keyframe before: GOP 2 s) + 2 s after
         assert await relay.clips("elsewhere") == ([], {})
+
+
+async def test_an_alarm_saves_a_clip_next_to_the_snapshots_and_the_gateway_publishes_bitrates(
+        camera, tmp_path, mosquitto):
+    from gateway.config import parse_site
+    from gateway.contract import LinkageMessage
+    from gateway.mqtt import MqttSink
+    from gateway.runtime import Gateway
+    from simulators.site import SiteSimulator
+    from tests.mqtt_util import MqttCollector
+    from tests.test_linkage import linkage_site
+    from tests.util import free_port
+
+    prefix = f"video-{time.monotonic_ns() % 10**8}"
+    cam = {"id": "face-cam", "adapter": "onvif", "area": "face-1", "host": "127.0.0.1", "port": free_port(),
+           "events": False}
+    video = relay_config(camera, tmp_path, clips={"pre_s": 2, "post_s": 2}, publish_interval_s=1).model_dump(mode="json")
+    video["cameras"][0]["device"] = "face-cam"
+    data = linkage_site(prefix, mosquitto, snapshots={"directory": str(tmp_path / "snap")}).model_dump(mode="json")
+    site = parse_site({**data, "devices": [*data["devices"], cam], "video": video})
+    link_topic = f"{prefix}/s1/face-1/linkage/ch4"
+    data_topic = f"{prefix}/s1/face-1/face-cam/data"
+
+    def seen(messages):
+        topics = {m.topic for m in messages}
+        return messages if {link_topic, data_topic} <= topics else None
+
+    with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/#") as sub:
+        async with SiteSimulator(site, onvif_discovery_port=None) as sim:
+            async with Gateway(site, [MqttSink(site.mqtt, site)]) as gw:
+                assert gw.video is not None and await until(lambda: gw.video.cameras["face-cam"].sub.frames > 40)
+                sim.simulator("shearer-1").set_fault("out_of_range", signal="methane", value=4.4)
+                got = await sub.until(seen, timeout=30)
+    link = LinkageMessage.model_validate_json(next(m for m in got if m.topic == link_topic).payload)
+    assert link.clip_errors == {} and len(link.clips) == 1 and link.clips[0].startswith("face-cam/")
+    assert link.snapshots and link.snapshots[0].startswith("face-cam/")  # the ONVIF snapshot, same folder
+    clip = tmp_path / "snap" / link.clips[0]
+    assert (await ffprobe(str(clip)))["streams"][0]["codec_name"] == "h264"
+    bitrate = json.loads(next(m for m in got if m.topic == data_topic and b"relay_ingress_kbps" in m.payload).payload)
+    assert bitrate["kind"] == "camera" and bitrate["samples"]["relay_ingress_kbps"]["value"] > 50
+    assert bitrate["samples"]["relay_connected"]["value"] == 1
