@@ -198,11 +198,11 @@ async def test_an_alarm_saves_a_clip_next_to_the_snapshots_and_the_gateway_publi
         return messages if {link_topic, data_topic} <= topics else None
 
     with MqttCollector(mosquitto.host, mosquitto.port, f"{prefix}/#") as sub:
-        async with SiteSimulator(site, onvif_discovery_port=None) as sim:
-            async with Gateway(site, [MqttSink(site.mqtt, site)]) as gw:
-                assert gw.video is not None and await until(lambda: gw.video.cameras["face-cam"].sub.frames > 40)
-                sim.simulator("shearer-1").set_fault("out_of_range", signal="methane", value=4.4)
-                got = await sub.until(seen, timeout=30)
+        async with SiteSimulator(site, onvif_discovery_port=None) as sim, \
+                Gateway(site, [MqttSink(site.mqtt, site)]) as gw:
+            assert gw.video is not None and await until(lambda: gw.video.cameras["face-cam"].sub.frames > 40)
+            sim.simulator("shearer-1").set_fault("out_of_range", signal="methane", value=4.4)
+            got = await sub.until(seen, timeout=30)
     link = LinkageMessage.model_validate_json(next(m for m in got if m.topic == link_topic).payload)
     assert link.clip_errors == {} and len(link.clips) == 1 and link.clips[0].startswith("face-cam/")
     assert link.snapshots and link.snapshots[0].startswith("face-cam/")  # the ONVIF snapshot, same folder

@@ -1,7 +1,10 @@
-"""The relay's HTTP side (aiohttp): HLS playlists and segments, ``/status`` and the player script.
+"""The relay's HTTP side (aiohttp): HLS playlists and segments, ``/status``, a player page per camera.
 
-CORS is open (``Access-Control-Allow-Origin: *``): the dashboard tiles load the playlist from the
-Grafana page's origin. HLS bytes served count towards each camera's uplink bitrate.
+``/player/CAMERA`` is what a dashboard tile shows in an iframe: a muted live ``<video>`` of the camera's
+HLS, played natively where the browser can, else by hls.js (``/hls.min.js``, from ``video.relay.hls_js``);
+its ``#state`` line says what plays (``playing 12.3 s 320x180``), for people and for the headless-browser
+test. CORS is open (``Access-Control-Allow-Origin: *``) for players on other origins. HLS bytes served
+count towards each camera's uplink bitrate.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class RelayHttp:
         app.router.add_get("/status", self.status)
         app.router.add_get("/hls/{camera}/{name}", self.hls)
         app.router.add_get("/hls.min.js", self.hls_js)
+        app.router.add_get("/player/{camera}", self.player)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self, host: str, port: int) -> None:
@@ -55,3 +59,40 @@ class RelayHttp:
         if script is None or not Path(script).is_file():
             raise web.HTTPNotFound(text="no hls.js configured (video.relay.hls_js)")
         return web.FileResponse(script, headers=CORS)
+
+    async def player(self, request: web.Request) -> web.Response:
+        camera = request.match_info["camera"]
+        if camera not in self.relay.cameras:
+            raise web.HTTPNotFound(text=f"no relayed camera {camera}")
+        return web.Response(text=PLAYER.replace("CAMERA", camera), content_type="text/html", headers=CORS)
+
+
+# hls.js: one segment behind live (liveSyncDurationCount 1), so the tile lags about one segment
+PLAYER = """<!doctype html>
+<html><head><meta charset="utf-8"><title>CAMERA</title>
+<style>html,body{margin:0;height:100%;background:#000;color:#ccc;font:12px sans-serif}
+video{width:100%;height:calc(100% - 16px);object-fit:contain}#state{height:16px;padding-left:4px}</style>
+</head><body>
+<video id="video" muted autoplay playsinline></video><div id="state">loading</div>
+<script src="/hls.min.js"></script>
+<script>
+(function () {
+  var video = document.getElementById("video"), state = document.getElementById("state");
+  var src = "/hls/CAMERA/index.m3u8", how = "";
+  if (window.Hls && Hls.isSupported()) {
+    var hls = new Hls({liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 4});
+    hls.on(Hls.Events.ERROR, function (_e, d) { if (d.fatal) { state.textContent = "error " + d.details; } });
+    hls.loadSource(src); hls.attachMedia(video); how = "hls.js";
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = src; how = "native";
+  } else { state.textContent = "this browser cannot play HLS (no hls.js on the relay)"; return; }
+  video.play().catch(function () {});
+  setInterval(function () {
+    if (video.currentTime > 0) {
+      state.textContent = "playing " + video.currentTime.toFixed(1) + " s " + video.videoWidth + "x" +
+        video.videoHeight + " (" + how + ")";
+    }
+  }, 250);
+})();
+</script></body></html>
+"""
