@@ -13,9 +13,22 @@ from grafana_foundation_sdk.builders import dashboard, text
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import text as text_model
 
-from dashboards.common import (DATASOURCE, ONLINE_MAPPINGS, TRIP_MAPPINGS, UID_ALARMS, UID_VIDEO, link_to,
-                               new_dashboard, query, state_panel, table_panel, timeseries_panel, value_colours,
-                               variables, where)
+from dashboards.common import (
+    DATASOURCE,
+    ONLINE_MAPPINGS,
+    TRIP_MAPPINGS,
+    UID_ALARMS,
+    UID_VIDEO,
+    link_to,
+    new_dashboard,
+    query,
+    state_panel,
+    table_panel,
+    timeseries_panel,
+    value_colours,
+    variables,
+    where,
+)
 
 PLAYING = value_colours({"0": ("idle", "transparent"), "1": ("routine", "blue"), "2": ("dispatcher", "yellow"),
                          "3": ("EMERGENCY", "red")})

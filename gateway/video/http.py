@@ -91,6 +91,7 @@ video{width:100%;height:calc(100% - 16px);object-fit:contain}#state{height:16px;
     if (video.currentTime > 0) {
       state.textContent = "playing " + video.currentTime.toFixed(1) + " s " + video.videoWidth + "x" +
         video.videoHeight + " (" + how + ")";
+      if (window.parent !== window) { window.parent.postMessage("CAMERA: " + state.textContent, "*"); }
     }
   }, 250);
 })();
