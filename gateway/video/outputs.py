@@ -58,6 +58,9 @@ class RtspOut:
         self.server.set_address(host)
         self.server.set_service(str(port))
         self.server.connect("client-connected", self._on_client)
+        # a thread per client: preparing a media waits for the stream's next keyframe, and with the
+        # default single thread N viewers arriving together would wait N keyframes in turn
+        self.server.get_thread_pool().set_max_threads(-1)
         self._source_id = 0
         self._clients = 0
 
