@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -37,8 +38,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: gateway, tests
 
-from benchproc import group_cpu_seconds  # noqa: E402
-from tests.rtsp_util import RtspCamera  # noqa: E402
+from benchproc import group_cpu_seconds
+
+from tests.rtsp_util import RtspCamera
 
 
 def relay_settings(camera_url: str, cameras: int, workdir: Path, latency_ms: int) -> dict:
@@ -99,7 +101,7 @@ def measure_hls(playlist: Path, seconds: float) -> dict:
             listed.append(time.monotonic())
         time.sleep(0.02)
     lengths = [float(x) for x in re.findall(r"#EXTINF:([\d.]+)", playlist.read_text())]
-    gaps = [b - a for a, b in zip(listed, listed[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(listed)]
     return {"segment_s": round(statistics.mean(lengths), 2) if lengths else None,
             "update_every_s": round(statistics.mean(gaps), 2) if gaps else None}
 

@@ -211,3 +211,36 @@ async def test_an_alarm_saves_a_clip_next_to_the_snapshots_and_the_gateway_publi
     bitrate = json.loads(next(m for m in got if m.topic == data_topic and b"relay_ingress_kbps" in m.payload).payload)
     assert bitrate["kind"] == "camera" and bitrate["samples"]["relay_ingress_kbps"]["value"] > 50
     assert bitrate["samples"]["relay_connected"]["value"] == 1
+
+
+async def test_relay_status_cli_shows_what_the_running_relay_pulls_and_serves(camera, tmp_path):
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from gateway.cli.video_relay import register
+    from gateway.config import load_site
+    from tests.sites import site_dict
+    from tests.util import free_port
+
+    video = relay_config(camera, tmp_path).model_dump(mode="json")
+    video["relay"]["http_port"] = free_port()
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site_dict(
+        {"id": "cam-1", "adapter": "onvif", "area": "face", "host": "127.0.0.1", "port": free_port()}, video=video)))
+    site = load_site(path)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    async with VideoRelay(site.video, areas={"cam-1": "face"}, snapshots_dir=tmp_path / "snap") as relay:
+        assert await until(lambda: relay.cameras["cam-1"].sub.connected)
+        shown = await asyncio.to_thread(runner.invoke, app, ["relay", "status", "-c", str(path), "--json"])
+        table = await asyncio.to_thread(runner.invoke, app, ["relay", "status", "-c", str(path)], terminal_width=250)
+    assert shown.exit_code == 0, shown.output
+    status = json.loads(shown.output)["cameras"]["cam-1"]
+    assert status["streams"]["sub"]["connected"] and status["streams"]["sub"]["sessions"] == 1
+    assert not status["streams"]["main"]["pulling"]
+    assert status["hls"].endswith(f":{video['relay']['http_port']}/hls/cam-1/index.m3u8")
+    assert table.exit_code == 0 and "cam-1" in table.output and "no uplink budget" in table.output
+    gone = await asyncio.to_thread(runner.invoke, app, ["relay", "status", "-c", str(path)])
+    assert gone.exit_code == 1 and "no video relay answers" in gone.output
