@@ -62,8 +62,9 @@ async def until(check, timeout: float = 15, step: float = 0.1):
 
 
 async def test_ffprobe_reads_the_relays_rtsp_and_hls_without_transcoding(camera, tmp_path):
-    async with VideoRelay(relay_config(camera, tmp_path), areas={"cam-1": "face"},
-                          snapshots_dir=tmp_path / "snap") as relay:
+    published = []
+    async with VideoRelay(relay_config(camera, tmp_path), areas={"cam-1": "face"}, snapshots_dir=tmp_path / "snap",
+                          publish=lambda device, reading: published.append(reading)) as relay:
         assert await until(lambda: relay.cameras["cam-1"].sub.connected)
         sub = (await ffprobe(relay.rtsp_url("cam-1/sub")))["streams"][0]
         main = (await ffprobe(relay.rtsp_url("cam-1/main")))["streams"][0]
@@ -78,6 +79,9 @@ async def test_ffprobe_reads_the_relays_rtsp_and_hls_without_transcoding(camera,
         assert figures["cam-1"]["relay_ingress_kbps"] > 50  # the camera's ~250 kbit/s sub-stream
         assert figures["cam-1"]["relay_uplink_kbps"] > 0  # what ffprobe took
         assert figures["total"]["ingress_kbps"] == figures["cam-1"]["relay_ingress_kbps"]
+        total = published[-1]  # no budget: no budget fields (a None would be stored as a bad sample)
+        assert total.device == "video-relay" and total.get("budget_kbps") is None
+        assert total.get("ingress_kbps").value == figures["total"]["ingress_kbps"]
 
 
 async def viewer(url: str, name: str) -> Upstream:
@@ -127,6 +131,9 @@ async def test_the_relay_and_its_viewers_survive_a_camera_restart(camera, tmp_pa
             assert await until(lambda: watching.frames > before + 20, timeout=20)  # the same viewer session
             assert watching.sessions == 1 and watching.reconnects == 0
             assert cam.sub.reconnects >= 1 and cam.sub.last_error
+            playlist = tmp_path / "hls/cam-1/index.m3u8"
+            listed = playlist.read_text()
+            assert await until(lambda: playlist.read_text() != listed and ".ts" in playlist.read_text())
             sub = (await ffprobe(relay.rtsp_url("cam-1/sub")))["streams"][0]
             assert sub["codec_name"] == "h264"
         finally:
@@ -149,7 +156,7 @@ async def test_uplink_budget_raises_and_clears_a_gateway_alarm(camera, tmp_path)
             await asyncio.to_thread(watching.stop)
         assert [a.active for a in alarms] == [True] and alarms[0].id == "video-uplink-over-budget"
         await asyncio.sleep(1.0)
-        relay.meter()  # nothing sent up in the last second
+        assert relay.meter()["total"]["uplink_kbps"] < 18  # nothing sent up in the last second
         assert [a.active for a in alarms] == [True, False]
         total = readings[-1][1]
         assert readings[-1][0] == "video-relay" and total.get("over_budget").value == 0

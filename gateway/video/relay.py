@@ -12,7 +12,8 @@ Nothing is decoded or re-encoded. Every ``publish_interval_s`` the relay publish
 :meth:`VideoRelay.meter`): per camera on the camera's device, ``relay_ingress_kbps`` (from the camera),
 ``relay_uplink_kbps`` (to the surface: RTSP payload bytes times viewers plus HLS bytes served),
 ``relay_viewers``, ``relay_connected``, ``relay_main_active``, ``relay_reconnects``; for the whole gateway
-on the device ``video-relay``, ``uplink_kbps``, ``ingress_kbps``, ``budget_kbps`` and ``over_budget``.
+on the device ``video-relay``, ``uplink_kbps``, ``ingress_kbps``, ``cameras_connected`` and, with a
+budget, ``budget_kbps`` and ``over_budget``.
 Beyond ``uplink_budget_kbps`` it raises the gateway alarm ``video-uplink-over-budget``; below 90 % of it,
 the alarm clears.
 """
@@ -41,6 +42,7 @@ CAMERA_SCHEMA = Schema(["relay_ingress_kbps", "relay_uplink_kbps", "relay_viewer
                         "relay_main_active", "relay_reconnects"], ["kbit/s", "kbit/s", "", "", "", ""])
 TOTAL_SCHEMA = Schema(["uplink_kbps", "ingress_kbps", "budget_kbps", "over_budget", "cameras_connected"],
                       ["kbit/s", "kbit/s", "kbit/s", "", ""])
+TOTAL_SCHEMA_NO_BUDGET = Schema(["uplink_kbps", "ingress_kbps", "cameras_connected"], ["kbit/s", "kbit/s", ""])
 BUDGET_ALARM = "video-uplink-over-budget"
 
 
@@ -229,8 +231,9 @@ class VideoRelay:
                 if device is not None:
                     self.publish(device, Reading(camera, ts, 0.0, schema=CAMERA_SCHEMA, values=list(values.values()),
                                                  derived=True))
-            self.publish(self.device, Reading(self.device.id, ts, 0.0, schema=TOTAL_SCHEMA,
-                                              values=list(total.values()), derived=True))
+            schema = TOTAL_SCHEMA if total["budget_kbps"] is not None else TOTAL_SCHEMA_NO_BUDGET
+            self.publish(self.device, Reading(self.device.id, ts, 0.0, schema=schema,
+                                              values=[total[k] for k in schema.signals], derived=True))
         return {**figures, "total": total}
 
     def _totals(self, figures: dict[str, dict]) -> dict:
