@@ -199,6 +199,8 @@ class VideoRelay:
                     if not cam.main.consumers:
                         log.info("video relay: %s no longer watched, main stream released", cam.id)
                         await asyncio.to_thread(cam.main.stop)
+                        if cam.main.consumers:  # a viewer came while it stopped
+                            cam.main.start()
 
     # ---- bitrate, budget ----
 
