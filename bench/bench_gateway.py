@@ -74,7 +74,7 @@ def make_profile(points: int, mixed: bool = False) -> dict:
 
 
 def make_site(n: int, profile_path: Path, mqtt_port: int, device_ports: list[int], units_per_port: int,
-              interval: float, qos: int, protocol: str) -> dict:
+              interval: float, qos: int, protocol: str, payload: str = "full") -> dict:
     devices = []
     for i in range(n):
         devices.append({
@@ -85,7 +85,7 @@ def make_site(n: int, profile_path: Path, mqtt_port: int, device_ports: list[int
         "site": {"id": "bench-mine", "name": "minegw throughput benchmark", "gateway_id": "bench-gw"},
         "areas": [{"id": "bench", "kind": "roadway", "zones": ["bench"]}],
         "devices": devices,
-        "mqtt": {"host": HOST, "port": mqtt_port, "protocol": protocol, "qos": qos,
+        "mqtt": {"host": HOST, "port": mqtt_port, "protocol": protocol, "qos": qos, "payload": payload,
                  "topic_prefix": "minegw", "client_id": "minegw-bench-gw"},
     }
 
@@ -121,7 +121,7 @@ class Run:
         ports = free_ports(2 + (n + args.units_per_port - 1) // args.units_per_port)
         mqtt_port, control_port = ports[:2]
         self.site = make_site(n, profile_path, mqtt_port, ports[2:], args.units_per_port, args.interval,
-                              args.qos, args.protocol)
+                              args.qos, args.protocol, args.payload)
         self.site_path = workdir / "site.yaml"
         self.site_path.write_text(yaml.safe_dump(self.site, sort_keys=False, allow_unicode=True))
         from gateway.config import load_site  # the gateway's own check: a bad generated file fails here
@@ -270,7 +270,7 @@ class Run:
         samples = report["samples"]
         row = {
             "gateway": name, "devices": n, "points_per_device": args.points, "registers_per_device": self.registers,
-            "poll_interval_s": args.interval, "qos": args.qos, "window_s": round(window, 3),
+            "poll_interval_s": args.interval, "qos": args.qos, "payload": args.payload, "window_s": round(window, 3),
             "expected_tags_per_s": expected,
             "tags_per_s": round(samples / window, 1),
             "delivered_pct": round(100 * samples / window / expected, 2),
@@ -405,6 +405,8 @@ def parse_args(argv: list[str] | None):
                     help="simulated devices sharing one TCP port (different unit ids; no Node-RED peer)")
     ap.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="MQTT QoS (site default: 1)")
     ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument("--payload", choices=["full", "compact"], default="full",
+                    help="minegw's data payload (mqtt.payload; docs/mqtt.md)")
     ap.add_argument("--gateway", choices=["run", "worker"], default="run",
                     help="run: `minegw run SITE`; worker: bench/gateway_worker.py (Gateway + sinks in-process, "
                          "with a probe: overruns, missed ticks, poll time, loop lag, sink drops)")
@@ -490,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print()
         print(f"gateway throughput ({args.points} points = {rows[0]['registers_per_device']} registers per device, "
-              f"poll {args.interval:g} s, MQTT QoS {args.qos}, minegw: `minegw {args.gateway}`"
+              f"poll {args.interval:g} s, MQTT QoS {args.qos}, minegw: `minegw {args.gateway}`, {args.payload} payload"
               f"{' on uvloop' if args.uvloop else ''}, {os.cpu_count()} CPUs, window {args.seconds:g} s; "
               f"CPU = process-group CPU time over the window / tags delivered in it)")
         print_table(rows)

@@ -48,8 +48,9 @@ def epoch(ts: str) -> float:
 
 def samples_of(payload: dict) -> list:
     samples = payload.get("samples")
-    if samples is None:  # the Node-RED peer: raw registers
-        return list(payload.get("values") or [])
+    if samples is None:  # the compact payload, or the Node-RED peer's raw registers
+        values = payload.get("values") or []
+        return list(values.values()) if isinstance(values, dict) else list(values)
     return list(samples.values()) if isinstance(samples, dict) else list(samples)
 
 
@@ -83,8 +84,9 @@ class Recorder:
                 self.errors += 1
             return
         bad: dict[str, int] | None = None
-        for s in samples:
-            q = s.get("quality", "good") if isinstance(s, dict) else "good"
+        qualities = payload.get("quality", {}).values() if "schema" in payload else (  # compact: non-good only
+            s.get("quality", "good") if isinstance(s, dict) else "good" for s in samples)
+        for q in qualities:
             if q != "good":
                 bad = bad or {}
                 bad[q] = bad.get(q, 0) + 1

@@ -12,7 +12,7 @@ from importlib import import_module
 from pathlib import Path
 
 MODULES = ("overview", "longwall", "roadway", "belt", "roof_pressure", "video_broadcast", "alarms_commands",
-           "gateway_health")
+           "gateway_health", "network")
 JSON_DIR = Path(__file__).parent / "json"
 
 

@@ -32,6 +32,7 @@ UID_ROOF = "minegw-roof-pressure"
 UID_VIDEO = "minegw-video-broadcast"
 UID_ALARMS = "minegw-alarms-commands"
 UID_HEALTH = "minegw-gateway-health"
+UID_NETWORK = "minegw-network"
 
 
 # ---- queries ----
@@ -133,6 +134,9 @@ def value_colours(mapping: dict[str, tuple[str, str]]) -> list[model.ValueMap]:
 STATUS_MAPPINGS = value_colours({str(code): (text, colour) for code, (text, colour) in STATUS.items()})
 TRIP_MAPPINGS = value_colours({"false": ("ok", "green"), "true": ("TRIP", "red"),
                                "0": ("ok", "green"), "1": ("TRIP", "red")})
+RING_STATES = {0: ("closed", "green"), 1: ("open", "yellow"), 2: ("segmented", "red"), 3: ("unknown", "#8e8e8e")}
+RING_MAPPINGS = value_colours({**{str(code): (text, colour) for code, (text, colour) in RING_STATES.items()},
+                               **{text: (text, colour) for text, colour in RING_STATES.values()}})
 ONLINE_MAPPINGS = value_colours({"true": ("online", "green"), "false": ("offline", "red"),
                                  "online": ("online", "green"), "offline": ("offline", "red")})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import common, dashboard
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards.common import RING_MAPPINGS, UID_NETWORK
 from dashboards.common import (ACTIVE_ALARMS, STATUS_MAPPINGS, UID_ALARMS, UID_BELT, UID_HEALTH, UID_LONGWALL, UID_OVERVIEW,
                                UID_ROADWAY, link_to, new_dashboard, priority_column, query, stat_panel, table_panel, thresholds,
                                variables, where)
@@ -37,6 +38,19 @@ def area_status_tile(title: str, measurements: tuple[str, ...], uid: str):
             .data_links([link_to(uid, "Open ${__data.fields.area}", area="${__data.fields.area}")]))
 
 
+def network_tile():
+    """The worst ring state of the site (closed, open, segmented), linking to the network dashboard."""
+    text = (f'SELECT last("state_code") AS "code" FROM "network_ring" {where(area=False, device=False)} '
+            'GROUP BY "ring"')
+    return (stat_panel("Network", query(text, as_table=True), width=8,
+                       description="Worst state of the site's rings: closed, open (redundancy lost), segmented "
+                                   "(devices cut off); click for the network dashboard")
+            .transformations([model.DataTransformerConfig(id_val="merge", options={})])
+            .reduce_options(common.ReduceDataOptions().values(False).calcs(["max"]).fields("/^code/"))
+            .mappings(RING_MAPPINGS).color_mode("background").graph_mode("none").text_mode("value_and_name")
+            .data_links([link_to(UID_NETWORK, "Open the network dashboard")]))
+
+
 def devices_reporting():
     """Devices whose latest health interval (10 s) had a good poll, of the devices reporting."""
     per_device = ('SELECT last("polls") - last("failed_polls") AS "ok", last("polls") AS "polls" '
@@ -56,6 +70,7 @@ def build() -> dashboard.Dashboard:
     board.with_row(dashboard.Row("Areas"))
     for title, measurements, uid in AREA_GROUPS:
         board.with_panel(area_status_tile(title, measurements, uid))
+    board.with_panel(network_tile())
     board.with_row(dashboard.Row("Alarms"))
     board.with_panel(stat_panel("Active alarms", query(f'SELECT count("state") AS "active" FROM ({ACTIVE_ALARMS})'
                                                        ' WHERE "state" =~ /^active/'),

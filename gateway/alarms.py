@@ -39,6 +39,14 @@ class AlarmKind(str, Enum):
     STATE = "state"  # a status bit: belt tear, emergency stop
     COMM_LOSS = "comm_loss"  # the device's link is offline
     METHANE = "methane"  # alarm / power-cut / restore of the reference table
+    # raised by the network diagnosis (gateway/network/), never by a rule of the site file
+    RING_OPEN = "ring_open"
+    RING_SEGMENTED = "ring_segmented"
+    LINK_DOWN = "link_down"
+    LINK_ERRORS = "link_errors"
+    SWITCH_UNREACHABLE = "switch_unreachable"
+    SWITCH_RESTARTED = "switch_restarted"
+    UPS_ON_BATTERY = "ups_on_battery"
 
 
 class Priority(IntEnum):
@@ -74,6 +82,9 @@ METHANE_SETTINGS: dict[MethaneLocation, tuple[float, float, float]] = {
 
 _SIGNAL_KINDS = {AlarmKind.HIGH, AlarmKind.HIGH_HIGH, AlarmKind.LOW, AlarmKind.LOW_LOW, AlarmKind.RATE,
                  AlarmKind.STATE, AlarmKind.METHANE}
+NETWORK_KINDS = frozenset({AlarmKind.RING_OPEN, AlarmKind.RING_SEGMENTED, AlarmKind.LINK_DOWN, AlarmKind.LINK_ERRORS,
+                           AlarmKind.SWITCH_UNREACHABLE, AlarmKind.SWITCH_RESTARTED, AlarmKind.UPS_ON_BATTERY})
+NETWORK_PREFIX = "net."  # network alarm ids start with it; a rule's id may not
 _LIMIT_KINDS = {AlarmKind.HIGH, AlarmKind.HIGH_HIGH, AlarmKind.LOW, AlarmKind.LOW_LOW, AlarmKind.RATE}
 _DEFAULT_PRIORITY = {AlarmKind.HIGH_HIGH: Priority.HIGH, AlarmKind.LOW_LOW: Priority.HIGH,
                      AlarmKind.METHANE: Priority.HIGH, AlarmKind.COMM_LOSS: Priority.HIGH}
@@ -111,6 +122,11 @@ class AlarmRule(BaseModel):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "AlarmRule":
+        if self.kind in NETWORK_KINDS:
+            raise ValueError(f"{self.kind.value} alarms are raised by the network diagnosis (docs/network.md), "
+                             "not by a rule")
+        if self.id.startswith(NETWORK_PREFIX):
+            raise ValueError(f"alarm ids starting with {NETWORK_PREFIX!r} are the network diagnosis' own")
         if self.kind in _SIGNAL_KINDS and not self.signal:
             raise ValueError(f"a {self.kind.value} rule needs a signal")
         if self.kind is AlarmKind.COMM_LOSS and self.signal:
@@ -146,6 +162,11 @@ class AlarmEvent(BaseModel):
     cleared_at: datetime | None = None  # when its condition last went away
     acked_at: datetime | None = None
     acked_by: str | None = None
+    suppressed_by: str | None = None  # the network alarm that explains this comm_loss (designed suppression)
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppressed_by is not None
 
     @property
     def active(self) -> bool:
@@ -173,13 +194,32 @@ class _Condition:
     acked_at: datetime | None = None
     acked_by: str | None = None
     history: deque = field(default_factory=deque)  # rate: (ts, value)
+    suppressed_by: str | None = None
 
     def event(self, ts: datetime) -> AlarmEvent:
         r = self.rule
         return AlarmEvent(alarm=self.id, device=r.device, signal=r.signal, area=self.area, kind=r.kind,
                           priority=self.priority, state=self.state, value=self.value, ts=ts, message=self.message,
                           raised_at=self.raised_at, cleared_at=self.cleared_at, acked_at=self.acked_at,
-                          acked_by=self.acked_by)
+                          acked_by=self.acked_by, suppressed_by=self.suppressed_by)
+
+
+@dataclass(frozen=True)
+class NetworkAlarm:
+    """A network alarm whose condition holds now (gateway/network/watch.py makes them from the diagnosis).
+
+    ``suppresses``: device ids whose comm_loss alarms it explains (devices cut off behind it)."""
+
+    id: str
+    device: str
+    area: str
+    kind: AlarmKind
+    priority: Priority
+    message: str
+    value: Value = None
+    suppresses: tuple[str, ...] = ()
+    on_delay: float = 0.0  # seconds (sample time): switches report one by one, so a verdict may need a poll round
+    off_delay: float = 0.0
 
 
 def _numeric(value: Value) -> float | None:
@@ -198,6 +238,8 @@ class AlarmEngine:
     def __init__(self, rules: Iterable[AlarmRule], areas: dict[str, str]):
         self._conditions: dict[str, _Condition] = {}
         self._by_device: dict[str, list[_Condition]] = {}
+        self._network: dict[str, _Condition] = {}  # network alarms, made when first raised
+        self._suppresses: dict[str, tuple[str, ...]] = {}  # network alarm -> devices it last explained
         for rule in rules:
             for cond in self._expand(rule, areas.get(rule.device, "")):
                 if cond.id in self._conditions:
@@ -263,6 +305,56 @@ class AlarmEngine:
                 down = state.status is DeviceStatus.OFFLINE and state.reason != "not polled yet"
                 self._step(cond, down, state.since, state.reason if down else None, events)
         return events
+
+    def on_network(self, active: Iterable[NetworkAlarm], ts: datetime) -> list[AlarmEvent]:
+        """The network alarms whose condition holds at ``ts`` (every other one seen before has cleared), and
+        the comm_loss alarms they suppress: a suppressed or released alarm not normal is announced again."""
+        events: list[AlarmEvent] = []
+        now = {a.id: a for a in active}
+        for alarm in now.values():
+            cond = self._network.get(alarm.id) or self._add_network(alarm)
+            was = cond.condition
+            if not was:
+                cond.message = alarm.message  # each raise names what is broken now
+            self._step(cond, True, ts, alarm.value, events)
+            if was and cond.message != alarm.message:  # an active alarm says what is broken now (a second island)
+                cond.message = alarm.message
+                events.append(cond.event(ts))
+        for alarm_id, cond in self._network.items():
+            if alarm_id not in now:
+                self._step(cond, False, ts, cond.value, events)
+        self._suppress(self._explained(now), ts, events)
+        return events
+
+    def _explained(self, now: dict[str, NetworkAlarm]) -> dict[str, str]:
+        """Device -> the network alarm that explains its comm loss: one holding now (even before its on-delay ran
+        out) or still active (its off-delay running); the most urgent first."""
+        for alarm in now.values():
+            self._suppresses[alarm.id] = alarm.suppresses
+        holding = sorted((c for i, c in self._network.items() if i in now or c.condition), key=lambda c: c.priority)
+        by: dict[str, str] = {}
+        for cond in holding:
+            for device in self._suppresses.get(cond.id, ()):
+                by.setdefault(device, cond.id)
+        return by
+
+    def _add_network(self, alarm: NetworkAlarm) -> _Condition:
+        rule = AlarmRule.model_construct(id=alarm.id, device=alarm.device, signal=None, kind=alarm.kind,
+                                         priority=alarm.priority, on_delay=alarm.on_delay, off_delay=alarm.off_delay)
+        cond = self._network[alarm.id] = self._conditions[alarm.id] = _Condition(
+            alarm.id, rule, alarm.area, alarm.priority, alarm.message)
+        return cond
+
+    def _suppress(self, by: dict[str, str], ts: datetime, events: list[AlarmEvent]) -> None:
+        for conditions in self._by_device.values():
+            for cond in conditions:
+                if cond.rule.kind is not AlarmKind.COMM_LOSS:
+                    continue
+                suppressed_by = by.get(cond.rule.device)
+                if suppressed_by != cond.suppressed_by:
+                    cond.suppressed_by = suppressed_by
+                    if cond.state is not AlarmState.NORMAL:
+                        events.append(cond.event(ts))
 
     def ack(self, alarm: str, by: str, ts: datetime | None = None) -> AlarmEvent | None:
         """Acknowledge an alarm; the event, or None when it had nothing to acknowledge.

@@ -313,7 +313,7 @@ class CommandHandler:
             self._audit(entry)
         except Exception:  # noqa: BLE001
             log.exception("audit of command %s failed", rid)
-        return spec.reply(request_id=rid, ok=ok, error=outcome.error, ts=ts,
+        return spec.reply(request_id=rid, ok=ok, by=by, error=outcome.error, ts=ts,
                           **(spec.reply_of(cmd) if cmd else {}), **(outcome.reply_fields or {}))
 
 

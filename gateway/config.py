@@ -30,8 +30,9 @@ from adapters.registry import ADAPTER_KINDS, AnyDeviceConfig
 from gateway.alarms import AlarmEngine, AlarmRule
 from gateway.broadcast import BroadcastConfig
 from gateway.linkage import LinkageRule
-from gateway.network.config import NetworkConfig
+from gateway.network.config import NetworkConfig, check_network
 from gateway.derived.roof_pressure import RoofPressureConfig
+from gateway.reports.config import ReportsConfig
 from gateway.signing import parse_public_key
 from gateway.video.config import VideoConfig
 
@@ -53,6 +54,9 @@ class Site(Strict):
     name: str = ""
     gateway_id: str = Field("gateway-1", pattern=r"^[A-Za-z0-9_-]+$",
                             description="this gateway, when a site runs several")
+    district: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+                                 description="the district broker (and bridge) this gateway publishes to: "
+                                             "`minegw deploy acl` groups gateways by it")
 
 
 RESERVED_AREA_IDS = ("gateway", "command", "network")  # third level of the gateway's and the command topics
@@ -146,6 +150,8 @@ class HistorianConfig(Strict):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
+    ca_file: Path | None = Field(None, description="https: the CA that signed InfluxDB's certificate (the mine's "
+                                                   "CA); none: the system's trusted CAs")
     timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
     batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")
@@ -211,6 +217,7 @@ class SiteConfig(Strict):
     commands: CommandsConfig = Field(CommandsConfig(), description="device writes, see docs/mqtt.md")
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="daily reports, see docs/reports.md")
     video: VideoConfig | None = Field(None, description="the video relay, see docs/video.md")
 
     @model_validator(mode="after")
@@ -233,6 +240,7 @@ class SiteConfig(Strict):
             endpoints.setdefault(key, d.id)
         problems += self._check_alarms(seen)
         problems += self._check_linkage()
+        problems += check_network(self.network, self.devices)
         problems += [f"video.cameras[{i}].device: unknown device {c.device!r}"
                      for i, c in enumerate(self.video.cameras if self.video else []) if c.device not in seen]
         if (self.mqtt and self.mqtt.spool and self.historian

@@ -69,6 +69,10 @@ class Topics:
     def linkage(self, area: str, alarm_id: str) -> str:
         return f"{self.prefix}/{self.site}/{area}/linkage/{alarm_id}"
 
+    def network_ring(self, ring: str) -> str:
+        """A ring network's diagnosis (retained): closed, open at which link, segmented into islands."""
+        return f"{self.prefix}/{self.site}/network/ring/{ring}"
+
     def alarms(self) -> str:
         """Every device alarm of the site (gateway alarms have area ``gateway``: filter them out)."""
         return f"{self.prefix}/{self.site}/+/+/alarm/+"
@@ -82,7 +86,11 @@ class Topics:
     def command_broadcast(self) -> str:
         return f"{self.prefix}/{self.site}/command/broadcast"
 
-    def command_reply(self, request_id: str) -> str:
+    def command_reply(self, request_id: str, requester: str | None = None) -> str:
+        """Where the answer to a command goes without an MQTT 5 response topic (through a 3.1.1 bridge): under
+        the verified signer's name, which is its MQTT user, so the ACL lets only the requester read it."""
+        if requester:
+            return f"{self.prefix}/{self.site}/command/reply/{requester}/{request_id}"
         return f"{self.prefix}/{self.site}/command/reply/{request_id}"
 
     def everything(self) -> str:
@@ -217,6 +225,8 @@ class AlarmMessage(BaseModel):
     cleared_at: Timestamp | None
     acked_at: Timestamp | None
     acked_by: str | None
+    suppressed: bool = False  # a comm_loss explained by a network alarm (ISA-18.2 designed suppression)
+    suppressed_by: str | None = None  # that network alarm's id
 
 
 class LinkageNodeMessage(BaseModel):
@@ -552,6 +562,7 @@ class AckCommand(Command):
 class CommandReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     device: str | None = None
     signal: str | None = None
     value: bool | int | float | str | None = None
@@ -562,6 +573,7 @@ class CommandReply(BaseModel):
 class BroadcastReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     action: str | None = None
     error: str | None = None
     result: dict | None = Field(None, description="the BroadcastResult: per-node confirmed/failed, elapsed_ms")
@@ -571,6 +583,7 @@ class BroadcastReply(BaseModel):
 class AckReply(BaseModel):
     request_id: str | None
     ok: bool
+    by: str | None = Field(None, description="the verified signer (key_id); the reply topic is under it")
     alarm: str | None = None
     state: str | None = Field(None, description="the alarm's state after the acknowledgement")
     error: str | None = None

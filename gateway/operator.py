@@ -71,5 +71,7 @@ class Operator:
         topic = {"write": topics.command_write, "broadcast": topics.command_broadcast,
                  "ack": topics.alarm_ack}[kind]()
         request_id, payload = self.build(kind, request_id, **fields)
-        raw = request(cfg, topic, payload, topics.command_reply(request_id), timeout, expiry=max_age)
+        # signed: the gateway answers under our name (our MQTT user), the only place we may read replies
+        reply_topic = topics.command_reply(request_id, self.name if self.key is not None else None)
+        raw = request(cfg, topic, payload, reply_topic, timeout, expiry=max_age)
         return None if raw is None else KINDS[kind][1].model_validate_json(raw)

@@ -17,6 +17,8 @@ from gateway.core.device import DeviceConfig
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading
 from gateway.derived import processor_for
 from gateway.linkage import Linkage, LinkageEvent
+from gateway.network.reach import Reachability
+from gateway.network.watch import NetworkUpdate, NetworkWatch
 from gateway.sinks import Reply, Sink
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,8 @@ class Gateway:
         self.latest = LatestReadings()  # last reading per device, for live views and broadcast confirmations
         self.processors = {d.id: p for d in site.devices if d.enabled and (p := processor_for(d, site.roof_pressure))}
         self.alarms = AlarmEngine(site.alarms, {d.id: d.area for d in site.devices})
+        self.network = NetworkWatch(site.network, site.devices)  # rings and UPS: diagnosis, network alarms
+        self.reach = Reachability([d for d in site.devices if d.enabled], site.network.reach_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._command_tasks: set[asyncio.Task] = set()
         self.broadcast: BroadcastController | None = None
@@ -159,10 +163,12 @@ class Gateway:
             sink.set_command_handler(self._command_from_thread)  # commands arrive on the sink's own thread
             sink.set_state_source(self.states)  # current states, re-published on reconnect (any thread)
             sink.set_alarm_handler(self.raise_alarm)  # gateway alarms a sink raises itself (on the loop)
+            sink.set_reach_source(self.reach.latest)  # device_health: reachable, reach_ms
             await sink.start()
         for adapter in self.adapters.values():
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
             await adapter.start()
+        self.reach.start()
         if self.video is not None:
             await self.video.start()
         watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks]
@@ -186,6 +192,7 @@ class Gateway:
         if self.video is not None:
             await self.video.stop()
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
+        await self.reach.stop()
         await asyncio.gather(*self._routes, return_exceptions=True)
         self._announce_stopped()
         for sink in reversed(self.sinks):
@@ -217,11 +224,15 @@ class Gateway:
                 self._fan_out(device, event)
                 self._evaluate(self.alarms.on_reading, device, event)
                 self._derive(device, event)
+                if self.network.follows(device.id):
+                    self._diagnose(self.network.on_reading, event)
             elif isinstance(event, Inventory):
                 self._each(lambda sink: sink.on_inventory(device, event), "inventory of", device.id)
             else:
                 self._each(lambda sink: sink.on_state(device, event), "state of", device.id)
                 self._evaluate(self.alarms.on_state, device, event)
+                if self.network.follows(device.id):
+                    self._diagnose(lambda state: self.network.on_state(device.id, state), event)
 
     # ---- the alarm engine ----
 
@@ -230,6 +241,21 @@ class Gateway:
             events = feed(device.id, event)
         except Exception:  # a bug in the alarm engine must not stop the data
             log.exception("alarm evaluation of %s failed", device.id)
+            return
+        for alarm_event in events:
+            self._announce_event(alarm_event)
+
+    def _diagnose(self, feed: Callable[[object], NetworkUpdate | None], event) -> None:
+        """A switch or UPS event: changed ring statuses to the sinks, the network alarms to the engine."""
+        try:
+            update = feed(event)
+            if update is None:
+                return
+            for status in update.rings:
+                self._each(lambda sink: sink.on_ring_status(status), "ring status", status.diagnosis.ring)
+            events = self.alarms.on_network(update.alarms, update.ts)
+        except Exception:  # a bug in the diagnosis must not stop the data
+            log.exception("network diagnosis failed")
             return
         for alarm_event in events:
             self._announce_event(alarm_event)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.alarms import AlarmEvent
     from gateway.commands import AuditEntry
     from gateway.linkage import LinkageEvent
+    from gateway.network.watch import RingStatus
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class Sink:
     def on_command_audit(self, entry: AuditEntry) -> None:
         """Every command, accepted or refused (gateway/commands.py)."""
 
+    def on_ring_status(self, status: RingStatus) -> None:
+        """A ring's diagnosis changed (gateway/network/watch.py)."""
+
     def health(self) -> Mapping[str, object] | BaseModel:
         """Counters; a growing ``dropped`` (items lost at a full queue or buffer) raises a gateway alarm."""
         return {}
@@ -100,6 +104,9 @@ class Sink:
 
     def set_alarm_handler(self, handler: Callable[[GatewayAlarm], None]) -> None:
         """A sink that raises gateway alarms itself calls ``handler(alarm)`` (on the loop): every sink gets it."""
+
+    def set_reach_source(self, source: Callable[[], Mapping[str, object]]) -> None:
+        """``source()`` gives device id -> its last reachability probe (gateway/network/reach.py ``Reach``)."""
 
     def add_health_source(self, prefix: str, health: HealthSource) -> None:
         """Another sink's ``health``, for a sink that records health (the historian's ``gateway_health``)."""

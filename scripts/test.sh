@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosq
 command -v influxd >/dev/null || need_apt+=(influxdb)
 [ -x /usr/sbin/snmpd ] || command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpget >/dev/null || need_apt+=(snmp)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # the report tests read the PDF back
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)  # Chinese reports
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

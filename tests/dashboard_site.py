@@ -50,6 +50,7 @@ from gateway.runtime import Gateway
 from gateway.service import build_sinks
 from simulators.opcua.server import OpcUaSimServer
 from simulators.site import SiteSimulator
+from tests.network_fill import fill_network
 from tests.rtsp_util import RtspCamera
 from tests.util import Operators, RecordingSink, free_port
 
@@ -396,6 +397,7 @@ async def fill(site: SiteConfig, *, seed: int = SEED, time_scale: float = TIME_S
             await watch.until("a reading of every device",
                               lambda: set(KINDS) <= set(watch.latest), timeout=20)
             run.step("every device read")
+            fill_network(historian)  # ring, switches, UPS (tests/network_fill.py)
             await asyncio.gather(run.face(), run.heading(), run.commands(), run.belt(), run.roof())
             await asyncio.sleep(max(0.0, min_seconds - (time.monotonic() - started)))
             report.derived_setting_loads = watch.derived

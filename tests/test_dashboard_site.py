@@ -10,11 +10,15 @@ from tests.dashboard_site import BELT, FACE, HEADING, KINDS, SITE_ID, SUPPORTS
 from tests.dashboard_site import filled_historian  # noqa: F401 - the module's fixture
 
 EQUIPMENT = sorted(set(KINDS.values()))
-MEASUREMENTS = {*EQUIPMENT, "device_state", "device_inventory", "device_health", "gateway_health", "alarm_event",
+from tests.network_fill import AREA as NETWORK_AREA, SWITCHES  # noqa: E402
+
+NETWORK_DEVICES = (*SWITCHES, "ups-belt")
+MEASUREMENTS = {*EQUIPMENT, "network_ring", "network_switch", "ups", "device_state", "device_inventory", "device_health", "gateway_health", "alarm_event",
                 "linkage_event", "command_audit", "gateway_alarm"}
 AREAS = {"shearer-1201": FACE, "afc-1201": FACE, "rp-1201": FACE, "bn-1201-1": FACE, "bn-1201-2": FACE,
          "roadheader-1302": HEADING, "cam-1302": HEADING, "bn-1302": HEADING,
          "belt-main-1": BELT, "belt-main-2": BELT, "belt-transfer-cam": BELT, "bn-belt-main": BELT}
+AREAS.update(dict.fromkeys(NETWORK_DEVICES, NETWORK_AREA))  # tests/network_fill.py: ring switches and UPS
 MACHINES = {"shearer-1201": "shearer", "afc-1201": "face_conveyor", "roadheader-1302": "roadheader",
             "belt-main-1": "belt_conveyor", "belt-main-2": "belt_conveyor"}
 
@@ -222,7 +226,7 @@ def test_device_health_per_device(filled_historian):  # noqa: F811
     rows = q(filled_historian, 'SELECT last("poll_ms_mean"), sum("polls"), sum("failed_polls") FROM "device_health" '
                                'GROUP BY "area", "device"')
     got = {r["device"]: r for r in rows}
-    assert set(got) == set(KINDS)
+    assert set(got) == set(KINDS) | set(NETWORK_DEVICES)
     for device in MACHINES:
         assert got[device]["last"] > 0 and got[device]["sum"] >= 3, device
         assert got[device]["area"] == AREAS[device]

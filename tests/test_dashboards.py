@@ -18,7 +18,8 @@ from tests.grafana_util import InfluxQuery, panel_queries, panels, resolve_varia
 ROOT = Path(__file__).resolve().parent.parent
 DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/influxdb.yaml"
 EXPECTED_UIDS = {common.UID_OVERVIEW, common.UID_LONGWALL, common.UID_ROADWAY, common.UID_BELT, common.UID_ROOF,
-                 common.UID_VIDEO, common.UID_ALARMS, common.UID_HEALTH}
+                 common.UID_VIDEO, common.UID_ALARMS, common.UID_HEALTH,
+                 common.UID_NETWORK}
 BUILT = dashboards.build_all()
 VAR_REF = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 GRAFANA_VARS = {"timeFilter", "__interval", "__url_time_range"}

@@ -45,6 +45,7 @@ UNDERGROUND, SURFACE = REPO / "deploy" / "underground", REPO / "deploy" / "surfa
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
 GW_1201, GW_1203 = "demo-mine.gw-1201", "demo-mine.gw-1203"
 BRIDGE_STATE = "minegw/demo-mine/bridge/district-2"  # bridge.conf's notification_topic
+OPERATOR = "zhang.wei"  # an operator of the shipped site files: sends commands, reads its own replies
 
 
 # ---- the shipped files, made to run on loopback ---------------------------------------------
@@ -317,7 +318,7 @@ def district(tmp_path, certs):
     underground = ShippedBroker(tmp_path / "underground", underground_conf(certs, uplink.port))
     underground.start()
     try:
-        watch = Client(surface.port, "dispatch", subscribe=(BRIDGE_STATE,))
+        watch = Client(surface.port, "integration-scada", subscribe=(BRIDGE_STATE,))
         watch.wait_for(lambda: watch.on(BRIDGE_STATE)[-1:] == [b"1"])  # the bridge is up
         watch.close()
         yield District(underground, surface, uplink)
@@ -336,7 +337,8 @@ def test_bridge_carries_data_up_and_commands_down(district):
     gateway = Client(district.underground.port, GW_1201, subscribe=("minegw/demo-mine/command/#",
                                                                     "minegw/demo-mine/+/+/command/#"))
     local = Client(district.underground.port, "integration-district-2", subscribe=("minegw/demo-mine/#",))
-    dispatch = Client(district.surface.port, "dispatch")
+    dispatch = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/command/reply/{OPERATOR}/#",))
+    gw_ring = Client(district.underground.port, GW_1203)  # the gateway with the district's ring
     try:
         topic, payload = data("shearer-1201", 1)
         up = {topic: (payload, False),
@@ -346,14 +348,19 @@ def test_bridge_carries_data_up_and_commands_down(district):
               "minegw/demo-mine/face-1201/camera-1201/inventory": (b'{"online": true}', True),
               "minegw/demo-mine/gateway/gw-1201/status": (b'{"status": "online"}', True),
               "minegw/demo-mine/gateway/gw-1201/alarm/mqtt-dropping": (b'{"active": true}', True),
-              "minegw/demo-mine/command/reply/7f3a": (b'{"request_id": "7f3a", "ok": true}', False)}
+              "minegw/demo-mine/network/ring/ring-1": (b'{"state": "open"}', True),
+              "minegw/demo-mine/network/ring-1/alarm/net.ring-1.open": (b'{"state": "active_unack"}', True),
+              f"minegw/demo-mine/command/reply/{OPERATOR}/7f3a": (b'{"request_id": "7f3a", "ok": true}', False)}
         for t, (p, retain) in up.items():
-            assert gateway.publish(t, p, retain=retain) == "Success", t
-        surface_reader.wait_for(lambda: all(surface_reader.on(t) for t in up))
+            assert (gw_ring if "/network/" in t else gateway).publish(t, p, retain=retain) == "Success", t
+        surface_reader.wait_for(lambda: all(surface_reader.on(t) for t in up if "/command/reply/" not in t))
+        dispatch.wait_for(lambda: dispatch.messages)
         time.sleep(0.3)  # anything doubled or echoed would arrive by now
+        replies = {t for t in up if "/command/reply/" in t}
         for t, (p, _) in up.items():
-            assert surface_reader.on(t) == [p], t  # once each
-            assert local.on(t) == [p], t  # the reply did not come back down the bridge
+            reader = dispatch if t in replies else surface_reader  # replies: the requester's only
+            assert reader.on(t) == [p], t  # once each
+            assert local.on(t) == ([] if t in replies else [p]), t
         late = Client(district.surface.port, "integration-scada", subscribe=("minegw/demo-mine/+/+/state",))
         late.wait_for(lambda: late.messages and late.messages[0].retain)  # retained on the surface too
         late.close()
@@ -363,7 +370,7 @@ def test_bridge_carries_data_up_and_commands_down(district):
             assert dispatch.publish(command, b'{"by": "test"}') == "Success"
             gateway.wait_for(lambda: gateway.on(command) == [b'{"by": "test"}'])
     finally:
-        for c in (surface_reader, gateway, local, dispatch):
+        for c in (surface_reader, gateway, local, dispatch, gw_ring):
             c.close()
 
 
@@ -414,18 +421,22 @@ def test_acl_refuses_a_gateway_outside_its_site_or_sending_commands(district):
                    "minegw/demo-mine/face-1201/shearer-1201/command/stop",
                    "minegw/demo-mine/command/x/data",  # area "command" would be a command
                    "minegw/demo-mine/gateway/gw-1203/status",  # another gateway's status
-                   "minegw/demo-mine/gateway/gw-1203/data"]  # area "gateway" is reserved
+                   "minegw/demo-mine/gateway/gw-1203/data",  # area "gateway" is reserved
+                   "minegw/demo-mine/heading-1203/roadheader-1203/data",  # another gateway's area
+                   "minegw/demo-mine/command/reply/7f3a",  # a reply outside an operator's namespace
+                   "minegw/demo-mine/command/reply/mallory/7f3a"]  # ... or for no operator of the site
         for topic in refused:
             assert v5.publish(topic, b"{}") == "Not authorized", topic
             assert v311.publish(topic, b"{}") == "Success", topic  # acknowledged ...
         own = ["minegw/demo-mine/face-1201/shearer-1201/data", "minegw/demo-mine/gateway/gw-1201/health",
-               "minegw/demo-mine/face-1201/shearer-1201/alarm/ch4", "minegw/demo-mine/command/reply/7f3a"]
+               "minegw/demo-mine/face-1201/shearer-1201/alarm/ch4", f"minegw/demo-mine/command/reply/{OPERATOR}/7f3a"]
         for topic in own:
             assert v5.publish(topic, b"{}") == "Success"
-        marker = "minegw/demo-mine/belt-main/belt-main-1/data"
+        marker = "minegw/demo-mine/face-1201/afc-1201/data"
         assert v311.publish(marker, b"marker") == "Success"
         reader.wait_for(lambda: reader.on(marker))
-        assert {m.topic for m in reader.messages} - {BRIDGE_STATE} == {*own, marker}  # ... and dropped
+        readable = {t for t in own if "/reply/" not in t}  # the integration reads no reply
+        assert {m.topic for m in reader.messages} - {BRIDGE_STATE} == {*readable, marker}  # ... and dropped
         assert "Denied PUBLISH from" in district.underground.log.read_text()
     finally:
         for c in (reader, v5, v311):
@@ -434,10 +445,10 @@ def test_acl_refuses_a_gateway_outside_its_site_or_sending_commands(district):
 
 def test_acl_lets_only_dispatch_send_commands(district):
     port = district.surface.port
-    bridge_side = Client(port, "dispatch", subscribe=("minegw/+/command/#", "minegw/+/+/+/command/#"))
+    bridge_side = Client(port, BRIDGE_USER, subscribe=("minegw/+/command/#", "minegw/+/+/+/command/#"))
     integration = Client(port, "integration-scada")
     ingest = Client(port, "minegw-ingest")
-    dispatch = Client(port, "dispatch")
+    dispatch = Client(port, OPERATOR)
     underground_integration = Client(district.underground.port, "integration-district-2")
     try:
         commands = ["minegw/demo-mine/command/write", "minegw/demo-mine/command/alarm/ack",
@@ -473,7 +484,7 @@ def test_tls_listener_takes_the_right_ca_and_refuses_a_wrong_one(district, certs
     """Both brokers' TLS listeners: the test CA's server certificate verifies (host name included),
     a client trusting another CA refuses the connection, plain MQTT gets no answer."""
     cases = [(district.underground, GW_1201, "minegw/demo-mine/face-1201/shearer-1201/data"),
-             (district.surface, "dispatch", "minegw/demo-mine/command/tls-test")]
+             (district.surface, OPERATOR, "minegw/demo-mine/command/write")]
     for broker, user, topic in cases:
         client = Client(broker.tls_port, user, tls_ca=certs.ca)
         try:
@@ -499,8 +510,14 @@ class ShippedInflux(Influx):
     """influxd running deploy/surface/influxdb.conf (auth on); the users and retention policy as
     docker-compose.yml creates them on first start."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, certs: Certs):
         super().__init__(workdir, auth=True)
+        self.certs = certs
+        self.ssl_context = ssl.create_default_context(cafile=str(certs.ca))
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
 
     def _write_conf(self) -> None:
         self.conf.write_text(render(SURFACE / "influxdb.conf", {
@@ -508,7 +525,9 @@ class ShippedInflux(Influx):
             'dir = "/var/lib/influxdb/meta"': f'  dir = "{self.workdir}/meta"',
             'dir = "/var/lib/influxdb/data"': f'  dir = "{self.workdir}/data"',
             'wal-dir = "/var/lib/influxdb/wal"': f'  wal-dir = "{self.workdir}/wal"',
-            'bind-address = ":8086"': f'  bind-address = "{self.host}:{self.port}"',
+            'bind-address = "historian.dispatch.demo-mine.local:8086"': f'  bind-address = "{self.host}:{self.port}"',
+            'https-certificate': f'  https-certificate = "{self.certs.server_crt}"',
+            'https-private-key': f'  https-private-key = "{self.certs.server_key}"',
         }))
 
     def start(self, timeout: float = 10.0) -> None:
@@ -521,23 +540,24 @@ class ShippedInflux(Influx):
 
 
 @pytest.fixture(scope="module")
-def historian(tmp_path_factory) -> ShippedInflux:
-    server = ShippedInflux(tmp_path_factory.mktemp("influxdb"))
+def historian(tmp_path_factory, certs) -> ShippedInflux:
+    server = ShippedInflux(tmp_path_factory.mktemp("influxdb"), certs)
     server.start()
     yield server
     server.stop()
 
 
-def ingest_env(worker: int, mqtt_port: int, influx_url: str, state_dir: Path) -> dict[str, str]:
+def ingest_env(worker: int, mqtt_port: int, influx_url: str, state_dir: Path, ca: Path | None = None
+               ) -> dict[str, str]:
     """What docker-compose.yml / minegw-ingest@.service give a worker."""
-    return {"MINEGW_INGEST_ID": str(worker), "MINEGW_MQTT_HOST": "127.0.0.1", "MINEGW_MQTT_PORT": str(mqtt_port),
+    return {**({"MINEGW_INFLUX_CA": str(ca)} if ca else {}),"MINEGW_INGEST_ID": str(worker), "MINEGW_MQTT_HOST": "127.0.0.1", "MINEGW_MQTT_PORT": str(mqtt_port),
             "MINEGW_MQTT_INGEST_PASSWORD": password("minegw-ingest"), "MINEGW_INFLUX_URL": influx_url,
             "MINEGW_INFLUX_WRITE_USER": WRITER[0], "MINEGW_INFLUX_WRITE_PASSWORD": WRITER[1],
             "MINEGW_STATE_DIR": str(state_dir)}
 
 
-def worker_for(n: int, monkeypatch, district: District, influx: Influx, tmp_path: Path) -> IngestWorker:
-    for name, value in ingest_env(n, district.surface.port, influx.url, tmp_path).items():
+def worker_for(n: int, monkeypatch, district: District, influx: ShippedInflux, tmp_path: Path) -> IngestWorker:
+    for name, value in ingest_env(n, district.surface.port, influx.url, tmp_path, influx.certs.ca).items():
         monkeypatch.setenv(name, value)
     return IngestWorker(load_ingest(SURFACE / "ingest.yaml"))
 
@@ -627,7 +647,7 @@ async def test_two_ingest_workers_split_the_stream_and_store_every_message_once(
 async def test_ingest_worker_killed_midway_loses_nothing(district, historian, tmp_path, monkeypatch):
     """A worker is killed (SIGKILL) while messages flow and comes back: its unacknowledged messages
     and its share queued meanwhile arrive; every message is in InfluxDB exactly once."""
-    env = {**os.environ, **ingest_env(1, district.surface.port, historian.url, tmp_path), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **ingest_env(1, district.surface.port, historian.url, tmp_path, historian.certs.ca), "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "gateway.surface.ingest", str(SURFACE / "ingest.yaml")]
     log = open(tmp_path / "worker-1.log", "ab")
 
@@ -688,15 +708,16 @@ def test_converter_refuses_what_the_historian_must_not_take():
             convert(f"minegw/demo-mine/face-1201/{device}/data", hostile)
     for bad_topic in ("other/demo-mine/face-1201/shearer-1201/data", "minegw/demo-mine/gateway/gw-1/data",
                       "minegw/demo-mine/command/x/data", "minegw/demo-mine/face-1201/shearer-1201/status",
-                      "minegw/demo-mine/bridge/district-2"):
+                      "minegw/demo-mine/bridge/district-2", "minegw/demo-mine/network/ring-1/data",
+                      "minegw/demo-mine/network/ring/ring-1"):
         with pytest.raises(Refused, match="topic"):
             convert(bad_topic, payload)
     with pytest.raises(Refused, match="too-large"):
         convert(topic, b" " * 5000)
 
 
-def test_ingest_workers_cannot_share_a_buffer_file(tmp_path, monkeypatch):
-    for name, value in ingest_env(1, 1883, "http://127.0.0.1:8086", tmp_path).items():
+def test_ingest_workers_cannot_share_a_buffer_file(tmp_path, monkeypatch, certs):
+    for name, value in ingest_env(1, 1883, "http://127.0.0.1:8086", tmp_path, certs.ca).items():
         monkeypatch.setenv(name, value)
     one, same = (IngestWorker(load_ingest(SURFACE / "ingest.yaml")) for _ in range(2))
     one._lock_buffer()
@@ -744,7 +765,7 @@ def test_shipped_files_fit_together(tmp_path, monkeypatch):
     site = load_site(UNDERGROUND / "site.yaml")  # with exactly the variables of minegw.env.example
     user = f"{site.site.id}.{site.site.gateway_id}"
     assert site.mqtt.username == user and user in acl_users(UNDERGROUND / "acl")
-    assert f"topic write minegw/{site.site.id}/gateway/{site.site.gateway_id}/#" in (UNDERGROUND / "acl").read_text()
+    assert f"topic write minegw/{site.site.id}/gateway/{site.site.gateway_id}/status" in (UNDERGROUND / "acl").read_text()
     # the bridge logs in with a user the surface ACL knows
     assert BRIDGE_USER in acl_users(SURFACE / "acl")
     # the ingest file loads as a worker would get it

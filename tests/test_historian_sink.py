@@ -160,7 +160,7 @@ async def test_full_buffer_drops_readings_but_keeps_the_audit_and_alarms_of_an_o
     cfg.buffer.max_bytes = 1_000_000
     sink = HistorianSink(cfg, SITE)
     shearer = device("shearer-1")
-    noise = lambda: base64.b64encode(os.urandom(300)).decode()  # noqa: E731 - lines that do not compress
+    noise = lambda: base64.b64encode(os.urandom(400)).decode()  # noqa: E731 - lines that do not compress
     await sink.start()
     try:
         influx.stop()

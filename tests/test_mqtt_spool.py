@@ -114,8 +114,8 @@ async def test_spool_budget_overflow_is_counted_in_dropped(fresh_mosquitto, tmp_
     watch = DropWatch(sink, quiet_to_clear=60)
     try:
         t0 = utcnow()
-        for seq in range(count):  # random text: ~3.4 KB a message on disk, deflated
-            sink.on_reading(shearer, stamped("shearer-1", seq, t0, blob=secrets.token_hex(3000)))
+        for seq in range(count):  # random text: ~3.6 KB a message on disk, compressed
+            sink.on_reading(shearer, stamped("shearer-1", seq, t0, blob=secrets.token_hex(3500)))
             if seq % 50 == 49:
                 await asyncio.sleep(0.15)  # several commits, as a long outage makes them
         health = await until(lambda: (h := sink.health()).queued + h.dropped == count and h.dropped and h, timeout=5)

@@ -15,11 +15,27 @@ config_app = typer.Typer(no_args_is_help=True, help="Site configuration files.")
 
 # -- config ----------------------------------------------------------------------------
 @config_app.command("check")
-def config_check(file: Path = typer.Argument(..., help="site YAML file")) -> None:
+def config_check(file: Path = typer.Argument(..., help="site YAML file"),
+                 live: bool = typer.Option(False, "--live", help="also read the ring switches: LLDP neighbours "
+                                           "against the cabling on paper")) -> None:
     """Validate a site file; print every problem with its location."""
+    from gateway.cli.net_ring import live_cabling, paper_check
+
     site = load(file)
     out.print(f"[green]ok[/] {file}: site {site.site.id}, {len(site.areas)} areas, "
-              f"{len(site.devices)} devices", highlight=False)
+              f"{len(site.devices)} devices", highlight=False, soft_wrap=True)
+    for line in paper_check(site.network):
+        out.print(line, highlight=False, soft_wrap=True)
+    if live and site.network.rings:
+        import asyncio
+
+        from rich.markup import escape
+        problems = asyncio.run(live_cabling(site))
+        for p in problems:
+            out.print(f"[red]live:[/] {escape(p)}", highlight=False, soft_wrap=True)
+        if problems:
+            raise typer.Exit(1)
+        out.print("[green]live:[/] every ring port sees the neighbour on paper", highlight=False)
 
 
 # -- run / sim / demo ------------------------------------------------------------------
@@ -73,13 +89,33 @@ def sim_fault(device: str = typer.Argument(..., help="device id in the site file
 
 
 @commands.command()
-def demo(duration: Optional[float] = typer.Option(None, help="stop after this many seconds"),
+def demo(seconds: Optional[float] = typer.Option(None, "--seconds", "--duration", help="stop after this many seconds"),
+         headless: bool = typer.Option(False, help="no screen: print the story as it goes and a summary at the end"),
+         story_at: Optional[float] = typer.Option(30.0, help="start the story this many seconds in"),
+         no_story: bool = typer.Option(False, "--no-story", help="no story unless a key starts it"),
+         influx: Optional[str] = typer.Option(None, help="InfluxDB URL for the historian; default: it only buffers"),
          broker: Optional[str] = typer.Option(None, help="host:port of an MQTT broker; default: embedded"),
+         embedded: str = typer.Option("auto", help="embedded broker: auto (mosquitto if found), mosquitto, amqtt"),
+         state_dir: Optional[Path] = typer.Option(None, help="keep the buffers, keys and logs here; "
+                                                  "default: a temporary directory, removed at the end"),
+         summary_json: Optional[Path] = typer.Option(None, help="also write the summary here, as JSON"),
          seed: int = typer.Option(1)) -> None:
-    """Simulators + gateway + MQTT broker on this machine, with a live view."""
-    from gateway.demo import run_demo
+    """A whole demo mine on this machine: simulators, gateway, MQTT broker, the console, and a story."""
+    from gateway.demo import DemoOptions, run_demo
 
-    run(run_demo(duration=duration, broker=host_port(broker) if broker else None, seed=seed))
+    if embedded not in ("auto", "mosquitto", "amqtt"):
+        fail(f"--embedded {embedded!r}: expected auto, mosquitto or amqtt")
+    opts = DemoOptions(seconds=seconds, headless=headless, story_at=None if no_story else story_at, influx=influx,
+                       broker=host_port(broker) if broker else None, embedded=embedded, seed=seed,
+                       state_dir=state_dir, summary_json=summary_json)
+    summary = []
+    run(_collect(run_demo(opts), summary))
+    if summary and headless:
+        out.print("\n".join(summary[0].lines()), highlight=False, markup=False, soft_wrap=True)
+
+
+async def _collect(coro, into: list) -> None:
+    into.append(await coro)
 
 
 @commands.command()

@@ -5,6 +5,7 @@ Written every health tick as one ``device_health`` point per device that had rea
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.core.model import Quality, Reading, Value
@@ -39,6 +40,27 @@ class DeviceHealth:
 
     def __init__(self) -> None:
         self._devices: dict[str, _Polls] = {}
+
+    def take_with_reach(self, reach: Mapping[str, object], areas: Mapping[str, str],
+                        by_polls: Iterable[str] = ()) -> list[tuple[str, str, dict[str, Value]]]:
+        """:meth:`take`, with ``reachable`` and ``reach_ms`` from ``reach`` (device id -> ``Reach``), also for
+        devices without readings (that is when it matters). ``by_polls``: devices whose own polls say it
+        (SNMP is UDP: it answered at least once in the interval; ``reach_ms`` its mean poll time)."""
+        taken = {device: (area, fields) for area, device, fields in self.take()}
+        for device in by_polls:
+            if device in taken and device not in reach:
+                fields = taken[device][1]
+                fields["reachable"] = fields["polls"] > fields["failed_polls"]
+                if "poll_ms_mean" in fields and fields["reachable"]:
+                    fields["reach_ms"] = fields["poll_ms_mean"]
+        for device, result in reach.items():
+            if device not in areas:
+                continue
+            area, fields = taken.setdefault(device, (areas[device], {}))
+            fields["reachable"] = result.reachable
+            if result.ms is not None:
+                fields["reach_ms"] = float(result.ms)
+        return [(area, device, fields) for device, (area, fields) in taken.items()]
 
     def add(self, area: str, reading: Reading) -> None:
         if reading.derived:

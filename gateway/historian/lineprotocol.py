@@ -337,8 +337,30 @@ def alarm_event_line(site: str, event) -> str:
         fields["signal"] = event.signal
     if event.acked_by:
         fields["acked_by"] = event.acked_by
+    fields["suppressed"] = event.suppressed
+    if event.suppressed_by:
+        fields["suppressed_by"] = event.suppressed_by
     return point("alarm_event", {"site": site, "area": event.area, "device": event.device, "alarm": event.alarm},
                  fields, event.ts)
+
+
+RING_STATE_CODES = {"closed": 0, "open": 1, "segmented": 2, "unknown": 3}  # for colours and "worst of"
+
+
+def ring_line(site: str, status) -> str:
+    """A ring's diagnosis (:class:`gateway.network.watch.RingStatus`) in measurement ``network_ring``.
+
+    Tags ``site``, ``ring``; lists are text (``open_links``: ``"sw3 port 2 — sw4 port 1; …"``, switch and
+    device lists comma-separated), counts integers; see docs/historian.md.
+    """
+    d = status.diagnosis
+    fields: dict[str, Value] = {
+        "state": d.state, "state_code": RING_STATE_CODES[d.state], "open_links": "; ".join(map(str, d.open_links)),
+        "open_link_count": len(d.open_links), "islands": len(d.islands),
+        "cut_off_switches": ",".join(d.cut_off_switches), "cut_off_devices": ",".join(d.cut_off_devices),
+        "unreachable_switches": ",".join(d.unreachable_switches), "degraded_links": len(d.degraded_links),
+        "restarted_switches": ",".join(d.restarted_switches), "miswired": len(d.miswired)}
+    return point("network_ring", {"site": site, "ring": d.ring}, fields, status.ts)
 
 
 def linkage_line(site: str, event) -> str:

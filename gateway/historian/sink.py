@@ -20,10 +20,11 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
+from gateway.historian.lineprotocol import ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -60,6 +62,8 @@ class HistorianSink(Sink):
     BACKOFF_S = (1.0, 60.0)
     PROBE_INTERVAL_S = 1.0  # backing off from a server that does not answer: /ping it this often
     BISECT_WRITES = 64  # writes spent isolating refused lines in one batch; failing parts left then go whole
+    COMPACT_INTERVAL_S = 1.0  # how often the buffer is checked for waiting blocks to compact
+    BACKFILL_BATCH_FACTOR = 2  # back-fill batches are this many times batch_lines: fewer, larger writes drain faster
 
     def __init__(self, cfg: HistorianConfig, site: SiteConfig, writer: HistorianWriter | None = None,
                  health_interval: float = 10.0):
@@ -68,6 +72,8 @@ class HistorianSink(Sink):
         self.health_interval = health_interval
         self._writer = writer or make_writer(cfg)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="historian-db")
+        self._compactor = ThreadPoolExecutor(1, thread_name_prefix="historian-compact")  # commits never wait on it
+        self._ahead: asyncio.Future | None = None  # the next batch, taken while the current one is written
         self._buffer: DurableBuffer | None = None
         self._stats: BufferStats | None = None  # refreshed off the loop, so health() never touches SQLite
         self._pending: list[Row] = []  # readings and health, not committed yet
@@ -75,6 +81,9 @@ class HistorianSink(Sink):
         self._lines: dict[str, ReadingLines] = {}  # device id -> the builder of its readings' points
         self._device_health = DeviceHealth()  # poll health per device since the last health tick
         self._health_sources: dict[str, HealthSource] = {}  # prefix -> another sink's health()
+        self._reach_source: Callable[[], Mapping] | None = None
+        self._areas = {d.id: d.area for d in site.devices}
+        self._udp = [d.id for d in site.devices if d.adapter == "snmp"]  # reachable when their own polls answer
         self._tasks: list[asyncio.Task] = []
         self._backoff = Backoff(*self.BACKOFF_S, jitter=(0.5, 1.0))
         self._connected = False
@@ -99,12 +108,13 @@ class HistorianSink(Sink):
 
     async def start(self) -> None:
         path = self.cfg.buffer.path
-        self._buffer = await self._in_db(DurableBuffer, path, self.cfg.buffer.max_bytes,
+        self._buffer = await self._in_db(partial(DurableBuffer, max_in_flight=2), path, self.cfg.buffer.max_bytes,
                                          self.cfg.buffer.max_age_days * 86400)
         await self._refresh_stats()
         log.info("Historian: writing to %s; buffer %s holds %d lines", self.cfg.url, path, self._stats.depth)
         self._tasks = [asyncio.create_task(coro, name=f"historian-{name}") for name, coro in (
-            ("commit", self._commit_loop()), ("drain", self._drain_loop()), ("health", self._health_loop()))]
+            ("commit", self._commit_loop()), ("drain", self._drain_loop()), ("health", self._health_loop()),
+            ("compact", self._compact_loop()))]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -113,8 +123,10 @@ class HistorianSink(Sink):
         if self._buffer is not None:  # else start() failed: nothing was buffered
             self.put_health()
             await self.commit()
+            await asyncio.get_running_loop().run_in_executor(self._compactor, lambda: None)  # its last step ended
             await self._in_db(self._buffer.close)
         self._db.shutdown(wait=False)  # nothing left: close() was its last job
+        self._compactor.shutdown(wait=False)
         await self._writer.close()
         for throttled in (self._store_failures, self._read_failures, self._refusals, self._source_failures):
             throttled.flush(force=True)
@@ -152,6 +164,10 @@ class HistorianSink(Sink):
     def on_command_audit(self, entry) -> None:
         """Every write command, accepted or refused, durably (the buffer) and in ``command_audit``."""
         self._put_event(entry.ts.timestamp(), command_audit_line(self.site_id, self.gateway_id, entry))
+
+    def on_ring_status(self, status) -> None:
+        """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
+        self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
 
     def _put_event(self, ts: float, line: str) -> None:
         self._pending_events.append((ts, line))
@@ -198,6 +214,16 @@ class HistorianSink(Sink):
             await self._refresh_stats()
             self.put_health()
 
+    def set_reach_source(self, source: Callable[[], Mapping]) -> None:
+        self._reach_source = source
+
+    def _reach(self) -> Mapping:
+        try:
+            return self._reach_source() if self._reach_source else {}
+        except Exception:  # noqa: BLE001 - device_health goes on without it
+            log.exception("Historian: reading the reachability results failed")
+            return {}
+
     def put_health(self) -> None:
         """Queue ``gateway_health`` and the interval's ``device_health`` points, stamped now.
 
@@ -207,7 +233,7 @@ class HistorianSink(Sink):
         ts = now.timestamp()
         counters = {**self._source_counters(), **self.health()}
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
-        for area, device, fields in self._device_health.take():
+        for area, device, fields in self._device_health.take_with_reach(self._reach(), self._areas, self._udp):
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
         self._wake.set()
 
@@ -341,24 +367,61 @@ class HistorianSink(Sink):
                 await asyncio.sleep(self.cfg.flush_interval)
 
     async def _drain_step(self) -> bool:
-        """Send one batch; True while rows remain, so the next batch goes at once."""
-        batch = await self._in_db(self._buffer.take_batch, self.cfg.batch_lines)
-        if batch is not None:
-            await self._deliver(batch)
-        await self._refresh_stats()
-        return batch is not None and batch.remaining > 0
+        """Send the live lane's batch, then the back-fill's; True while rows remain, so the next step goes at once.
 
-    async def _deliver(self, batch: Batch) -> None:
+        The live batch is taken just before it is sent (its newest lines, so a dashboard is current); the
+        next back-fill batch is taken while the current one is written (the buffer's thread decodes it
+        meanwhile). Every other batch is back-fill while a backlog drains, as the buffer's lanes do."""
+        live = await self._in_db(self._buffer.take_batch, self.cfg.batch_lines, "live")
+        backfill = None
+        if live is None or await self._deliver(live):
+            backfill = await self._take_backfill()
+            if backfill is not None:
+                await self._deliver(backfill)
+        await self._refresh_stats()
+        last = backfill or live
+        return last is not None and (last.remaining > 0 or self._ahead is not None)
+
+    async def _take_backfill(self) -> Batch | None:
+        """The back-fill batch taken ahead (or now), and the next one taken ahead while this one is written."""
+        ahead, self._ahead = self._ahead, None
+        size = self.cfg.batch_lines * self.BACKFILL_BATCH_FACTOR
+        batch = await (ahead or self._in_db(self._buffer.take_batch, size, "backfill"))
+        if batch is not None and batch.remaining > 0:
+            self._ahead = asyncio.ensure_future(self._in_db(self._buffer.take_batch, size, "backfill"))
+        return batch
+
+    async def _deliver(self, batch: Batch) -> bool:
+        """Write the batch (or what InfluxDB takes of it); False when it failed and a retry was waited for."""
         try:
             await self._write_isolating(batch)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the rows stay in the buffer for a retry
             await self._in_db(self._buffer.nack, batch)
+            await self._give_back_ahead()
             await self._retry_later(exc)
-            return
+            return False
         if self._last_error is not None:
             log.warning("Historian: InfluxDB at %s takes writes again; %d lines waiting", self.cfg.url, batch.remaining)
         self._connected, self._last_error = True, None
         self._backoff.reset()
+        return True
+
+    async def _give_back_ahead(self) -> None:
+        """The write failed: the batch taken ahead waits in the buffer too (a retry takes the newest live rows)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (batch := await ahead) is not None:
+            await self._in_db(self._buffer.nack, batch)
+
+    async def _compact_loop(self) -> None:
+        """While lines wait (an outage), merge their blocks into columnar ones, on a thread of its own."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.COMPACT_INTERVAL_S)
+            try:
+                while await loop.run_in_executor(self._compactor, self._buffer.compact):
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the lines stay as they are; retried at the next interval
+                self._read_failures.add(detail=f"compaction: {type(exc).__name__}: {exc}")
 
     async def _write_isolating(self, batch: Batch) -> None:
         """Write the batch; when the server refuses data, bisect it so only the refused lines are dead-lettered.

@@ -42,6 +42,8 @@ from gateway.mqtt.client import Will, make_client
 from gateway.mqtt.payloads import DevicePublisher
 from gateway.mqtt.spool import Message
 from gateway.mqtt.spool import Spool
+from gateway.network.messages import NetworkRingMessage
+from gateway.network.watch import network_alarm_ids
 from gateway.sinks import CommandHandler, Sink
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class MqttSink(Sink):
         for rule in site.alarms:
             for alarm_id in AlarmEngine.alarm_ids(rule):
                 self._latest_states[self.topics.alarm(areas.get(rule.device, ""), rule.device, alarm_id)] = b""
+        for area, device, alarm_id in network_alarm_ids(site.network, site.devices):
+            self._latest_states[self.topics.alarm(area, device, alarm_id)] = b""
         self._state_source: Callable[[], dict[str, DeviceState]] | None = None
         self._unacked = 0
         self._window = self.WINDOW
@@ -233,8 +237,13 @@ class MqttSink(Sink):
         if event.state.value == "normal":
             self._publish_latest(topic, b"")  # an empty retained payload deletes the retained message
             return
-        payload = AlarmMessage(site=self.site_id, **event.model_dump())
+        payload = AlarmMessage(site=self.site_id, suppressed=event.suppressed, **event.model_dump())
         self._publish_latest(topic, payload.model_dump_json().encode())
+
+    def on_ring_status(self, status) -> None:
+        """Retained: the ring's latest diagnosis."""
+        payload = NetworkRingMessage(site=self.site_id, ts=status.ts, **status.diagnosis.as_dict())
+        self._publish_latest(self.topics.network_ring(status.diagnosis.ring), payload.model_dump_json().encode())
 
     def on_linkage_event(self, event) -> None:
         """Retained: the last linkage of each alarm (zones, per-node confirmation, trigger-to-confirmed time)."""
@@ -255,7 +264,7 @@ class MqttSink(Sink):
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
 
         def reply(answer) -> None:
-            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id))
+            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id, answer.by))
             if not topic:
                 self.malformed_commands += 1
                 log.warning("MQTT: no reply to a %s command without a valid request id or response topic "

@@ -25,7 +25,7 @@ from gateway.historian.lineprotocol import (SchemaFields, alarm_line, check_name
 from gateway.surface.compact import (INT64, QUALITIES, VALUE_TYPES, CompactSchemas, Inexact, Refused, Row,
                                      check_kind, check_signals, check_values, loads)
 
-RESERVED_AREAS = frozenset({"gateway", "command"})  # gateway topics; the command namespace (docs/deploy.md)
+RESERVED_AREAS = frozenset({"gateway", "command", "network"})  # gateway topics; commands; rings (docs/deploy.md)
 _SITE_OR_AREA = re.compile(r"^[A-Za-z0-9_-]+$")
 _DEVICE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ALL_GOOD = ({"good"}, set())

@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
+from simulators.faults import FaultParams
 from simulators.physics import approach, clamp, lag
 
 from .base import MachineModel
+
+
+class GasParams(FaultParams):
+    level: float = Field(1.2, gt=0, le=4, description="%CH4 the machine's sensor rises to (alarm at 1.0, cut at 1.5)")
+    rate: float = Field(0.1, gt=0, le=10, description="%CH4 per second it rises (and falls back once cleared)")
 
 
 class ShearerModel(MachineModel):
@@ -17,6 +25,7 @@ class ShearerModel(MachineModel):
     """
 
     kind = "shearer"
+    FAULTS = {**MachineModel.FAULTS, "gas": GasParams}
     MODEL = "MG300/700-WD"
     FACE_LENGTH = 200.0  # m
     SUPPORT_SPACING = 1.5  # m per hydraulic support
@@ -38,6 +47,7 @@ class ShearerModel(MachineModel):
         self.running_hours = 1200 + 3600 * u("hours")
         self.cut_distance = 50_000 + 150_000 * u("cut")
         self.cycles = 200 + int(1300 * u("cycles"))
+        self.gas = 0.0  # %CH4 of a gas inflow (fault ``gas``); the sensor reads the higher of it and the background
 
     # speeds and drums
     def _auto_speed(self, t: float) -> float:
@@ -77,6 +87,8 @@ class ShearerModel(MachineModel):
 
     # state
     def _step(self, t: float, dt: float) -> None:
+        gas = self.active.get("gas")
+        self.gas = approach(self.gas, gas.level if gas else 0.0, gas.rate if gas else 0.1, dt)
         self.speed = approach(self.speed, self._target_speed(t), self.HAULAGE_RAMP, dt)
         self.position = clamp(self.position + self.direction * self.speed / 60 * dt, 0, self.FACE_LENGTH)
         if self.drive_on and self.turnaround > 0:
@@ -135,7 +147,7 @@ class ShearerModel(MachineModel):
             "cooling_water_flow": 80 + 10 * n.wave("cwf", t, 50) if on else 0.0,
             "pitch": 4 * n.wave("pitch", self.position, 40),
             "roll": 1 + 2.5 * n.wave("roll", self.position, 30),
-            "methane": max(0.02, 0.18 + 0.12 * n.wave("ch4", t, 300) + 0.03 * n.jitter("ch4", t)
+            "methane": max(self.gas, 0.02, 0.18 + 0.12 * n.wave("ch4", t, 300) + 0.03 * n.jitter("ch4", t)
                            + (0.08 * self.speed / 6 if cutting else 0)),
             "running_hours": self.running_hours,
             "cut_distance_total": self.cut_distance,
