@@ -176,7 +176,7 @@ async def test_ack_key_sends_a_signed_command_the_gateway_accepts(mosquitto, tmp
             assert acked == [("shearer-ch4", "alice")]
             body = json.loads(sent.payload)
             assert body["key_id"] == "alice" and body["sig"]
-            p.send(topics.command_reply(body["request_id"]), reply.model_dump_json())
+            p.send(topics.command_reply(body["request_id"], "alice"), reply.model_dump_json())
             await shows(pilot, "ack shearer-ch4: ok, now active_ack")
             again = await handler.handle("ack", sent.payload)  # the same command twice: a replay
             assert not again.ok and "replay" in again.error
