@@ -8,6 +8,12 @@ import threading
 
 from gateway.core.errors import UserError
 
+try:  # matplotlib's FreeType (the reports) loaded after GStreamer's libraries segfaults (Debian 12,
+    # matplotlib 3.x wheel): loaded first, both work in one process (the test suite, a future console)
+    import matplotlib.ft2font  # noqa: F401
+except ImportError:
+    pass
+
 try:
     import gi
 
