@@ -34,6 +34,7 @@ from gateway.network.config import NetworkConfig, check_network
 from gateway.derived.roof_pressure import RoofPressureConfig
 from gateway.reports.config import ReportsConfig
 from gateway.signing import parse_public_key
+from gateway.video.config import VideoConfig
 
 
 class Strict(BaseModel):
@@ -217,6 +218,7 @@ class SiteConfig(Strict):
     linkage: list[LinkageRule] = Field([], description="alarm -> broadcast + snapshots, see docs/broadcast.md")
     network: NetworkConfig = Field(NetworkConfig(), description="ring networks, see docs/network.md")
     reports: ReportsConfig = Field(default_factory=ReportsConfig, description="daily reports, see docs/reports.md")
+    video: VideoConfig | None = Field(None, description="the video relay, see docs/video.md")
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SiteConfig":
@@ -239,6 +241,8 @@ class SiteConfig(Strict):
         problems += self._check_alarms(seen)
         problems += self._check_linkage()
         problems += check_network(self.network, self.devices)
+        problems += [f"video.cameras[{i}].device: unknown device {c.device!r}"
+                     for i, c in enumerate(self.video.cameras if self.video else []) if c.device not in seen]
         if (self.mqtt and self.mqtt.spool and self.historian
                 and self.mqtt.spool.path.resolve() == self.historian.buffer.path.resolve()):
             problems.append(f"mqtt.spool.path: {self.mqtt.spool.path} is the historian's buffer file; "

@@ -257,6 +257,8 @@ class LinkageMessage(BaseModel):
     broadcast_elapsed_ms: float | None
     snapshots: list[str]
     snapshot_errors: dict[str, str]
+    clips: list[str] = []  # MP4 clips of the area's relayed cameras, next to the snapshots (docs/video.md)
+    clip_errors: dict[str, str] = {}
     error: str | None
     ts: Timestamp
 

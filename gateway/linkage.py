@@ -8,6 +8,7 @@ rule matches, :class:`Linkage` starts a task (the router never waits for it) tha
   ``BroadcastController.emergency_zones(event.area)``: the zones with a node in the alarm's area
   plus the area's escape-route zones;
 * when ``snapshot`` is set, takes a snapshot of every ONVIF camera of that area;
+* when ``clip`` is set and the video relay runs, saves a clip (pre- and post-roll) of each relayed camera of the area;
 * measures ``trigger_to_confirmed_ms``: from the triggering sample's timestamp to the last node's
   confirmation (``None`` unless every node confirmed);
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -46,6 +47,7 @@ class LinkageRule(BaseModel):
     message: str = Field(description="broadcast message name from broadcast.messages")
     priority: BroadcastPriority = Field(BroadcastPriority.EMERGENCY, description="routine, dispatcher, emergency")
     snapshot: bool = Field(True, description="take a snapshot of the area's cameras")
+    clip: bool = Field(True, description="save a clip of the area's relayed cameras (video relay, docs/video.md)")
 
     @field_validator("priority", "min_priority", mode="before")
     @classmethod
@@ -84,6 +86,8 @@ class LinkageEvent(BaseModel):
     broadcast_elapsed_ms: float | None  # the controller's own request-to-last-confirmation
     snapshots: list[str] = []  # refs in the snapshot store
     snapshot_errors: dict[str, str] = {}  # camera -> why no snapshot
+    clips: list[str] = []  # refs of MP4 clips (pre- and post-roll) next to the snapshots
+    clip_errors: dict[str, str] = {}  # camera -> why no clip
     error: str | None = None  # the broadcast could not be attempted at all
     ts: datetime  # when the linkage finished
 
@@ -92,9 +96,12 @@ class Linkage:
     """Runs the linkage rules; the gateway calls :meth:`on_alarm_event` for every alarm transition."""
 
     def __init__(self, rules: list[LinkageRule], controller: BroadcastController, *,
-                 emit: Callable[[LinkageEvent], None], adapters: Mapping[str, Adapter], store=None):
-        """``emit(event)``: what each linkage did, to the sinks; ``adapters``: device id -> adapter."""
+                 emit: Callable[[LinkageEvent], None], adapters: Mapping[str, Adapter], store=None,
+                 clips: Callable[[str], Awaitable[tuple[list[str], dict[str, str]]]] | None = None):
+        """``emit(event)``: what each linkage did, to the sinks; ``adapters``: device id -> adapter;
+        ``clips(area)``: the video relay's clips of the area's cameras (refs, errors), None without a relay."""
         self.rules, self.controller, self.emit, self.adapters, self.store = rules, controller, emit, adapters, store
+        self.clips = clips
         for rule in rules:
             controller.message(rule.message)  # unknown message: fail at start, not at the alarm
         self._tasks: set[asyncio.Task] = set()
@@ -128,6 +135,7 @@ class Linkage:
         zones = self.controller.emergency_zones(event.area)
         msg = self.controller.message(rule.message)
         snap = asyncio.create_task(self._snapshots(event.area)) if rule.snapshot else None
+        clip = asyncio.create_task(self.clips(event.area)) if rule.clip and self.clips is not None else None
         nodes: dict[str, NodeResult] = {}
         error = elapsed = total = None
         if not zones:
@@ -138,11 +146,13 @@ class Linkage:
             if result.ok:
                 total = round((utcnow() - event.ts).total_seconds() * 1000, 1)
         refs, errors = await snap if snap else ([], {})
+        clips, clip_errors = await clip if clip else ([], {})
         return LinkageEvent(alarm=event.alarm, device=event.device, area=event.area, zones=zones,
                             message=msg.name, priority=int(rule.priority), nodes=nodes,
                             ok=bool(nodes) and all(n.confirmed for n in nodes.values()),
                             trigger_ts=event.ts, trigger_to_confirmed_ms=total, broadcast_elapsed_ms=elapsed,
-                            snapshots=refs, snapshot_errors=errors, error=error, ts=utcnow())
+                            snapshots=refs, snapshot_errors=errors, clips=clips, clip_errors=clip_errors,
+                            error=error, ts=utcnow())
 
     async def _snapshots(self, area: str) -> tuple[list[str], dict[str, str]]:
         cameras = [a for a in self.adapters.values()

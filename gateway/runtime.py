@@ -144,10 +144,17 @@ class Gateway:
                                                  announce=self._announce)
         self.commands = CommandHandler(site.commands, self.adapters, self._audit, broadcast=self.broadcast,
                                        ack=self.ack)
+        self.video = None  # the video relay (gateway/video/relay.py), GStreamer loaded only when enabled
+        if site.video is not None and site.video.relay.enabled and site.video.cameras:
+            from gateway.video.relay import VideoRelay
+            self.video = VideoRelay(site.video, areas={d.id: d.area for d in site.devices},
+                                    devices={d.id: d for d in site.devices}, snapshots_dir=site.snapshots.directory,
+                                    publish=self.publish_reading, alarm=self.raise_alarm)
         if self.broadcast is not None and site.linkage:  # alarm -> broadcast + snapshots (gateway/linkage.py)
             from adapters.onvif.snapshots import SnapshotStore
             self.linkage = Linkage(site.linkage, self.broadcast, emit=self._dispatch_linkage,
-                                   adapters=self.adapters, store=SnapshotStore(site.snapshots))
+                                   adapters=self.adapters, store=SnapshotStore(site.snapshots),
+                                   clips=self.video.clips if self.video is not None else None)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -162,6 +169,8 @@ class Gateway:
             self._routes.append(asyncio.create_task(self._route(adapter), name=f"route:{adapter.id}"))
             await adapter.start()
         self.reach.start()
+        if self.video is not None:
+            await self.video.start()
         watches = [DropWatch(s, self.QUIET_TO_CLEAR_S) for s in self.sinks]
         self._watch_task = asyncio.create_task(self._watch_drops(watches), name="drop-watch")
 
@@ -180,6 +189,8 @@ class Gateway:
         self.commands.close()
         if self.linkage is not None:
             await self.linkage.stop()  # linkages under way end (confirm or time out) first
+        if self.video is not None:
+            await self.video.stop()
         await asyncio.gather(*(a.stop() for a in self.adapters.values()))
         await self.reach.stop()
         await asyncio.gather(*self._routes, return_exceptions=True)
@@ -302,6 +313,11 @@ class Gateway:
 
     def _announce(self, alarm: GatewayAlarm) -> None:
         self._each(lambda sink: sink.on_alarm(alarm), "gateway alarm", alarm.id)
+
+    def publish_reading(self, device: DeviceConfig, reading: Reading) -> None:
+        """A reading the gateway measured itself (the video relay's bitrates): to the sinks and the alarm rules."""
+        self._fan_out(device, reading)
+        self._evaluate(self.alarms.on_reading, device, reading)
 
     def _derive(self, device: DeviceConfig, reading: Reading) -> None:
         """Derived signals travel as readings of the device they are computed from."""

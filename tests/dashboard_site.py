@@ -51,6 +51,7 @@ from gateway.service import build_sinks
 from simulators.opcua.server import OpcUaSimServer
 from simulators.site import SiteSimulator
 from tests.network_fill import fill_network
+from tests.rtsp_util import RtspCamera
 from tests.util import Operators, RecordingSink, free_port
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,11 @@ def keys_dir(state: Path) -> Path:
 
 
 def dashboard_site(mqtt_host: str, mqtt_port: int, influx_url: str, database: str, *,
-                   state_dir: str | Path | None = None, prefix: str | None = None) -> SiteConfig:
+                   state_dir: str | Path | None = None, prefix: str | None = None,
+                   rtsp_port: int | None = None) -> SiteConfig:
     """The demo mine; ``state_dir`` holds the historian buffer and snapshots (default: a new temporary
-    directory), ``prefix`` is the MQTT topic prefix (default: ``dash-<random>``, unique)."""
+    directory), ``prefix`` is the MQTT topic prefix (default: ``dash-<random>``, unique); with ``rtsp_port``
+    (an RTSP test camera, tests/rtsp_util.py) the gateway relays both cameras' video from it."""
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="minegw-dashboard-"))
     keys_dir(state).mkdir(parents=True, exist_ok=True)
     prefix = prefix or f"dash-{uuid.uuid4().hex[:8]}"
@@ -156,6 +159,11 @@ def dashboard_site(mqtt_host: str, mqtt_port: int, influx_url: str, database: st
         "commands": {"allowed_users": list(USERS), "replay_store": str(state / "command-ids.sqlite3"),
                      "operators": Operators(keys_dir(state), *USERS, "mallory").site_entry()},
         "snapshots": {"directory": str(state / "snapshots")},
+        "video": {"cameras": [{"device": cam, "sub": f"rtsp://{HOST}:{rtsp_port}/sub",
+                               "main": f"rtsp://{HOST}:{rtsp_port}/main"} for cam in ("cam-1302", "belt-transfer-cam")],
+                  "relay": {"bind": HOST, "rtsp_port": 0, "http_port": 0, "hls_dir": str(state / "hls")},
+                  "clips": {"pre_s": 2, "post_s": 1}, "uplink_budget_kbps": 2000,
+                  "publish_interval_s": 1} if rtsp_port else None,
         "mqtt": {"host": mqtt_host, "port": mqtt_port, "topic_prefix": prefix},
         "historian": {"url": influx_url, "database": database, "flush_interval": 0.2,
                       "buffer": {"path": str(state / "historian.sqlite3")}},
@@ -474,8 +482,13 @@ def filled_historian(mosquitto, influxdb, tmp_path_factory) -> FilledHistorian:
     if (filled := _FILLED.get(influxdb.url)) is None:
         database = influxdb.create_database(f"dashboards_{uuid.uuid4().hex[:8]}")
         state = tmp_path_factory.mktemp("dashboard-site")
-        site = dashboard_site(mosquitto.host, mosquitto.port, influxdb.url, database, state_dir=state)
-        report = asyncio.run(fill(site))
+        camera = RtspCamera().start()  # the video relay's source (stream health panels, live tiles)
+        try:
+            site = dashboard_site(mosquitto.host, mosquitto.port, influxdb.url, database, state_dir=state,
+                                  rtsp_port=camera.port)
+            report = asyncio.run(fill(site))
+        finally:
+            camera.stop()
         print(f"\ndashboard fill: {report.seconds} s, steps {report.steps}")
         filled = _FILLED[influxdb.url] = FilledHistorian(url=influxdb.url, database=database, site=site,
                                                          report=report, influx=influxdb)

@@ -114,7 +114,10 @@ def _choices(model, influx, remaining, chosen: Variables, *, pick_all: bool, mos
         return
     var, rest = remaining[0], remaining[1:]
     name = var["name"]
-    options = influx.tag_values(chosen.interpolate(var["query"]))
+    if var.get("type") == "textbox":  # a value typed in (the video relay's URL): its default
+        options = [var["query"]]
+    else:
+        options = influx.tag_values(chosen.interpolate(var["query"]))
     if not options:
         raise AssertionError(f"{model['uid']}: variable ${name} has no values: {chosen.interpolate(var['query'])}")
     if var.get("includeAll") and pick_all:

@@ -9,15 +9,17 @@
 - :mod:`.reports`: ``report daily``
 - :mod:`.deploy`: ``deploy acl``
 - :mod:`.console`: ``console`` (the live view of a site)
-- :mod:`.video`: ``video probe``
+- :mod:`.video`: ``video probe``; :mod:`.video_relay`: ``video relay status``
 """
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import commands, console, dashboards, deploy, historian, net, net_ring, probes, reports, site, video
+from gateway.cli import (commands, console, dashboards, deploy, historian, net, net_ring, probes, reports, site, video,
+                         video_relay)
 
 net_ring.register(net.net_app)  # net ring, net reach
+video_relay.register(video.video_app)  # video relay status
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="minegw: underground mine gateway (Modbus, OPC UA, ONVIF, broadcast → MQTT, InfluxDB)")
 app.add_typer(site.commands)  # run, sim, sim-fault, demo, ingest

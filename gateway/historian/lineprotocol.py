@@ -372,7 +372,8 @@ def linkage_line(site: str, event) -> str:
     failed = sorted(n for n, r in event.nodes.items() if not r.confirmed)
     fields: dict[str, Value] = {"ok": event.ok, "device": event.device, "message": event.message,
                                 "priority": event.priority, "zones": ",".join(event.zones),
-                                "nodes": len(event.nodes), "snapshots": len(event.snapshots)}
+                                "nodes": len(event.nodes), "snapshots": len(event.snapshots),
+                                "clips": len(event.clips)}
     if event.trigger_to_confirmed_ms is not None:
         fields["trigger_to_confirmed_ms"] = float(event.trigger_to_confirmed_ms)
     if event.broadcast_elapsed_ms is not None:
