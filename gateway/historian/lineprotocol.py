@@ -322,6 +322,20 @@ def alarm_line(site: str, gateway: str, alarm: GatewayAlarm) -> str:
                  {"active": alarm.active, "message": alarm.message, "count": alarm.count}, alarm.ts)
 
 
+def gateway_status_line(site: str, gateway: str, online: bool, reason: str, ts: datetime) -> str:
+    """A gateway came up or went down (its MQTT birth / last will), in measurement ``gateway_status``.
+
+    ``up`` is a boolean, ``status`` ``online``/``offline`` and ``reason`` why (docs/historian.md).
+    """
+    return point("gateway_status", {"site": site, "gateway": gateway},
+                 {"up": online, "status": "online" if online else "offline", "reason": reason}, ts)
+
+
+def uplink_status_line(site: str, district: str, up: bool, ts: datetime) -> str:
+    """A district's MQTT bridge (its uplink to the surface) went up or down, in measurement ``uplink_status``."""
+    return point("uplink_status", {"site": site, "district": district}, {"up": up}, ts)
+
+
 def alarm_event_line(site: str, event) -> str:
     """One transition of a device alarm (:class:`gateway.alarms.AlarmEvent`) in measurement ``alarm_event``.
 

@@ -35,7 +35,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import ring_line
+from gateway.historian.lineprotocol import gateway_status_line, ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -106,6 +106,7 @@ class HistorianSink(Sink):
         self._buffer = await self._in_db(DurableBuffer, path, self.cfg.buffer.max_bytes,
                                          self.cfg.buffer.max_age_days * 86400)
         await self._refresh_stats()
+        self.put_gateway_status(True, "started")
         log.info("Historian: writing to %s; buffer %s holds %d lines", self.cfg.url, path, self._stats.depth)
         self._tasks = [asyncio.create_task(coro, name=f"historian-{name}") for name, coro in (
             ("commit", self._commit_loop()), ("drain", self._drain_loop()), ("health", self._health_loop()))]
@@ -116,6 +117,7 @@ class HistorianSink(Sink):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._buffer is not None:  # else start() failed: nothing was buffered
             self.put_health()
+            self.put_gateway_status(False, "stopped")
             await self.commit()
             await self._in_db(self._buffer.close)
         self._db.shutdown(wait=False)  # nothing left: close() was its last job
@@ -160,6 +162,12 @@ class HistorianSink(Sink):
     def on_ring_status(self, status) -> None:
         """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
         self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
+
+    def put_gateway_status(self, online: bool, reason: str) -> None:
+        """``gateway_status``: this gateway up at start, down at a clean stop (a crash leaves its
+        ``gateway_health`` heartbeat stopping, which the dashboards show as down; docs/dashboards.md)."""
+        now = utcnow()
+        self._put_event(now.timestamp(), gateway_status_line(self.site_id, self.gateway_id, online, reason, now))
 
     def _put_event(self, ts: float, line: str) -> None:
         self._pending_events.append((ts, line))

@@ -1,0 +1,78 @@
+"""Gateway and uplink status reach the historian (issue 20): the gateway's own sink writes ``gateway_status``
+at start and stop; surface ingest writes the gateways' birth / last will (``gateway_status``) and the
+bridges' notifications (``uplink_status``). Real InfluxDB 1.x and Mosquitto."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
+from gateway.contract import GatewayStatus
+from gateway.historian.sink import HistorianSink
+from gateway.surface.convert import Converter, Refused
+from tests.test_ingest_compact import publish, until, worker
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
+SITE = SiteConfig(site=Site(id="mine-1", gateway_id="gw-7"), areas=[Area(id="face-1", kind="longwall_face")])
+
+
+async def test_the_gateway_sink_writes_up_at_start_and_down_at_stop(influxdb, tmp_path):
+    cfg = HistorianConfig(url=influxdb.url, database=influxdb.create_database("gwstatus"),
+                          buffer=BufferConfig(path=tmp_path / "buffer.sqlite3"))
+    sink = HistorianSink(cfg, SITE)
+    await sink.start()
+    await until(lambda: influxdb.query('SELECT * FROM "gateway_status"', "gwstatus"), what="the start")
+    await sink.stop()
+    again = HistorianSink(cfg, SITE)
+    await again.start()
+    await until(lambda: len(influxdb.query('SELECT * FROM "gateway_status"', "gwstatus")) == 3, what="stop, start")
+    await again.stop()
+    rows = influxdb.query('SELECT "up", "status", "reason" FROM "gateway_status" GROUP BY "site", "gateway"', "gwstatus")
+    assert [(r["site"], r["gateway"], r["up"], r["status"], r["reason"]) for r in rows][:3] == [
+        ("mine-1", "gw-7", True, "online", "started"), ("mine-1", "gw-7", False, "offline", "stopped"),
+        ("mine-1", "gw-7", True, "online", "started")]
+
+
+def status_message(prefix: str, gateway: str, online: bool, reason: str, ts: datetime) -> tuple[str, bytes]:
+    msg = GatewayStatus(site="mine-1", gateway=gateway, status="online" if online else "offline", reason=reason,
+                        version="1", started=datetime(2025, 3, 14, 6, tzinfo=timezone.utc), devices=["a"],
+                        ts=ts)
+    return f"{prefix}/mine-1/gateway/{gateway}/status", msg.model_dump_json().encode()
+
+
+async def test_ingest_writes_gateway_and_uplink_status(mosquitto, influxdb, tmp_path):
+    prefix = "gwst"
+    w = worker(mosquitto, influxdb, tmp_path, prefix)
+    await w.start()
+    try:
+        await until(w.subscribed.is_set, what="SUBACK")
+        publish(mosquitto.port, [status_message(prefix, "gw-1", True, "connected", T0),
+                                 (f"{prefix}/mine-1/bridge/district-2", b"1"),
+                                 status_message(prefix, "gw-1", False, "connection lost", T0 + timedelta(seconds=1)),
+                                 (f"{prefix}/mine-1/bridge/district-2", b"0")])
+        await until(lambda: len(influxdb.query('SELECT * FROM "gateway_status"', prefix)) == 2
+                    and len(influxdb.query('SELECT * FROM "uplink_status"', prefix)) == 2,
+                    what="both statuses")
+    finally:
+        await w.stop()
+    gateways = influxdb.query('SELECT "up", "reason" FROM "gateway_status" GROUP BY "gateway"', prefix)
+    assert [(r["gateway"], r["up"], r["reason"]) for r in gateways] == [("gw-1", True, "connected"),
+                                                                       ("gw-1", False, "connection lost")]
+    uplinks = influxdb.query('SELECT "up" FROM "uplink_status" GROUP BY "district"', prefix)
+    assert [(r["district"], r["up"]) for r in uplinks] == [("district-2", True), ("district-2", False)]
+    assert w.health()["refused"] == 0
+    assert not influxdb.query('SELECT * FROM "gateway_status" WHERE "gateway" = \'gwst\'', prefix)  # not a gateway
+
+
+def test_bad_status_messages_are_refused_where_they_are_wrong():
+    convert = Converter("mg")
+    topic, payload = status_message("mg", "gw-1", True, "connected", T0)
+    for bad_topic, bad_payload, reason in ((topic.replace("gw-1", "gw-2"), payload, "mismatch"),
+                                           (topic, b"{}", "invalid"),
+                                           ("mg/mine-1/bridge/d-1", b"up", "invalid"),
+                                           ("mg/mine-1/bridge/d 1", b"1", "topic")):
+        try:
+            convert.convert(bad_topic, bad_payload)
+        except Refused as exc:
+            assert exc.reason == reason, (bad_topic, exc)
+        else:
+            raise AssertionError(f"{bad_topic} {bad_payload!r} was accepted")
