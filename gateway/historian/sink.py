@@ -35,7 +35,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import gateway_status_line, ring_line
+from gateway.historian.lineprotocol import gateway_heartbeat_line, gateway_status_line, ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -163,6 +163,8 @@ class HistorianSink(Sink):
         """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
         self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
 
+    writes_heartbeat = True  # gateway_status heartbeat with every health tick (not the surface ingest: no gateway)
+
     def put_gateway_status(self, online: bool, reason: str) -> None:
         """``gateway_status``: this gateway up at start, down at a clean stop (a crash leaves its
         ``gateway_health`` heartbeat stopping, which the dashboards show as down; docs/dashboards.md)."""
@@ -233,6 +235,8 @@ class HistorianSink(Sink):
         ts = now.timestamp()
         counters = {**self._source_counters(), **self.health()}
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
+        if self.writes_heartbeat:
+            self._pending.append((ts, gateway_heartbeat_line(self.site_id, self.gateway_id, now)))
         for area, device, fields in self._device_health.take_with_reach(self._reach(), self._areas, self._udp):
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
         self._wake.set()

@@ -157,8 +157,10 @@ class _IngestSink(HistorianSink):
         self._acknowledge = acknowledge
         self._counters = counters
 
+    writes_heartbeat = False  # not a gateway: the gateways' own status comes through MQTT (gateway_status)
+
     def put_gateway_status(self, online: bool, reason: str) -> None:
-        """Not a gateway: the gateways' own status comes through MQTT (``gateway_status``)."""
+        """Not a gateway (see ``writes_heartbeat``)."""
 
     def put(self, rows: list[Row], ack: _Ack) -> None:
         """Any thread. An empty ``rows`` (a refused message) is acknowledged with the next commit, in order."""
