@@ -34,8 +34,8 @@ class BuildSettings:
 
     def window(self, *measurements: str) -> float:
         """Seconds without data after which a panel over ``measurements`` shows them as stale."""
-        return min(MAX_SILENCE_S, max((self.fresh_s.get(m, MAX_SILENCE_S) for m in measurements),
-                                      default=MAX_SILENCE_S))
+        known = [self.fresh_s[m] for m in measurements if m in self.fresh_s]  # kinds the site has devices of
+        return min(MAX_SILENCE_S, max(known, default=MAX_SILENCE_S))
 
     def limit_pair(self, kind: str, signal: str, alarm: float, trip: float) -> tuple[float, float]:
         """(alarm, trip) lines of ``signal`` on ``kind``: the site's rules where it has them."""
