@@ -195,6 +195,14 @@ def stat_panel(title: str, *queries: InfluxQL, unit: str = "", height: int = 4, 
     return _panel(stat.Panel, title, queries, height, width, unit, description)
 
 
+def state_tiles(title: str, q: InfluxQL, mappings: list, *, width: int = 8, height: int = 4,
+                description: str = "") -> stat.Panel:
+    """A coloured tile per series: its latest value through ``mappings`` (up / down, ring states)."""
+    return (stat_panel(title, q, width=width, height=height, description=description)
+            .mappings(mappings).color_mode("background").graph_mode("none").text_mode("value_and_name")
+            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"])))
+
+
 def state_panel(title: str, *queries: InfluxQL, mappings=None, height: int = 8, width: int = 24,
                 description: str = "", fresh: tuple[str, ...] = ()) -> statetimeline.Panel:
     """A state timeline. With ``fresh`` (the measurements read), its buckets are at least their staleness

@@ -182,6 +182,21 @@ def translate_text(text: str, lang: str) -> str:
     return template.format(*numbers) if template is not None else text
 
 
+def visible_texts(node, where: str = ""):
+    """(where, text) of every text a dashboard model shows (the keys ``localise`` translates)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SKIPPED_KEYS:
+                continue
+            if key in TRANSLATED_KEYS and isinstance(value, str):
+                yield f"{where}.{key}", value
+            else:
+                yield from visible_texts(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from visible_texts(item, f"{where}[{i}]")
+
+
 def _walk(node, lang: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():

@@ -3,11 +3,11 @@ rates, the switches as a status grid, and the UPS. Data: ``network_ring`` (the g
 ``network_switch`` and ``ups`` (the SNMP readings), ``device_state``; see docs/network.md."""
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common, dashboard
+from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.common import VisibilityMode
 
 from dashboards.common import (ONLINE_MAPPINGS, RING_MAPPINGS, TRIP_MAPPINGS, UID_NETWORK, new_dashboard, query,
-                               stat_panel, state_panel, table_panel, thresholds, timeseries_panel, units_by_column,
+                               state_panel, state_tiles, table_panel, thresholds, timeseries_panel, units_by_column,
                                variables, where)
 
 HIDE = VisibilityMode.NEVER
@@ -19,11 +19,9 @@ RINGS = where(area=False, device=False)  # network_ring: tags site and ring only
 def ring_tiles():
     """One tile per ring: its latest state, coloured (closed green, open yellow, segmented red)."""
     text = f'SELECT last("state_code") AS "state" FROM "network_ring" {RINGS} GROUP BY "ring"'
-    return (stat_panel("Rings", query(text, alias="$tag_ring"), width=8, height=6,
+    return state_tiles("Rings", query(text, alias="$tag_ring"), RING_MAPPINGS, height=6,
                        description="Each ring's latest diagnosis: closed, open (redundancy lost), segmented "
                                    "(switches and devices cut off)")
-            .mappings(RING_MAPPINGS).color_mode("background").graph_mode("none").text_mode("value_and_name")
-            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"])))
 
 
 def ring_table():

@@ -8,8 +8,8 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.common import (ACTIVE_ALARMS, RING_MAPPINGS, STALE_LOOKBACK, STATUS_MAPPINGS, UID_ALARMS, UID_BELT,
                                UID_HEALTH, UID_LONGWALL, UID_NETWORK, UID_OVERVIEW, UID_ROADWAY, fresh_status, link_to,
-                               matching, new_dashboard, priority_column, query, stat_panel, table_panel, thresholds,
-                               value_colours, variables, where)
+                               matching, new_dashboard, priority_column, query, stat_panel, state_tiles, table_panel,
+                               thresholds, value_colours, variables, where)
 from dashboards.settings import HEALTH_INTERVAL_S
 
 AREA_GROUPS = (  # (tile title, equipment measurements, the area's dashboard)
@@ -53,22 +53,18 @@ def gateways_tile():
     fresh = (f'SELECT count("heartbeat") * 0 + 1 AS "up" FROM "gateway_status" WHERE {SITE_ONLY} AND '
              f'time > now() - {2 * HEALTH_INTERVAL_S:g}s GROUP BY "gateway"')
     text = f'SELECT sum("up") + 1 AS "up" FROM ({status}), ({known}), ({fresh}) GROUP BY "gateway"'
-    return (stat_panel("Gateways", query(text, alias="$tag_gateway"), width=8, height=4,
+    return state_tiles("Gateways", query(text, alias="$tag_gateway"), UP_DOWN,
                        description=f"Down: stopped (its last status), or no health point for "
-                                   f"{2 * HEALTH_INTERVAL_S:g} s (crashed, cut off); click for gateway health")
-            .mappings(UP_DOWN).color_mode("background").graph_mode("none").text_mode("value_and_name")
-            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"]))
-            .data_links([link_to(UID_HEALTH, "Gateway health")]))
+                                   f"{2 * HEALTH_INTERVAL_S:g} s (crashed, cut off); click for gateway health") \
+        .data_links([link_to(UID_HEALTH, "Gateway health")])
 
 
 def uplinks_tile():
     """Each district's uplink (its MQTT bridge to the surface): its last notification, 1 up, 0 down."""
     text = f'SELECT last("up") AS "up" FROM "uplink_status" WHERE {SITE_ONLY} GROUP BY "district"'
-    return (stat_panel("Uplinks", query(text, alias="$tag_district"), width=8, height=4,
+    return state_tiles("Uplinks", query(text, alias="$tag_district"), UP_DOWN,
                        description="Each district broker's bridge to the surface (its notification; the surface "
                                    "broker's last will when it is cut)")
-            .mappings(UP_DOWN).color_mode("background").graph_mode("none").text_mode("value_and_name")
-            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"])))
 
 
 def network_tile():

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 import dashboards
-from dashboards.i18n import ALLOWED, SKIPPED_KEYS, TRANSLATED_KEYS
+from dashboards.i18n import ALLOWED, visible_texts
 from tests.grafana_util import panel_queries, panels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,23 +20,8 @@ ZH = dashboards.build_all(lang="zh")
 LATIN = re.compile(r"[A-Za-z]{2,}|\b[B-UW-Zb-gi-z]\b")  # words; single letters beyond the unit ones
 
 
-def texts(node, where: str = ""):
-    """(where, text) of every user-visible text of a dashboard model."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in SKIPPED_KEYS:
-                continue
-            if key in TRANSLATED_KEYS and isinstance(value, str):
-                yield f"{where}.{key}", value
-            else:
-                yield from texts(value, f"{where}.{key}")
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            yield from texts(item, f"{where}[{i}]")
-
-
 def test_no_english_is_left_in_zh_beyond_the_allow_list():
-    left = [(uid, where, text) for uid, model in ZH.items() for where, text in texts(model)
+    left = [(uid, where, text) for uid, model in ZH.items() for where, text in visible_texts(model)
             if LATIN.search(ALLOWED.sub("", text))]
     assert not left, "\n".join(f"{uid} {where}: {text!r}" for uid, where, text in left)
 
