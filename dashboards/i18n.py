@@ -61,6 +61,8 @@ TERMS: dict[str, str] = {
     "cleared, not acknowledged": "已恢复，未确认", "normal": "正常",
     "{} critical": "{} 紧急", "{} high": "{} 高", "{} medium": "{} 中", "{} low": "{} 低",
     # overview
+    "No data since": "数据中断的设备", "Machines whose readings stopped (their gateway or the uplink is down, or the "
+    "machine's link): the time of their last reading": "读数已中断的设备（网关或上行链路中断，或设备连接中断）：最后一次读数的时间",
     "Longwall faces": "综采工作面", "Headings": "掘进工作面", "Belt lines": "带式输送机", "Network": "环网",
     "Gateways": "网关", "Uplinks": "上行链路", "Active alarms": "当前报警", "Active alarms by priority": "按优先级的当前报警",
     "Devices online": "在线设备", "Data dropped": "丢失数据", "MQTT uplink": "MQTT 上传",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import common, dashboard
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.common import (ACTIVE_ALARMS, RING_MAPPINGS, STALE_LOOKBACK, STATUS_MAPPINGS, UID_ALARMS, UID_BELT,
+from dashboards.common import (EQUIPMENT, FRESHNESS_SIGNAL, STALE, ACTIVE_ALARMS, RING_MAPPINGS, STALE_LOOKBACK, STATUS_MAPPINGS, UID_ALARMS, UID_BELT,
                                UID_HEALTH, UID_LONGWALL, UID_NETWORK, UID_OVERVIEW, UID_ROADWAY, fresh_status, link_to,
                                matching, new_dashboard, priority_column, query, stat_panel, state_tiles, table_panel,
                                thresholds, value_colours, variables, where)
@@ -80,6 +80,27 @@ def network_tile():
             .data_links([link_to(UID_NETWORK, "Open the network dashboard")]))
 
 
+def no_data_since():
+    """The machines whose readings stopped, and since when: each machine's status (A: fresh or STALE + it)
+    joined by device with the time of its last reading (B), keeping the stale ones."""
+    kinds = EQUIPMENT
+    status = fresh_status(kinds, matching(device=False), '"area", "device"', timeline=False)
+    sources = ", ".join(f'"{k}"' for k in kinds)
+    seen = (f'SELECT last("{FRESHNESS_SIGNAL}") AS "seen" FROM {sources} WHERE {matching(device=False)} AND '
+            f'time > now() - {STALE_LOOKBACK} GROUP BY "area", "device"')
+    steps = [model.DataTransformerConfig(id_val="joinByField", options={"byField": "device", "mode": "outer"}),
+             model.DataTransformerConfig(id_val="filterByValue", options={
+                 "type": "include", "match": "any",
+                 "filters": [{"fieldName": "code", "config": {"id": "greaterOrEqual", "options": {"value": STALE}}}]}),
+             model.DataTransformerConfig(id_val="organize", options={
+                 "excludeByName": {"Time 1": True, "seen": True, "area 2": True},
+                 "renameByName": {"Time 2": "last reading", "area 1": "area", "code": "status"}})]
+    return (table_panel("No data since", query(status, as_table=True), query(seen, "B", as_table=True), width=24,
+                        height=6, description="Machines whose readings stopped (their gateway or the uplink is "
+                                              "down, or the machine's link): the time of their last reading")
+            .transformations(steps).mappings(STATUS_MAPPINGS))
+
+
 def devices_reporting():
     """Devices whose latest health interval (10 s) had a good poll, of the devices reporting."""
     per_device = ('SELECT last("polls") - last("failed_polls") AS "ok", last("polls") AS "polls" '
@@ -102,6 +123,7 @@ def build() -> dashboard.Dashboard:
     board.with_panel(network_tile())
     board.with_panel(gateways_tile())
     board.with_panel(uplinks_tile())
+    board.with_panel(no_data_since())
     board.with_row(dashboard.Row("Alarms"))
     board.with_panel(stat_panel("Active alarms", query(f'SELECT count("state") AS "active" FROM ({ACTIVE_ALARMS})'
                                                        ' WHERE "state" =~ /^active/'),

@@ -8,8 +8,10 @@ import re
 import dashboards
 from dashboards import common
 from tests.grafana_util import InfluxQuery, Variables, panel_queries, panels
+from tests import two_gateway_site as fill
 from tests.two_gateway_site import (EXPECTED_AREAS, EXPECTED_GATEWAYS, EXPECTED_UPLINKS, HEALTH, LEGS, SITE,
-                                    STATUS_HISTORY, two_gateway_site)  # noqa: F401 - the fixture
+                                    STALE_DEVICES, STALE_SINCE_S, STATUS_HISTORY,
+                                    two_gateway_site)  # noqa: F401 - the fixture
 
 BUILT = dashboards.build_all()
 REDUCERS = {"max": max, "min": min, "lastNotNull": lambda v: v[-1], "last": lambda v: v[-1],
@@ -26,8 +28,8 @@ def panel(uid: str, title: str) -> dict:
     return next(p for p in panels(BUILT[uid]) if p.get("title") == title)
 
 
-def run(site, uid: str, title: str, interval: str = "5s") -> list[dict]:
-    [q] = [q for q in panel_queries(BUILT[uid]) if q.panel == title]
+def run(site, uid: str, title: str, interval: str = "5s", ref: str = "A") -> list[dict]:
+    [q] = [q for q in panel_queries(BUILT[uid]) if q.panel == title and q.ref_id == ref]
     return InfluxQuery(site.url, site.database).series(everything(interval).interpolate(q.text))
 
 
@@ -107,6 +109,23 @@ def test_active_alarms_whatever_their_age(two_gateway_site):  # noqa: F811
     assert [row[table["columns"].index("device")] for row in table["values"]] == ["shearer-1201"]
 
 
+def test_no_data_since_lists_the_stale_machines_with_their_last_reading(two_gateway_site):  # noqa: F811
+    """Query A (status, STALE + it when stale) joined by device with query B (the last reading's time), kept
+    where the status is stale: the crashed gateway's machines, since their last reading."""
+    p = panel(common.UID_OVERVIEW, "No data since")
+    steps = {t["id"]: t["options"] for t in p["transformations"]}
+    assert steps["joinByField"]["byField"] == "device"
+    [rule] = steps["filterByValue"]["filters"]
+    assert rule["fieldName"] == "code" and rule["config"]["id"] == "greaterOrEqual"
+    codes = {s["tags"]["device"]: s["values"][0][1] for s in run(two_gateway_site, common.UID_OVERVIEW,
+                                                                 "No data since")}
+    seen = {s["tags"]["device"]: s["values"][0][0] for s in run(two_gateway_site, common.UID_OVERVIEW,
+                                                                "No data since", ref="B")}
+    shown = {d: seen[d] for d, code in codes.items() if code >= rule["config"]["options"]["value"]}
+    assert set(shown) == STALE_DEVICES
+    assert all(abs(t - (fill.NOW_S - STALE_SINCE_S - 1) * 1000) < 1 for t in shown.values()), shown
+
+
 # ---- the longwall faces ----
 
 def test_supports_below_setting_per_face(two_gateway_site):  # noqa: F811
@@ -131,7 +150,8 @@ def test_status_timeline_turns_to_no_data_when_readings_stop(two_gateway_site): 
     interval = p["interval"]
     assert interval == "25s"  # no site: the mine's polling rule
     series = run(two_gateway_site, common.UID_LONGWALL, "Equipment status", interval=interval)
-    last = {s["tags"]["device"]: [v for _, v in s["values"] if v is not None][-1] for s in series}
+    filled = (fill.NOW_S - 1) * 1000  # the bucket of the fill's last reading: whole for the crashed gateway's
+    last = {s["tags"]["device"]: [v for t, v in s["values"] if t <= filled][-1] for s in series}
     assert last == {d: STATUS_HISTORY[d][-1][1] + (common.STALE if d.endswith("1203") else 0)
                     for d in ("shearer-1201", "afc-1201", "shearer-1203", "afc-1203")}
     assert {d: mapped(p, v) for d, v in last.items()} == {"shearer-1201": "running", "afc-1201": "stopped",

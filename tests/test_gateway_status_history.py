@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import dashboards
+from dashboards import common
 from gateway.config import Area, BufferConfig, HistorianConfig, Site, SiteConfig
 from gateway.contract import GatewayStatus
 from gateway.historian.sink import HistorianSink
 from gateway.surface.convert import Converter, Refused
+from tests.dashboard_site import drain
+from tests.grafana_util import InfluxQuery, Variables, panel_queries
 from tests.test_ingest_compact import publish, until, worker
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
@@ -80,3 +84,26 @@ def test_bad_status_messages_are_refused_where_they_are_wrong():
             assert exc.reason == reason, (bad_topic, exc)
         else:
             raise AssertionError(f"{bad_topic} {bad_payload!r} was accepted")
+
+
+async def test_a_stopped_gateway_shows_as_down_on_the_overview(influxdb, tmp_path):
+    """The overview's Gateways tile, on what a real sink wrote: up while it runs, down once it stopped."""
+    database = influxdb.create_database("gwdown")
+    site = SITE.model_copy(update={"historian": HistorianConfig(
+        url=influxdb.url, database=database, buffer=BufferConfig(path=tmp_path / "buffer.sqlite3"))})
+    [tile] = [q for q in panel_queries(dashboards.build_all()[common.UID_OVERVIEW]) if q.panel == "Gateways"]
+    text = Variables({"site": ["mine-1"]}).interpolate(tile.text)
+    influx = InfluxQuery(influxdb.url, database)
+
+    def shown() -> dict:
+        return {s["tags"]["gateway"]: s["values"][0][1] for s in influx.series(text)}
+
+    sink = HistorianSink(site.historian, site)
+    sink.health_interval = 0.2
+    await sink.start()
+    try:
+        await until(lambda: shown() == {"gw-7": 1}, what="up while it runs")
+    finally:
+        await sink.stop()
+    await drain(site)  # what the stopped gateway left in its buffer: its "stopped" status
+    assert shown() == {"gw-7": 0}
