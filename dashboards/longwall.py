@@ -27,7 +27,8 @@ def leg_pressure_bars(leg: str):
                          description=f"Grey: lowered to advance; orange: below the setting pressure "
                                      f"({s.setting_mpa:g} MPa); green: set; red: at the yield valve "
                                      f"({s.yield_mpa:g} MPa and over)")
-            .min(0).max(60).data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
+            .min(0).max(max(60.0, 1.5 * s.yield_mpa))
+            .data_links([link_to(UID_ROOF, "Roof pressure of ${area}", area="${area}")]))
 
 
 def build() -> dashboard.Dashboard:
