@@ -14,9 +14,12 @@ LOAD_RISE_STEPS = thresholds((None, "green"), (2, "orange"))  # > 2 MPa/h in the
 
 
 def by_gauge(title: str, pattern: str, unit: str, description: str = "", fn: str = "mean", width: int = 12):
-    """Every gauge whose signal name matches ``pattern`` (a regex), one line each, named after the signal."""
-    text = f'SELECT {fn}(/{pattern}/) FROM "roof_pressure" {where()} GROUP BY time($__interval) fill(null)'
-    return timeseries_panel(title, query(text, alias="$col"), unit=unit, width=width, description=description)
+    """Every gauge whose signal name matches ``pattern`` (a regex), one line each, named after its device
+    (roof-pressure system of a face) and signal: two faces' gauge 1 stay two lines."""
+    text = (f'SELECT {fn}(/{pattern}/) FROM "roof_pressure" {where()} GROUP BY time($__interval), "device" '
+            'fill(null)')
+    return timeseries_panel(title, query(text, alias="$tag_device $col"), unit=unit, width=width,
+                            description=description)
 
 
 def build() -> dashboard.Dashboard:

@@ -9,7 +9,7 @@ import dashboards
 from dashboards import common
 from tests.grafana_util import InfluxQuery, Variables, panel_queries, panels
 from tests import two_gateway_site as fill
-from tests.two_gateway_site import (EXPECTED_AREAS, EXPECTED_GATEWAYS, EXPECTED_UPLINKS, HEALTH, LEGS, SITE,
+from tests.two_gateway_site import (EXPECTED_AREAS, EXPECTED_GATEWAYS, EXPECTED_UPLINKS, HEALTH, LEGS, LOAD_RISE, SITE,
                                     STALE_DEVICES, STALE_SINCE_S, STATUS_HISTORY,
                                     two_gateway_site)  # noqa: F401 - the fixture
 
@@ -141,6 +141,12 @@ def test_leg_pressure_bars_keep_the_faces_apart(two_gateway_site):  # noqa: F811
     got = {s["tags"]["device"]: dict(zip(s["columns"], s["values"][0])) for s in series}
     for device, (_, _, legs, _) in LEGS.items():
         assert {n: got[device][f"last_support_{n:03d}_front_leg_pressure"] for n in legs} == legs
+
+
+def test_roof_pressure_gauges_per_face(two_gateway_site):  # noqa: F811
+    series = run(two_gateway_site, common.UID_ROOF, "Load-rise rate (front legs)")
+    got = {s["tags"]["device"]: max(v for _, v in s["values"] if v is not None) for s in series}
+    assert got == LOAD_RISE
 
 
 def test_status_timeline_turns_to_no_data_when_readings_stop(two_gateway_site):  # noqa: F811

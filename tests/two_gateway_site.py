@@ -49,6 +49,7 @@ EXPECTED_UPLINKS = {"district-1": 1, "district-2": 0}
 HEALTH = {"gw-north": {"dropped": 0, "mqtt_dropped": 0, "mqtt_queued": 3, "depth": 5},
           "gw-south": {"dropped": 500, "mqtt_dropped": 7, "mqtt_queued": 1200, "depth": 100}}
 LEGS = {"rp-1201": ("face-1201", 300, {1: 30.1, 2: 25.0}, 2), "rp-1203": ("face-1203", 150, {1: 2.0, 2: 3.0}, 7)}
+LOAD_RISE = {"rp-1201": 1.5, "rp-1203": 3.0}  # MPa/h of support 1's front leg
 OLD_ALARM_DAYS = 10  # raised this long ago and still active
 REFILL_S = 8.0  # the freshest points are 1-2 s old; windows are 20-25 s
 
@@ -88,6 +89,7 @@ def _roof_lines() -> list[str]:
     for device, (area, ago, legs, below) in LEGS.items():
         fields = {f"support_{n:03d}_front_leg_pressure": v for n, v in legs.items()}
         fields["supports_below_setting"] = below
+        fields["support_001_front_leg_load_rise_rate"] = LOAD_RISE[device]
         lines.append(point("roof_pressure", {"site": SITE, "area": area, "device": device}, fields, _at(ago)))
     return lines
 

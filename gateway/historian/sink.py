@@ -308,7 +308,8 @@ class HistorianSink(Sink):
             return True
         self._pending, self._pending_events = [], []
         limit = self.PROBE_LINES if self._unwritable else None  # a refusing file costs a few lines a try
-        tried = rows[:limit], events[:limit]
+        tried_events = events[:limit]  # at most PROBE_LINES in all, events (few) first
+        tried = rows[:None if limit is None else limit - len(tried_events)], tried_events
         self.commits += 1
         try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
             await asyncio.shield(self._in_db(self._buffer.put, *tried))
