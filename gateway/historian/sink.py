@@ -166,8 +166,8 @@ class HistorianSink(Sink):
     writes_heartbeat = True  # gateway_status heartbeat with every health tick (not the surface ingest: no gateway)
 
     def put_gateway_status(self, online: bool, reason: str) -> None:
-        """``gateway_status``: this gateway up at start, down at a clean stop (a crash leaves its
-        ``gateway_health`` heartbeat stopping, which the dashboards show as down; docs/dashboards.md)."""
+        """``gateway_status``: this gateway up at start, down at a clean stop (a crash stops its heartbeats,
+        written with every health tick: the dashboards show it down; docs/dashboards.md)."""
         now = utcnow()
         self._put_event(now.timestamp(), gateway_status_line(self.site_id, self.gateway_id, online, reason, now))
 
