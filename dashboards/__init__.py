@@ -1,9 +1,11 @@
 """Grafana dashboards of the dispatch centre, as code (grafana-foundation-sdk).
 
 One module per dashboard, each with ``build()`` returning the SDK's builder.
-``build_all()`` turns them into Grafana's JSON model; ``minegw dashboards build`` writes
-that JSON into ``dashboards/json/`` (committed: Grafana's file provisioning reads it and
-needs no Python), ``minegw dashboards push`` sends it to a Grafana server.
+``build_all()`` turns them into Grafana's JSON model, with the thresholds of a site
+(``dashboards/settings.py``) and in English or Chinese (``dashboards/i18n.py``);
+``minegw dashboards build`` writes that JSON into ``dashboards/json/`` (zh: ``dashboards/json-zh/``;
+committed: Grafana's file provisioning reads it and needs no Python), ``minegw dashboards push``
+sends it to a Grafana server.
 """
 from __future__ import annotations
 
@@ -14,21 +16,28 @@ from pathlib import Path
 MODULES = ("overview", "longwall", "roadway", "belt", "roof_pressure", "video_broadcast", "alarms_commands",
            "gateway_health", "network")
 JSON_DIR = Path(__file__).parent / "json"
+JSON_DIRS = {"en": JSON_DIR, "zh": Path(__file__).parent / "json-zh"}  # each provisioned in its own folder
 
 
-def build_all() -> dict[str, dict]:
-    """uid → the dashboard's JSON model, in the order of ``MODULES``."""
+def build_all(settings=None, lang: str = "en") -> dict[str, dict]:
+    """uid → the dashboard's JSON model, in the order of ``MODULES``: with ``settings`` (a
+    :class:`dashboards.settings.BuildSettings`; default: the reference values) and in ``lang``."""
     # Imported here: pushing the committed JSON (extra ``grafana``) needs no SDK.
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+    from dashboards.i18n import localise
+    from dashboards.settings import BuildSettings, using
+
     built: dict[str, dict] = {}
-    for name in MODULES:
-        model = json.loads(json.dumps(import_module(f"dashboards.{name}").build().build(), cls=JSONEncoder))
-        _number_panels(model)
-        if model["uid"] in built:
-            raise ValueError(f"dashboards.{name}: uid {model['uid']!r} is used twice")
-        built[model["uid"]] = model
-    return built
+    with using(settings or BuildSettings()):
+        for name in MODULES:
+            model = json.loads(json.dumps(import_module(f"dashboards.{name}").build().build(), cls=JSONEncoder))
+            _number_panels(model)
+            if model["uid"] in built:
+                raise ValueError(f"dashboards.{name}: uid {model['uid']!r} is used twice")
+            built[model["uid"]] = model
+    uids = set(built)
+    return {model["uid"]: model for model in (localise(m, lang, uids) for m in built.values())}
 
 
 def _number_panels(model: dict) -> None:

@@ -21,7 +21,7 @@ def build() -> dashboard.Dashboard:
         "Alarms needing attention",
         query(f'SELECT "priority", "state", "device", "kind", "message" FROM ({ACTIVE_ALARMS}) '
               "WHERE \"state\" != 'normal' AND \"device\" =~ /^$device$/", as_table=True), height=8,
-        description="Active, or cleared but not acknowledged (last 7 days); acknowledge with `minegw alarm ack`")))
+        description="Active, or cleared but not acknowledged; acknowledge with `minegw alarm ack`")))
     board.with_panel(state_panel("Alarm lifecycle", query(
         f'SELECT last("state") AS "state" FROM "alarm_event" {where()} '
         f'GROUP BY time($__interval), "alarm" fill(previous)', alias="$tag_alarm"),

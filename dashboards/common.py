@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.influxql import InfluxQL
-from gateway.derived.roof_pressure import RoofPressureConfig
+from dashboards.settings import current
 
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid="minegw-influxdb")
 TAG = "minegw"  # every dashboard carries it; the dashboard links list dashboards by it
@@ -22,6 +22,14 @@ EQUIPMENT = ("shearer", "face_conveyor", "roadheader", "belt_conveyor")  # kinds
 # Equipment status (gateway/derived/status.py): codes ordered by severity, so that an area's
 # status is the max() of its devices'.
 STATUS = {0: ("stopped", "blue"), 1: ("running", "green"), 2: ("offline", "#8e8e8e"), 3: ("fault", "red")}
+# A device whose readings stopped for longer than its staleness window (dashboards/settings.py) shows
+# STALE + its last status (10-13, "no data"): worse than any live status, so the worst-of-area max()
+# shows it. STALE_LOOKBACK: how far back a device's last status is looked for.
+STALE = 10
+STALE_LOOKBACK = "30d"
+# The freshness signal of each equipment kind: read with every poll (every max_silence with report
+# by exception), unlike status_code (written on change and as a 30 s heartbeat).
+FRESHNESS_SIGNAL = "running"
 
 # UIDs of the dashboards that link to one another (stable: Grafana URLs and links use them).
 UID_OVERVIEW = "minegw-overview"
@@ -37,16 +45,24 @@ UID_NETWORK = "minegw-network"
 
 # ---- queries ----
 
-def where(*conditions: str, area: bool = True, device: bool = True) -> str:
-    """``WHERE`` the selected site (and area, device) and the dashboard's time range."""
+def matching(*conditions: str, area: bool = True, device: bool = True) -> str:
+    """The selected site (and area, device) and ``conditions``, AND-ed (no time)."""
     parts = ['"site" =~ /^$site$/']
     if area:
         parts.append('"area" =~ /^$area$/')
     if device:
         parts.append('"device" =~ /^$device$/')
-    parts += conditions
-    parts.append("$timeFilter")
-    return "WHERE " + " AND ".join(parts)
+    return " AND ".join([*parts, *conditions])
+
+
+def where(*conditions: str, area: bool = True, device: bool = True) -> str:
+    """``WHERE`` the selected site (and area, device) and the dashboard's time range."""
+    return f"WHERE {matching(*conditions, area=area, device=device)} AND $timeFilter"
+
+
+def window(*measurements: str) -> str:
+    """The staleness window of ``measurements`` as an InfluxQL duration (``25s``)."""
+    return f"{current().window(*measurements):g}s"
 
 
 def query(text: str, ref: str = "A", *, alias: str | None = None, as_table: bool = False) -> InfluxQL:
@@ -131,7 +147,24 @@ def value_colours(mapping: dict[str, tuple[str, str]]) -> list[model.ValueMap]:
                                     for i, (value, (text, colour)) in enumerate(mapping.items())})]
 
 
-STATUS_MAPPINGS = value_colours({str(code): (text, colour) for code, (text, colour) in STATUS.items()})
+NO_DATA = ("no data", "#5a5a5a")  # stale: the device (or its gateway, or the uplink) stopped sending
+
+
+def stale_mappings(mappings: list | None = None) -> list:
+    """``mappings`` and null shown as "no data" (a state timeline's empty bucket: the device is stale)."""
+    null = model.SpecialValueMap(options=model.DashboardSpecialValueMapOptions(
+        match=model.SpecialValueMatch.NULL, result=model.ValueMappingResult(text=NO_DATA[0], color=NO_DATA[1])))
+    return [*(mappings or []), null]
+
+
+STATUS_MAPPINGS = [
+    *value_colours({str(code): (text, colour) for code, (text, colour) in STATUS.items()}),
+    model.RangeMap(options=model.DashboardRangeMapOptions(
+        from_val=STALE, to=STALE + max(STATUS), result=model.ValueMappingResult(text=NO_DATA[0], color=NO_DATA[1]))),
+    model.RangeMap(options=model.DashboardRangeMapOptions(
+        from_val=-STALE, to=-STALE + max(STATUS), result=model.ValueMappingResult(text="no status yet",
+                                                                                   color=NO_DATA[1]))),
+]
 TRIP_MAPPINGS = value_colours({"false": ("ok", "green"), "true": ("TRIP", "red"),
                                "0": ("ok", "green"), "1": ("TRIP", "red")})
 RING_STATES = {0: ("closed", "green"), 1: ("open", "yellow"), 2: ("segmented", "red"), 3: ("unknown", "#8e8e8e")}
@@ -145,8 +178,7 @@ def _panel(builder, title: str, queries: tuple[InfluxQL, ...], height: int, widt
            description: str = ""):
     """A panel of the given SDK builder class reading the historian, with the house defaults."""
     panel = builder().title(title).datasource(DATASOURCE).height(height).span(width).targets(list(queries))
-    if unit:
-        panel.unit(unit)
+    panel.unit(unit or "none")  # every panel has a unit; "none": counts, states, text
     if description:
         panel.description(description)
     return panel
@@ -163,10 +195,30 @@ def stat_panel(title: str, *queries: InfluxQL, unit: str = "", height: int = 4, 
     return _panel(stat.Panel, title, queries, height, width, unit, description)
 
 
+def state_tiles(title: str, q: InfluxQL, mappings: list, *, width: int = 8, height: int = 4,
+                description: str = "") -> stat.Panel:
+    """A coloured tile per series: its latest value through ``mappings`` (up / down, ring states)."""
+    return (stat_panel(title, q, width=width, height=height, description=description)
+            .mappings(mappings).color_mode("background").graph_mode("none").text_mode("value_and_name")
+            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"])))
+
+
 def state_panel(title: str, *queries: InfluxQL, mappings=None, height: int = 8, width: int = 24,
-                description: str = "") -> statetimeline.Panel:
-    return _panel(statetimeline.Panel, title, queries, height, width, description=description) \
-        .merge_values(True).show_value(common_model.VisibilityMode.AUTO).fill_opacity(80).mappings(mappings or [])
+                description: str = "", fresh: tuple[str, ...] = ()) -> statetimeline.Panel:
+    """A state timeline. With ``fresh`` (the measurements read), its buckets are at least their staleness
+    window long (``$__interval``, queries with ``fill(null)``): an empty bucket is shown as "no data"."""
+    panel = _panel(statetimeline.Panel, title, queries, height, width, description=description) \
+        .merge_values(True).show_value(common_model.VisibilityMode.AUTO).fill_opacity(80)
+    if fresh:
+        return panel.interval(window(*fresh)).mappings(stale_mappings(mappings))
+    return panel.mappings(mappings or [])
+
+
+def units_by_column(panel, units: dict[str, str]):
+    """Per-column units of a panel mixing signals: ``{"speed$": "velocityms", ...}`` (regex on the name)."""
+    for regex, unit in units.items():
+        panel.override_by_regexp(regex, [model.DynamicConfigValue(id_val="unit", value=unit)])
+    return panel
 
 
 def table_panel(title: str, *queries: InfluxQL, height: int = 10, width: int = 24,
@@ -184,11 +236,11 @@ def bar_panel(title: str, *queries: InfluxQL, unit: str = "", height: int = 9, w
 PRIORITIES = {1: ("critical", "red"), 2: ("high", "orange"), 3: ("medium", "yellow"), 4: ("low", "blue")}
 PRIORITY_MAPPINGS = value_colours({str(p): (f"{p} {text}", colour) for p, (text, colour) in PRIORITIES.items()})
 
-# Each alarm's latest transition in the last 7 days (an alarm raised before the dashboard's
-# time range is still active); the outer query picks the states it wants.
+# Each alarm's latest transition, whatever its age (an alarm raised long before the dashboard's time
+# range and still active is active: no time condition); the outer query picks the states it wants.
 ACTIVE_ALARMS = ('SELECT last("state") AS "state", last("priority") AS "priority", last("kind") AS "kind", '
                  'last("message") AS "message" FROM "alarm_event" '
-                 'WHERE "site" =~ /^$site$/ AND "area" =~ /^$area$/ AND time > now() - 7d GROUP BY "alarm", "device"')
+                 'WHERE "site" =~ /^$site$/ AND "area" =~ /^$area$/ GROUP BY "alarm", "device"')
 
 
 def priority_column(panel: table.Panel) -> table.Panel:
@@ -200,11 +252,16 @@ def priority_column(panel: table.Panel) -> table.Panel:
 
 # ---- roof pressure (docs/roof-pressure.md) ----
 
-SETTING_MPA = RoofPressureConfig().required_setting_mpa  # below it after setting: an under-set support
-LOWERED_MPA = RoofPressureConfig().lowered_mpa  # below it a leg is lowered to advance
-YIELD_MPA = 38.0  # the yield valve opens at 38-40 MPa (mine-domain.md)
-LEG_PRESSURE_COLOURS = thresholds((None, "#8e8e8e"), (LOWERED_MPA, "orange"), (SETTING_MPA, "green"),
-                                  (YIELD_MPA, "red"))
+def leg_pressure_colours() -> dashboard.ThresholdsConfig:
+    """Grey lowered (advancing), orange below the setting pressure, green set, red at the yield valve (the site's)."""
+    s = current()
+    return thresholds((None, "#8e8e8e"), (s.lowered_mpa, "orange"), (s.setting_mpa, "green"), (s.yield_mpa, "red"))
+
+
+def limit_steps(kind: str, signal: str, alarm: float, trip: float) -> dashboard.ThresholdsConfig:
+    """Green, orange from the alarm limit, red from the trip limit: the site's alarm rules where it has them."""
+    alarm, trip = current().limit_pair(kind, signal, alarm, trip)
+    return thresholds((None, "green"), (alarm, "orange"), (trip, "red"))
 
 
 def timeseries_by_device(title: str, measurement: str, *fields: str, unit: str = "", fn: str = "mean",
@@ -217,34 +274,60 @@ def timeseries_by_device(title: str, measurement: str, *fields: str, unit: str =
                             description=description)
 
 
+def fresh_status(measurements: tuple[str, ...], conditions: str, group: str, *, timeline: bool) -> str:
+    """Each device's status code, or STALE + it when its readings stopped for longer than the window.
+
+    Two subqueries summed per device: the last status + STALE (carried forward), and -STALE where
+    readings (``FRESHNESS_SIGNAL``) came within the window: fresh gives the status, stale STALE + it.
+    ``timeline``: per ``$__interval`` bucket of the time range (the panel's interval is the window);
+    else now, the status looked for over ``STALE_LOOKBACK`` and the readings over the window.
+    """
+    sources = ", ".join(f'"{m}"' for m in measurements)
+    if timeline:
+        by, status_time, fresh_time = f"time($__interval), {group}", "$timeFilter", "$timeFilter"
+        last, seen = " fill(previous)", " fill(none)"
+    else:
+        by, status_time, fresh_time = group, f"time > now() - {STALE_LOOKBACK}", f"time > now() - {window(*measurements)}"
+        last = seen = ""
+    status = (f'SELECT last("status_code") + {STALE} AS "code" FROM {sources} WHERE {conditions} AND {status_time} '
+              f'GROUP BY {by}{last}')
+    fresh = (f'SELECT count("{FRESHNESS_SIGNAL}") * 0 - {STALE} AS "code" FROM {sources} WHERE {conditions} AND '
+             f'{fresh_time} GROUP BY {by}{seen}')
+    outer = " WHERE $timeFilter" if timeline else ""
+    return f'SELECT sum("code") AS "code" FROM ({status}), ({fresh}){outer} GROUP BY {by}' + (
+        " fill(null)" if timeline else "")
+
+
 def status_timeline(title: str, uid: str, *measurements: str, links=(), height: int = 6) -> statetimeline.Panel:
-    """Running / stopped / fault / offline of each device over time (gateway/derived/status.py).
+    """Running / stopped / fault / offline of each device over time (gateway/derived/status.py), "no data"
+    where its readings stopped for longer than the staleness window (the panel's minimum interval).
 
     A click on a machine opens this dashboard (``uid``) for that machine alone, or its alarms.
     """
-    sources = ", ".join(f'"{m}"' for m in measurements)
-    text = (f'SELECT last("status_code") AS "status" FROM {sources} {where()} '
-            f'GROUP BY time($__interval), "device" fill(previous)')
+    text = fresh_status(measurements, matching(), '"device"', timeline=True)
     machine = "${__field.labels.device}"
     return state_panel(title, query(text, alias="$tag_device"), mappings=STATUS_MAPPINGS, height=height) \
+        .interval(window(*measurements)) \
         .data_links([link_to(uid, f"Only {machine}", area="${area}", device=machine),
                      link_to(UID_ALARMS, f"Alarms of {machine}", area="${area}", device=machine), *links])
 
 
 def support_bars(title: str, signal: str, *, fn: str = "last", unit: str = "pressurempa", colours=None,
                  description: str = "", width: int = 24, height: int = 9) -> barchart.Panel:
-    """One bar per support, left to right along the face: ``fn`` of ``support_NNN_<signal>``.
+    """One bar per support, left to right along the face: ``fn`` of ``support_NNN_<signal>``; a chart per
+    face (repeated for each selected area, the query keeping roof-pressure devices apart).
 
     InfluxQL gives one row with a column per support (``last_support_001_…``); Grafana renames
     the columns to the support number and turns them into rows, one bar each.
     """
-    text = f'SELECT {fn}(/^support_[0-9]+_{signal}$/) FROM "roof_pressure" {where(device=False)}'
+    text = f'SELECT {fn}(/^support_[0-9]+_{signal}$/) FROM "roof_pressure" {where(device=False)} GROUP BY "device"'
     rename = model.DataTransformerConfig(id_val="renameByRegex", options={
         "regex": f"{fn}_support_0*([0-9]+)_{signal}", "renamePattern": "$1"})
     to_rows = model.DataTransformerConfig(id_val="reduce", options={
         "mode": "seriesToRows", "reducers": ["lastNotNull"], "includeTimeField": False})
     panel = (bar_panel(title, query(text, as_table=True), unit=unit, height=height, width=width,
                        description=description)
+             .repeat("area").repeat_direction("v")  # a chart per face: never two faces' support 1 in one bar
              .transformations([rename, to_rows]).x_tick_label_rotation(-90)
              .show_value(common_model.VisibilityMode.NEVER))
     if colours is not None:

@@ -3,12 +3,12 @@ rates, the switches as a status grid, and the UPS. Data: ``network_ring`` (the g
 ``network_switch`` and ``ups`` (the SNMP readings), ``device_state``; see docs/network.md."""
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common, dashboard
+from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.common import VisibilityMode
 
 from dashboards.common import (ONLINE_MAPPINGS, RING_MAPPINGS, TRIP_MAPPINGS, UID_NETWORK, new_dashboard, query,
-                               stat_panel, state_panel, table_panel, thresholds, timeseries_panel, variables,
-                               where)
+                               state_panel, state_tiles, table_panel, thresholds, timeseries_panel, units_by_column,
+                               variables, where)
 
 HIDE = VisibilityMode.NEVER
 FIXED_BY_THRESHOLDS = dashboard.FieldColor().mode("thresholds")
@@ -19,11 +19,9 @@ RINGS = where(area=False, device=False)  # network_ring: tags site and ring only
 def ring_tiles():
     """One tile per ring: its latest state, coloured (closed green, open yellow, segmented red)."""
     text = f'SELECT last("state_code") AS "state" FROM "network_ring" {RINGS} GROUP BY "ring"'
-    return (stat_panel("Rings", query(text, alias="$tag_ring"), width=8, height=6,
+    return state_tiles("Rings", query(text, alias="$tag_ring"), RING_MAPPINGS, height=6,
                        description="Each ring's latest diagnosis: closed, open (redundancy lost), segmented "
                                    "(switches and devices cut off)")
-            .mappings(RING_MAPPINGS).color_mode("background").graph_mode("none").text_mode("value_and_name")
-            .reduce_options(common.ReduceDataOptions().values(False).calcs(["lastNotNull"])))
 
 
 def ring_table():
@@ -53,8 +51,8 @@ def build() -> dashboard.Dashboard:
         .thresholds(thresholds((None, "red"), (1, "green"))).color_scheme(FIXED_BY_THRESHOLDS).show_value(HIDE))
     board.with_panel(state_panel("Link status", query(
         f'SELECT last(/^port[0-9]+_oper_up$/) FROM "network_switch" {where()} '
-        'GROUP BY time($__interval), "device" fill(previous)', alias="$tag_device $col"),
-        mappings=ONLINE_MAPPINGS, height=10,
+        'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device $col"),
+        mappings=ONLINE_MAPPINGS, height=10, fresh=("network_switch",),
         description="ifOperStatus of every port read (port N = ifIndex N): up / down over time"))
     board.with_panel(timeseries_panel("Input errors", query(
         f'SELECT max(/^port[0-9]+_in_errors_ps$/) FROM "network_switch" {where()} '
@@ -71,14 +69,14 @@ def build() -> dashboard.Dashboard:
     board.with_row(dashboard.Row("UPS"))
     board.with_panel(state_panel("On battery", query(
         f'SELECT last("on_battery") AS "on battery" FROM "ups" {where()} GROUP BY time($__interval), "device" '
-        'fill(previous)', alias="$tag_device"), mappings=TRIP_MAPPINGS, height=5,
+        'fill(null)', alias="$tag_device"), mappings=TRIP_MAPPINGS, height=5, fresh=("ups",),
         description="Output source battery (mains lost): the ups_on_battery alarm"))
-    board.with_panel(timeseries_panel("Battery", query(
+    board.with_panel(units_by_column(timeseries_panel("Battery", query(
         f'SELECT last("minutes_remaining") AS "minutes left", last("charge_percent") AS "charge %" FROM "ups" '
-        f'{where()} GROUP BY time($__interval), "device" fill(null)', alias="$tag_device $col"),
-        description="Estimated minutes remaining and charge"))
-    board.with_panel(timeseries_panel("Mains and load", query(
+        f'{where()} GROUP BY time($__interval), "device" fill(null)', alias="$tag_device $col"), unit="m",
+        description="Estimated minutes remaining and charge"), {"charge %$": "percent"}))
+    board.with_panel(units_by_column(timeseries_panel("Mains and load", query(
         f'SELECT last("input_voltage") AS "input V", last("output_load") AS "load %" FROM "ups" {where()} '
-        'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device $col"),
-        description="Input voltage (0 on battery) and output load"))
+        'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device $col"), unit="volt",
+        description="Input voltage (0 on battery) and output load"), {"load %$": "percent"}))
     return board

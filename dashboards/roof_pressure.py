@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.common import (LEG_PRESSURE_COLOURS, SETTING_MPA, UID_LONGWALL, UID_ROOF, dashed_thresholds, link_to,
-                               new_dashboard, query, support_bars, thresholds, timeseries_panel, variables, where)
+from dashboards.common import (UID_LONGWALL, UID_ROOF, dashed_thresholds, leg_pressure_colours, link_to, new_dashboard,
+                               query, support_bars, thresholds, timeseries_panel, variables, where)
+from dashboards.settings import current
 
 SEPARATION_STEPS = thresholds((None, "green"), (45, "orange"), (50, "red"))  # ≤ 45-50 mm inside the bolted zone
 LOAD_RISE_STEPS = thresholds((None, "green"), (2, "orange"))  # > 2 MPa/h in the fast phase: periodic weighting
 
 
 def by_gauge(title: str, pattern: str, unit: str, description: str = "", fn: str = "mean", width: int = 12):
-    """Every gauge whose signal name matches ``pattern`` (a regex), one line each, named after the signal."""
-    text = f'SELECT {fn}(/{pattern}/) FROM "roof_pressure" {where()} GROUP BY time($__interval) fill(null)'
-    return timeseries_panel(title, query(text, alias="$col"), unit=unit, width=width, description=description)
+    """Every gauge whose signal name matches ``pattern`` (a regex), one line each, named after its device
+    (roof-pressure system of a face) and signal: two faces' gauge 1 stay two lines."""
+    text = (f'SELECT {fn}(/{pattern}/) FROM "roof_pressure" {where()} GROUP BY time($__interval), "device" '
+            'fill(null)')
+    return timeseries_panel(title, query(text, alias="$tag_device $col"), unit=unit, width=width,
+                            description=description)
 
 
 def build() -> dashboard.Dashboard:
@@ -26,20 +30,21 @@ def build() -> dashboard.Dashboard:
         "Supports below setting pressure",
         query(f'SELECT max("supports_below_setting") AS "supports" FROM "roof_pressure" {where()} '
               f'GROUP BY time($__interval), "device" fill(previous)', alias="$tag_device"),
-        width=12, description=f"Supports whose latest setting load was below {SETTING_MPA:g} MPa")
+        unit="none", width=12,
+        description=f"Supports whose latest setting load was below {current().setting_mpa:g} MPa")
         .thresholds(thresholds((None, "green"), (1, "orange"))).thresholds_style(dashed_thresholds())
         .data_links([link_to(UID_LONGWALL, "Longwall face ${area}", area="${area}")]))
-    board.with_panel(by_gauge("Load-rise rate (front legs)", "^support_[0-9]+_front_leg_load_rise_rate$", "",
+    board.with_panel(by_gauge("Load-rise rate (front legs)", "^support_[0-9]+_front_leg_load_rise_rate$", "MPa/h",
                               "MPa/h over each support cycle; above 2 MPa/h signals periodic weighting", fn="max")
                      .thresholds(LOAD_RISE_STEPS).thresholds_style(dashed_thresholds()))
     board.with_panel(support_bars("Setting load by support (front legs, latest cycle)", "front_leg_setting_load",
-                                  colours=LEG_PRESSURE_COLOURS, width=12,
-                                  description=f"初撑力: below {SETTING_MPA:g} MPa the support is under-set"))
+                                  colours=leg_pressure_colours(), width=12,
+                                  description=f"初撑力: below {current().setting_mpa:g} MPa the support is under-set"))
     board.with_panel(support_bars("End resistance by support (front legs, latest cycle)", "front_leg_end_resistance",
-                                  colours=LEG_PRESSURE_COLOURS, width=12,
+                                  colours=leg_pressure_colours(), width=12,
                                   description="末阻力: the pressure before the leg was lowered"))
     board.with_panel(support_bars("Setting load by support (front legs, mean over the time range)",
-                                  "front_leg_setting_load", fn="mean", colours=LEG_PRESSURE_COLOURS, width=12,
+                                  "front_leg_setting_load", fn="mean", colours=leg_pressure_colours(), width=12,
                                   description="The daily report's view: choose the day as the time range"))
     board.with_panel(support_bars("Yield-valve openings by support (front legs, time range)",
                                   "front_leg_yield_openings", fn="sum", unit="short", width=12,
@@ -50,6 +55,6 @@ def build() -> dashboard.Dashboard:
                                   f"Anchor {anchor} into the roof; inside the bolted zone it should stay within "
                                   f"45-50 mm").thresholds(SEPARATION_STEPS).thresholds_style(dashed_thresholds()))
     board.with_row(dashboard.Row("Anchor loads (锚杆/锚索)"))
-    board.with_panel(by_gauge("Bolt loads", "_bolt_load_[0-9]+$", "", "kN; load cells 0-400/500 kN"))
-    board.with_panel(by_gauge("Cable loads", "_cable_load_[0-9]+$", "", "kN; load cells 0-400/500 kN"))
+    board.with_panel(by_gauge("Bolt loads", "_bolt_load_[0-9]+$", "kN", "Load cells 0-400/500 kN"))
+    board.with_panel(by_gauge("Cable loads", "_cable_load_[0-9]+$", "kN", "Load cells 0-400/500 kN"))
     return board

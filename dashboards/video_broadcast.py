@@ -78,9 +78,11 @@ def stream_health(board: dashboard.Dashboard) -> None:
 
 
 def by_device_timeline(title: str, measurement: str, signal: str, mappings, height: int = 6, width: int = 12):
+    """``signal`` of each device over time; "no data" where the device's readings stopped (stale)."""
     text = (f'SELECT last("{signal}") AS "{signal}" FROM "{measurement}" {where()} '
-            f'GROUP BY time($__interval), "device" fill(previous)')
-    return state_panel(title, query(text, alias="$tag_device"), mappings=mappings, height=height, width=width)
+            f'GROUP BY time($__interval), "device" fill(null)')
+    return state_panel(title, query(text, alias="$tag_device"), mappings=mappings, height=height, width=width,
+                       fresh=(measurement,))
 
 
 def build() -> dashboard.Dashboard:
@@ -114,8 +116,8 @@ def build() -> dashboard.Dashboard:
         f'GROUP BY time($__interval), "device" fill(null)', alias="$tag_device"), unit="percent", width=12))
     board.with_panel(state_panel("Node faults", *(query(
         f'SELECT last("{fault}") AS "{fault}" FROM "broadcast_node" {where()} '
-        f'GROUP BY time($__interval), "device" fill(previous)', ref=ref, alias=f"$tag_device {fault}")
-        for ref, fault in zip("ABC", NODE_FAULTS)), mappings=TRIP_MAPPINGS, width=12))
+        f'GROUP BY time($__interval), "device" fill(null)', ref=ref, alias=f"$tag_device {fault}")
+        for ref, fault in zip("ABC", NODE_FAULTS)), mappings=TRIP_MAPPINGS, width=12, fresh=("broadcast_node",)))
     board.with_panel(table_panel("Broadcasts by the dispatch (command log)", query(
         'SELECT "signal" AS "action", "value" AS "what", "by", "reason", "result", "error" FROM "command_audit" '
         'WHERE "site" =~ /^$site$/ AND "device" = \'broadcast\' AND $timeFilter ORDER BY time DESC LIMIT 200',

@@ -43,7 +43,9 @@ import pytest
 from gateway.contract import BroadcastReply, CommandReply, Topics
 from gateway.config import SiteConfig, parse_site
 from gateway.buffer import DurableBuffer
+from gateway.core.model import utcnow
 from gateway.historian.influx import make_writer
+from gateway.historian.lineprotocol import uplink_status_line
 from gateway.historian.sink import HistorianSink
 from gateway.operator import Operator
 from gateway.runtime import Gateway
@@ -398,6 +400,7 @@ async def fill(site: SiteConfig, *, seed: int = SEED, time_scale: float = TIME_S
                               lambda: set(KINDS) <= set(watch.latest), timeout=20)
             run.step("every device read")
             fill_network(historian)  # ring, switches, UPS (tests/network_fill.py)
+            historian.put_lines([(time.time(), uplink_status_line(SITE_ID, "district-1", True, utcnow()))])
             await asyncio.gather(run.face(), run.heading(), run.commands(), run.belt(), run.roof())
             await asyncio.sleep(max(0.0, min_seconds - (time.monotonic() - started)))
             report.derived_setting_loads = watch.derived

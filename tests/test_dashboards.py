@@ -27,7 +27,7 @@ GRAFANA_VARS = {"timeFilter", "__interval", "__url_time_range"}
 
 def used_variables(text: str) -> set[str]:
     return {a or b for a, b in VAR_REF.findall(text)} - GRAFANA_VARS - {"__field", "__data", "tag_device", "tag_area",
-                                                                        "tag_alarm", "tag_gateway", "col"}
+                                                                        "tag_alarm", "tag_gateway", "tag_district", "col"}
 
 
 # ---- the JSON ----
@@ -182,8 +182,10 @@ def test_every_panel_query_returns_data_for_a_single_area_and_device(historian, 
             raise AssertionError(f"{q}: no data for any single choice:\n" + "\n".join(problems))
 
 
-def test_area_tiles_give_each_area_its_worst_status(historian):
-    """The rows Grafana merges and reduces (max per area) are every device's latest status code."""
+def test_area_tiles_list_every_device_of_each_area(historian):
+    """The rows Grafana merges and reduces per area: one per device, each a status code (fresh) or
+    STALE + it (the fill is over: stale by now). The worst-status rule itself, with values that tell every
+    other rule apart, is tested in tests/test_dashboards_numbers.py."""
     chosen = resolve_variables(BUILT[common.UID_OVERVIEW], historian)
     tiles = {q.panel: q for q in panel_queries(BUILT[common.UID_OVERVIEW])}
     expected = {"Longwall faces": ("face-1201", {"shearer-1201", "afc-1201"}),
@@ -192,8 +194,7 @@ def test_area_tiles_give_each_area_its_worst_status(historian):
         series = historian.series(chosen.interpolate(tiles[title].text))
         assert {s["tags"]["area"] for s in series} == {area}, title
         assert {s["tags"]["device"] for s in series} == devices, title
-        worst = max(s["values"][0][1] for s in series)
-        assert worst in common.STATUS, title
+        assert all(s["values"][0][1] % common.STALE in common.STATUS for s in series), title
 
 
 def test_leg_pressure_bars_have_one_value_per_support(historian, filled_historian):  # noqa: F811

@@ -625,7 +625,9 @@ async def test_two_ingest_workers_split_the_stream_and_store_every_message_once(
         assert historian.query('SELECT "count", "active" FROM "gateway_alarm" WHERE "gateway" = \'gw-1201\'',
                                "minegw")[0]["count"] == 3
 
-        assert sum(w.received for w in workers) == total  # each message to one worker only ...
+        ups_and_downs = sum(len(historian.query(f'SELECT * FROM "{m}"', "minegw"))  # bridge and gateway status
+                            for m in ("uplink_status", "gateway_status"))
+        assert sum(w.received for w in workers) == total + ups_and_downs  # each message to one worker only ...
         assert all(w.received > total // 4 for w in workers)  # ... and both did their share
         refused = sum(w.health()["refused"] for w in workers)
         assert refused == len(HOSTILE)  # counted, not stored, and the workers went on
@@ -708,12 +710,14 @@ def test_converter_refuses_what_the_historian_must_not_take():
             convert(f"minegw/demo-mine/face-1201/{device}/data", hostile)
     for bad_topic in ("other/demo-mine/face-1201/shearer-1201/data", "minegw/demo-mine/gateway/gw-1/data",
                       "minegw/demo-mine/command/x/data", "minegw/demo-mine/face-1201/shearer-1201/status",
-                      "minegw/demo-mine/bridge/district-2", "minegw/demo-mine/network/ring-1/data",
+                      "minegw/demo-mine/bridge/district-2/x", "minegw/demo-mine/network/ring-1/data",
                       "minegw/demo-mine/network/ring/ring-1"):
         with pytest.raises(Refused, match="topic"):
             convert(bad_topic, payload)
     with pytest.raises(Refused, match="too-large"):
         convert(topic, b" " * 5000)
+    with pytest.raises(Refused, match="invalid"):  # a bridge topic (uplink_status) takes only 0 or 1
+        convert("minegw/demo-mine/bridge/district-2", payload)
 
 
 def test_ingest_workers_cannot_share_a_buffer_file(tmp_path, monkeypatch, certs):

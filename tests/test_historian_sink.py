@@ -267,6 +267,7 @@ async def test_after_an_outage_the_first_write_goes_once_ping_answers_not_after_
     shearer = device("shearer-1")
     await sink.start()
     try:
+        await until(lambda: sink.health()["written"] >= 1)  # the gateway's "started" status: not in flight at the stop
         influx.stop()
         for i in range(50):
             sink.on_reading(shearer, reading(shearer.id, i))

@@ -6,29 +6,37 @@ from typing import Optional
 
 import typer
 
-from gateway.cli.common import err, fail, out
+from gateway.cli.common import err, fail, load, out
 
 dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards of the dispatch centre: build, push.")
 
 
 # -- dashboards ------------------------------------------------------------------------
-def _built_dashboards() -> dict[str, dict]:
+def _built_dashboards(site: Path | None, lang: str) -> dict[str, dict]:
     import dashboards
 
     try:
-        return dashboards.build_all()
+        from dashboards.i18n import LANGS
+        from dashboards.settings import from_site
+
+        if lang not in LANGS:
+            fail(f"--lang {lang}: expected one of {', '.join(LANGS)}")
+        return dashboards.build_all(from_site(load(site)) if site else None, lang)
     except ModuleNotFoundError as exc:  # the SDK is an extra: the gateway underground does not need it
         fail(f"{exc}: install the dashboards extra: pip install 'minegw[dashboards]'")
 
 
 @dashboards_app.command("build")
-def dashboards_build(directory: Optional[Path] = typer.Option(None, "--dir", help="default: dashboards/json"),
-                     check: bool = typer.Option(False, "--check", help="only compare; exit 1 if out of date")) -> None:
+def dashboards_build(directory: Optional[Path] = typer.Option(None, "--dir", help="default: dashboards/json (zh: json-zh)"),
+                     check: bool = typer.Option(False, "--check", help="only compare; exit 1 if out of date"),
+                     site: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                         help="site file: its thresholds, ranges, staleness windows"),
+                     lang: str = typer.Option("en", "--lang", help="en or zh (Chinese titles, labels, mappings)")) -> None:
     """Write every dashboard's JSON (Grafana provisioning reads it), or check it is up to date."""
     import dashboards
 
-    directory = directory or dashboards.JSON_DIR
-    built = _built_dashboards()
+    directory = directory or dashboards.JSON_DIRS.get(lang, dashboards.JSON_DIR)
+    built = _built_dashboards(site, lang)
     if check:
         problems = dashboards.differences(directory, built)
         for problem in problems:

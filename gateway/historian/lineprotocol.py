@@ -322,6 +322,26 @@ def alarm_line(site: str, gateway: str, alarm: GatewayAlarm) -> str:
                  {"active": alarm.active, "message": alarm.message, "count": alarm.count}, alarm.ts)
 
 
+def gateway_status_line(site: str, gateway: str, online: bool, reason: str, ts: datetime) -> str:
+    """A gateway came up or went down (its MQTT birth / last will), in measurement ``gateway_status``.
+
+    ``up`` is 1 or 0 (an integer: dashboards add it up), ``status`` ``online``/``offline``, ``reason`` why.
+    """
+    return point("gateway_status", {"site": site, "gateway": gateway},
+                 {"up": int(online), "status": "online" if online else "offline", "reason": reason}, ts)
+
+
+def gateway_heartbeat_line(site: str, gateway: str, ts: datetime) -> str:
+    """The gateway's own historian sink is alive: ``gateway_status`` ``up=1i,heartbeat=1i`` at every health tick
+    (a crashed gateway's heartbeats stop: the dashboards show it down after two health intervals)."""
+    return point("gateway_status", {"site": site, "gateway": gateway}, {"up": 1, "heartbeat": 1}, ts)
+
+
+def uplink_status_line(site: str, district: str, up: bool, ts: datetime) -> str:
+    """A district's MQTT bridge (its uplink to the surface) went up (``up`` 1) or down (0): ``uplink_status``."""
+    return point("uplink_status", {"site": site, "district": district}, {"up": int(up)}, ts)
+
+
 def alarm_event_line(site: str, event) -> str:
     """One transition of a device alarm (:class:`gateway.alarms.AlarmEvent`) in measurement ``alarm_event``.
 

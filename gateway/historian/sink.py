@@ -36,7 +36,7 @@ from gateway.buffer import Batch, BufferStats, DurableBuffer
 from gateway.historian.device_health import DeviceHealth
 from gateway.historian.errors import AuthError, DataError, HistorianError
 from gateway.historian.influx import HistorianWriter, make_writer
-from gateway.historian.lineprotocol import ring_line
+from gateway.historian.lineprotocol import gateway_heartbeat_line, gateway_status_line, ring_line
 from gateway.historian.lineprotocol import (alarm_event_line, alarm_line, check_name, command_audit_line,
                                            device_health_line, health_line, inventory_line, linkage_line,
                                            ReadingLines, state_line)
@@ -111,6 +111,7 @@ class HistorianSink(Sink):
         self._buffer = await self._in_db(partial(DurableBuffer, max_in_flight=2), path, self.cfg.buffer.max_bytes,
                                          self.cfg.buffer.max_age_days * 86400)
         await self._refresh_stats()
+        self.put_gateway_status(True, "started")
         log.info("Historian: writing to %s; buffer %s holds %d lines", self.cfg.url, path, self._stats.depth)
         self._tasks = [asyncio.create_task(coro, name=f"historian-{name}") for name, coro in (
             ("commit", self._commit_loop()), ("drain", self._drain_loop()), ("health", self._health_loop()),
@@ -122,6 +123,7 @@ class HistorianSink(Sink):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._buffer is not None:  # else start() failed: nothing was buffered
             self.put_health()
+            self.put_gateway_status(False, "stopped")
             await self.commit()
             await asyncio.get_running_loop().run_in_executor(self._compactor, lambda: None)  # its last step ended
             await self._in_db(self._buffer.close)
@@ -168,6 +170,14 @@ class HistorianSink(Sink):
     def on_ring_status(self, status) -> None:
         """A ring's diagnosis changed: a ``network_ring`` point (docs/historian.md)."""
         self._put_event(status.ts.timestamp(), ring_line(self.site_id, status))
+
+    writes_heartbeat = True  # gateway_status heartbeat with every health tick (not the surface ingest: no gateway)
+
+    def put_gateway_status(self, online: bool, reason: str) -> None:
+        """``gateway_status``: this gateway up at start, down at a clean stop (a crash stops its heartbeats,
+        written with every health tick: the dashboards show it down; docs/dashboards.md)."""
+        now = utcnow()
+        self._put_event(now.timestamp(), gateway_status_line(self.site_id, self.gateway_id, online, reason, now))
 
     def _put_event(self, ts: float, line: str) -> None:
         self._pending_events.append((ts, line))
@@ -233,6 +243,8 @@ class HistorianSink(Sink):
         ts = now.timestamp()
         counters = {**self._source_counters(), **self.health()}
         self._pending.append((ts, health_line(self.site_id, self.gateway_id, counters, now)))
+        if self.writes_heartbeat:
+            self._pending.append((ts, gateway_heartbeat_line(self.site_id, self.gateway_id, now)))
         for area, device, fields in self._device_health.take_with_reach(self._reach(), self._areas, self._udp):
             self._pending.append((ts, device_health_line(self.site_id, area, device, fields, now)))
         self._wake.set()
@@ -304,7 +316,8 @@ class HistorianSink(Sink):
             return True
         self._pending, self._pending_events = [], []
         limit = self.PROBE_LINES if self._unwritable else None  # a refusing file costs a few lines a try
-        tried = rows[:limit], events[:limit]
+        tried_events = events[:limit]  # at most PROBE_LINES in all, events (few) first
+        tried = rows[:None if limit is None else limit - len(tried_events)], tried_events
         self.commits += 1
         try:  # shielded: a stop() arriving meanwhile must not cancel the put before it ran
             await asyncio.shield(self._in_db(self._buffer.put, *tried))

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.contract import DataMessage, GatewayAlarmMessage, StateMessage
+from gateway.contract import DataMessage, GatewayAlarmMessage, GatewayStatus, StateMessage
 from gateway.core.model import DeviceState, GatewayAlarm, Reading, Schema
-from gateway.historian.lineprotocol import (SchemaFields, alarm_line, check_name, point_head, reading_lines,
-                                            state_line, timestamp_ns)
+from gateway.historian.lineprotocol import (SchemaFields, alarm_line, check_name, gateway_status_line, point_head,
+                                            reading_lines, state_line, timestamp_ns, uplink_status_line)
 from gateway.surface.compact import (INT64, QUALITIES, VALUE_TYPES, CompactSchemas, Inexact, Refused, Row,
                                      check_kind, check_signals, check_values, loads)
 
@@ -90,6 +90,10 @@ class Converter:
             return self._state(*parsed[:3], payload)
         if parsed[3] == "alarm":
             return self._alarm(*parsed[:3], payload)
+        if parsed[3] == "status":
+            return self._gateway_status(parsed[0], parsed[1], payload)
+        if parsed[3] == "bridge":
+            return self._bridge(parsed[0], parsed[1], payload)
         raise Refused("topic", f"{topic!r}: a schema message is learnt (learn), not converted")
 
     def learn(self, topic: str, payload: bytes) -> tuple[tuple[str, str, str], list[str]]:
@@ -115,8 +119,18 @@ class Converter:
             if not (_SITE_OR_AREA.match(site) and _SITE_OR_AREA.match(gateway) and _DEVICE.match(alarm)):
                 raise Refused("topic", f"{topic!r}: not a gateway alarm topic")
             area, device, what = gateway, alarm, "alarm"  # kept as (site, gateway, alarm id)
+        elif len(parts) == 4 and parts[1] == "gateway" and parts[3] == "status":
+            site, _, gateway, what = parts
+            if not (_SITE_OR_AREA.match(site) and _SITE_OR_AREA.match(gateway)):
+                raise Refused("topic", f"{topic!r}: not a gateway status topic")
+            area, device = gateway, ""  # kept as (site, gateway)
+        elif len(parts) == 3 and parts[1] == "bridge":
+            site, what, area = parts[0], "bridge", parts[2]  # (site, district)
+            device = ""
+            if not (_SITE_OR_AREA.match(site) and _SITE_OR_AREA.match(area)):
+                raise Refused("topic", f"{topic!r}: not a bridge topic")
         else:
-            raise Refused("topic", f"{topic!r}: not a data, state, schema or alarm topic")
+            raise Refused("topic", f"{topic!r}: not a data, state, schema, alarm, gateway status or bridge topic")
         if len(self._topics) >= 100_000:  # bounded; topics come back
             self._topics.clear()
         parsed = self._topics[topic] = (site, area, device, what)
@@ -230,3 +244,19 @@ class Converter:
             raise Refused("invalid", str(exc)) from None
         event = GatewayAlarm(id=msg.id, active=msg.active, message=msg.message, count=msg.count, ts=msg.ts)
         return [(msg.ts.timestamp(), alarm_line(site, gateway, event))]
+
+    # ---- up and down: gateways (birth and last will) and district uplinks (bridge notifications) ----
+
+    def _gateway_status(self, site: str, gateway: str, payload: bytes) -> list[Row]:
+        msg = _parse(GatewayStatus, payload, "gateway status")
+        self._same((site, gateway), (msg.site, msg.gateway), "site/gateway")
+        _check_time(msg.ts, "ts")
+        return [(msg.ts.timestamp(), gateway_status_line(site, gateway, msg.status == "online", msg.reason, msg.ts))]
+
+    @staticmethod
+    def _bridge(site: str, district: str, payload: bytes) -> list[Row]:
+        """Mosquitto's bridge notification: ``1`` up, ``0`` down, stamped when it arrives (it has no time)."""
+        if payload.strip() not in (b"0", b"1"):
+            raise Refused("invalid", f"bridge {district}: payload {payload[:20]!r} is not 0 or 1")
+        now = datetime.now(timezone.utc)
+        return [(now.timestamp(), uplink_status_line(site, district, payload.strip() == b"1", now))]

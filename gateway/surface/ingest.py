@@ -6,6 +6,8 @@ shared subscription, so the broker hands each message to exactly one of them:
     $share/{group}/{prefix}/{site}/+/+/data            readings        → measurement <kind>
     $share/{group}/{prefix}/{site}/+/+/state           device states   → device_state
     $share/{group}/{prefix}/{site}/gateway/+/alarm/+   gateway alarms  → gateway_alarm
+    $share/{group}/{prefix}/{site}/gateway/+/status    gateway up/down → gateway_status
+    $share/{group}/{prefix}/{site}/bridge/+            uplink up/down  → uplink_status
 
 (``site`` is ``+`` unless ``ingest.sites`` names some.) A new gateway needs no change
 here; more throughput needs one more worker (its own ``ingest.id`` and buffer file).
@@ -155,6 +157,11 @@ class _IngestSink(HistorianSink):
         self._acknowledge = acknowledge
         self._counters = counters
 
+    writes_heartbeat = False  # not a gateway: the gateways' own status comes through MQTT (gateway_status)
+
+    def put_gateway_status(self, online: bool, reason: str) -> None:
+        """Not a gateway (see ``writes_heartbeat``)."""
+
     def put(self, rows: list[Row], ack: _Ack) -> None:
         """Any thread. An empty ``rows`` (a refused message) is acknowledged with the next commit, in order."""
         self._inbox.append((rows, ack))
@@ -243,7 +250,8 @@ class IngestWorker:
         # QoS 0 (retained, so sent again at every subscription; never stuck behind held data in the window).
         self.topics = [f"{cfg.mqtt.topic_prefix}/{site}/+/+/schema" for site in s.sites] + [
             f"$share/{s.group}/{cfg.mqtt.topic_prefix}/{site}/{tail}"
-            for site in s.sites for tail in ("+/+/data", "+/+/state", "gateway/+/alarm/+")]
+            for site in s.sites
+            for tail in ("+/+/data", "+/+/state", "gateway/+/alarm/+", "gateway/+/status", "bridge/+")]
         self.converter = Converter(cfg.mqtt.topic_prefix, s.max_payload)
         self.received = 0
         self.refusals: Counter[str] = Counter()
