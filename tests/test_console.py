@@ -100,7 +100,8 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
         p.data("belt-main-1", {"speed": 3.15, "load": 812.0, "slip": True, "tear": False, "status_code": 3},
                compact=compact)
         p.face(pressures={3: (18.0, 25.0), 50: (36.5, 30.0), 41: (2.0, 3.0)}, below_setting=4, compact=compact)
-        p.data("cam-1", {"online": True, "response_ms": 14.0}, compact=compact)
+        p.data("cam-1", {"online": True, "response_ms": 14.0, "stream_ok": True, "picture": "obscured",
+                         "stream_fps": 15.0, "stream_kbps": 512.0}, compact=compact)  # stream health: docs/video.md
         p.data("cam-1", {"motion": True}, compact=compact, poll_ms=0.0)
         p.data("bn-1", {"playing": True, "playing_message": 1, "playing_priority": 3}, compact=compact)
         screen = await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15")
@@ -117,6 +118,7 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
         assert "support_number=40  haulage_speed=6.2  methane=0.45" in screen
         belt = next(line for line in screen.splitlines() if line.startswith("│ belt-main-1 ")).split("││")[0]
         assert belt.split() == ["│", "belt-main-1", "3.15", "812", "fault", "slip"]
+        assert "obscured 15 fps 512 kbps" in screen  # the camera's stream health
         assert "bn-1 ▶ evacuation (emergency) ✔ confirmed 412.5 ms" in screen
         assert "bn-2 ? ✘ not confirmed: line fault" in screen
         assert "linkage shearer-ch4 → evacuation in face-1201, escape-intake: 1/2 confirmed" in screen

@@ -101,7 +101,9 @@ def demo(seconds: Optional[float] = typer.Option(None, "--seconds", "--duration"
          state_dir: Optional[Path] = typer.Option(None, help="keep the buffers, keys and logs here; "
                                                   "default: a temporary directory, removed at the end"),
          summary_json: Optional[Path] = typer.Option(None, help="also write the summary here, as JSON"),
-         seed: int = typer.Option(1)) -> None:
+         seed: int = typer.Option(1),
+         video: bool = typer.Option(False, "--video", help="the cameras stream H.264 over RTSP (GStreamer; "
+                                    "costs CPU: off unless asked)")) -> None:
     """A whole demo mine on this machine: simulators, gateway, MQTT broker, the console, and a story."""
     from gateway.demo import DemoOptions, run_demo
 
@@ -109,7 +111,7 @@ def demo(seconds: Optional[float] = typer.Option(None, "--seconds", "--duration"
         fail(f"--embedded {embedded!r}: expected auto, mosquitto or amqtt")
     opts = DemoOptions(seconds=seconds, headless=headless, story_at=None if no_story else story_at, influx=influx,
                        broker=host_port(broker) if broker else None, embedded=embedded, seed=seed,
-                       state_dir=state_dir, summary_json=summary_json)
+                       state_dir=state_dir, summary_json=summary_json, video=video)
     summary = []
     run(_collect(run_demo(opts), summary))
     if summary and headless:

@@ -232,15 +232,27 @@ def belts_panel(model: SiteModel) -> Table:
 
 
 def cameras_panel(model: SiteModel, now: float) -> Table:
-    table = grid("camera", "online", "response", "last event")
+    table = grid("camera", "online", "response", "stream", "last event")
     for d in model.of_kind("camera"):
         online = d.value("online")
         if online is None and d.inventory is not None:
             online = d.inventory.online
         event = "none" if d.last_event is None else f"{d.last_event[1]} at {sample_time(d.last_event[0])[11:19]}"
         table.add_row(d.id, Text(fmt(online), style="green" if online else "bold red"),
-                      sample_text(d.signals.get("response_ms")), event)
+                      sample_text(d.signals.get("response_ms")), stream_text(d), event)
     return table
+
+
+def stream_text(d) -> Text:
+    """The stream's health as the camera reports it (docs/video.md): picture verdict, frame and bit rate."""
+    ok, picture = d.value("stream_ok"), d.value("picture")
+    if ok is None and picture is None:
+        return Text("—", style="dim")  # no stream health watched for this camera
+    if ok is False:
+        return Text(f"down: {d.value('stream_problem') or '?'}", style="bold red")
+    rates = " ".join(f"{fmt(v)} {unit}" for v, unit in ((d.value("stream_fps"), "fps"), (d.value("stream_kbps"), "kbps"))
+                     if v is not None)
+    return Text(f"{picture or 'ok'} {rates}".strip(), style="green" if picture in (None, "ok") else "bold red")
 
 
 def broadcast_zones(model: SiteModel) -> list[tuple[str, list[str]]]:

@@ -45,6 +45,7 @@ class DemoOptions:
     state_dir: Path | None = None  # kept; None: a temporary directory, removed at the end
     summary_json: Path | None = None
     face_time_scale: float = 5.0  # the OPC UA face runs this much faster than life
+    video: bool = False  # the cameras stream over RTSP (encoders cost CPU: counted apart, off unless asked)
 
 
 class BufferOnly:
@@ -98,7 +99,8 @@ async def run_demo(opts: DemoOptions) -> Summary:
         key_file, public = make_operator_key(state_dir)
         site = demo_site(broker.mqtt, state_dir, public, opts.influx)
         sims = SiteSimulator(site, seed=opts.seed, control_port=0, onvif_discovery_port=None,
-                             opcua_time_scale=opts.face_time_scale, opcua_certificate_dir=state_dir / "opcua-pki")
+                             opcua_time_scale=opts.face_time_scale, opcua_certificate_dir=state_dir / "opcua-pki",
+                             rtsp_port=0 if opts.video else None)
         await sims.start()
         stack.push_async_callback(sims.stop)
         historian = HistorianSink(site.historian, site, writer=None if opts.influx else BufferOnly())
