@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -127,7 +127,8 @@ class HistorianSink(Sink):
         if self._buffer is not None:  # else start() failed: nothing was buffered
             self.put_health()
             await self.commit()
-            await self._refresh_stats()  # health() after stop: the drain task may have been cancelled mid-refresh
+            with suppress(sqlite3.Error):  # health() after stop: the drain may have been cancelled mid-refresh
+                await self._refresh_stats()
             await asyncio.get_running_loop().run_in_executor(self._compactor, lambda: None)  # its last step ended
             await self._in_db(self._buffer.close)
         self._db.shutdown(wait=False)  # nothing left: close() was its last job
