@@ -20,9 +20,23 @@ SKIPPED_KEYS = ("sortBy", "transformations", "targets")  # names of columns, not
 ALLOWED = re.compile(
     r"\$\{[^}]*\}|\$\w+|minegw( alarm ack)?|InfluxDB|MQTT|SNMP|ONVIF|UPS|MT \d+|AQ \d+|ifIndex|ifOperStatus|"
     r"ifInErrors|ifHCIn/OutOctets|sysUpTime|historian-dropping|mqtt-dropping|ups_on_battery|URI|"
-    r"MPa/h|MPa|kN|m/min|m/s|t/h|L/min|mm|cm|°C|CH4|ms|\bN\b|\b[VAshm]\b|%")
+    r"MPa/h|MPa|kN|m/min|m/s|t/h|L/min|mm|cm|°C|CH4|ms|\bN\b|\b[VAshm]\b|%|"
+    r"https?://[\w.:/-]+|RTSP|HLS|kbps|docs/video\.md|video\.uplink_budget_kbps")
 
 TERMS: dict[str, str] = {
+    # the video relay's tiles and panels (dashboards/video_broadcast.py; docs/video.md)
+    "Live": "实时视频", "Live (video relay)": "实时视频（视频中继）",
+    "Live sub-stream through the gateway's relay (HLS, about one segment behind)":
+        "经网关视频中继的实时子码流（HLS，约滞后一个分片）",
+    "Per camera, over the time range: reconnects to the camera, viewers of the relay":
+        "每台摄像机，所选时间段内：重连摄像机次数、中继的观看者数",
+    "Relay: camera streams": "中继：摄像机视频流", "Relayed streams": "中继的视频流", "Stream health": "视频流健康",
+    "The gateway's video uplink against video.uplink_budget_kbps": "网关视频上行带宽与站点预算 video.uplink_budget_kbps 对比",
+    "To the surface (RTSP to viewers and HLS served) and from the camera":
+        "送往地面（RTSP 观看与 HLS 服务）及来自摄像机的码率",
+    "Uplink per camera": "每台摄像机的上行带宽", "Video relay": "视频中继", "Video uplink and budget": "视频上行带宽与预算",
+    "no stream": "无视频流", "streaming": "推流中",
+    "the gateway's video relay, as this browser reaches it (docs/video.md)": "本浏览器访问网关视频中继的地址（见 docs/video.md）",
     # dashboards, rows, variables
     "minegw · Mine overview": "minegw · 矿井总览", "minegw · Longwall face": "minegw · 综采工作面",
     "minegw · Roadway driving": "minegw · 掘进工作面", "minegw · Belt line": "minegw · 带式输送机",

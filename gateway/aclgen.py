@@ -179,7 +179,9 @@ def surface_acl(gateways: list[GatewaySite]) -> str:
     prefixes = _unique(g.prefix for g in gateways)
     ingest = [f"{p}/+/+/+/{t}" for p in prefixes for t in ("data", "schema", "state")]
     out += _block("historian ingest workers ($share/minegw-ingest/...: checked after the group name)", INGEST_USER,
-                  _read(ingest + [f"{p}/+/gateway/+/alarm/+" for p in prefixes]))
+                  _read(ingest + [f"{p}/+/gateway/+/alarm/+" for p in prefixes]
+                        + [f"{p}/+/gateway/+/status" for p in prefixes]  # gateway_status (docs/historian.md)
+                        + [f"{p}/+/bridge/+" for p in prefixes]))  # uplink_status: the bridges' notifications
     out += _block("operations: broker statistics", "ops", ["topic read $SYS/#"])
     return "\n".join(out).rstrip() + "\n"
 

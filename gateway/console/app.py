@@ -18,6 +18,7 @@ from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static
@@ -190,7 +191,10 @@ class ConsoleApp(App):
         if isinstance(self.screen, DeviceScreen):
             self.screen.redraw()
             return
-        banner = self.query_one("#banner", Static)
+        try:
+            banner = self.query_one("#banner", Static)
+        except NoMatches:  # another screen on top (the command palette), or the app is closing: nothing to draw
+            return
         text = views.banner(self.model, self.feed.where, now)
         banner.set_class(text is None, "hidden")
         if text is not None:
