@@ -97,7 +97,7 @@ def test_config_check_cli(tmp_path, example):
     path.write_text(yaml.safe_dump(bad))
     out = run_cli("config", "check", str(path))
     assert out.returncode == 1
-    text = out.stdout + out.stderr
+    text = " ".join((out.stdout + out.stderr).split())  # rich wraps at the terminal's width
     assert "devices[3].poll_interval: must be ≤ 10 s" in text
     assert "Traceback" not in text
 
