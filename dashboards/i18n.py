@@ -21,7 +21,8 @@ ALLOWED = re.compile(
     r"\$\{[^}]*\}|\$\w+|minegw( alarm ack)?|InfluxDB|MQTT|SNMP|ONVIF|UPS|MT \d+|AQ \d+|ifIndex|ifOperStatus|"
     r"ifInErrors|ifHCIn/OutOctets|sysUpTime|historian-dropping|mqtt-dropping|ups_on_battery|URI|"
     r"MPa/h|MPa|kN|m/min|m/s|t/h|L/min|mm|cm|°C|CH4|ms|\bN\b|\b[VAshm]\b|%|"
-    r"https?://[\w.:/-]+|RTSP|HLS|kbps|docs/video\.md|video\.uplink_budget_kbps")
+    r"https?://[\w.:/-]+|RTSP|HLS|kbps|docs/video\.md|video\.uplink_budget_kbps|"
+    r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 TERMS: dict[str, str] = {
     # the video relay's tiles and panels (dashboards/video_broadcast.py; docs/video.md)
@@ -198,9 +199,96 @@ def translate_text(text: str, lang: str) -> str:
     return template.format(*numbers) if template is not None else text
 
 
+# Column names (the queries' aliases): Grafana shows them as legends and table headers. The queries stay the
+# same in every language (transformations and overrides match these names); a displayName override per
+# panel shows the translation. Signal names (snake_case) are shown as such.
+ALIASES: dict[str, str] = {
+    'MQTT dropped': 'MQTT 丢弃',
+    'MQTT queued': 'MQTT 排队',
+    'action': '动作',
+    'active': '活动',
+    'answers': '应答',
+    'battery': '电池',
+    'budget': '预算',
+    'buffered': '已缓存',
+    'charge %': '电量 %',
+    'code': '代码',
+    'dead letters': '死信',
+    'degraded links': '劣化链路',
+    'delivered': '已送达',
+    'depth': '深度',
+    'devices cut off': '被切断的设备',
+    'failed polls': '失败轮询',
+    'firmware': '固件',
+    'from camera': '来自摄像机',
+    'historian': '历史库',
+    'historian dropped': '历史库丢弃',
+    'historian retries': '历史库重试',
+    'input V': '输入电压 V',
+    'islands': '孤岛',
+    'kind': '类型',
+    'lines waiting': '待写行数',
+    'load': '负载',
+    'load %': '负载 %',
+    'lockout': '闭锁',
+    'main stream': '主码流',
+    'manufacturer': '制造商',
+    'max': '最大',
+    'mean': '平均',
+    'message': '消息',
+    'methane': '瓦斯',
+    'minutes left': '剩余分钟',
+    'misalignment': '跑偏',
+    'miswired ends': '接错的端口',
+    'model': '型号',
+    'motion': '移动侦测',
+    'mqtt': 'MQTT',
+    'ok': '正常',
+    'oldest line waiting': '最早待写行',
+    'on battery': '电池供电',
+    'online': '在线',
+    'open links': '断开的链路',
+    'pitch': '俯仰角',
+    'polls': '轮询',
+    'priority': '优先级',
+    'profiles (stream URIs without credentials)': '配置（视频流地址，不含凭据）',
+    'published': '已发布',
+    'queued': '排队',
+    'reconnects': '重连',
+    'reporting': '上报中',
+    'response': '响应',
+    'roll': '横滚角',
+    'samples not good': '质量异常的采样',
+    'seen': '最后出现',
+    'slip': '打滑',
+    'smoke': '烟雾',
+    'speed': '速度',
+    'state': '状态',
+    'status': '状态',
+    'streaming': '推流中',
+    'supports': '支架',
+    'switches cut off': '被切断的交换机',
+    'tear': '撕裂',
+    'tension': '张力',
+    'unreachable': '不可达',
+    'up': '在线',
+    'uplink': '上行链路',
+    'uplink kbit/s': '上行 kbit/s',
+    'uptime': '运行时长',
+    'viewers': '观看者',
+    'what': '内容',
+    'written': '已写入',
+}
+_ALIAS = re.compile(r'AS "([^"]+)"')
+
+
 def visible_texts(node, where: str = ""):
     """(where, text) of every text a dashboard model shows (the keys ``localise`` translates)."""
     if isinstance(node, dict):
+        if "targets" in node:  # a panel: the column names its queries give, unless shown under another name
+            shown = _display_named(node)
+            for alias in sorted(set(_aliases(node)) - shown):
+                yield f"{where}.targets (column)", alias
         for key, value in node.items():
             if key in SKIPPED_KEYS:
                 continue
@@ -211,6 +299,34 @@ def visible_texts(node, where: str = ""):
     elif isinstance(node, list):
         for i, item in enumerate(node):
             yield from visible_texts(item, f"{where}[{i}]")
+
+
+def _aliases(panel: dict) -> list[str]:
+    return [a for t in panel.get("targets") or [] if isinstance(t.get("query"), str) for a in _ALIAS.findall(t["query"])]
+
+
+def _display_named(panel: dict) -> set[str]:
+    overrides = (panel.get("fieldConfig") or {}).get("overrides") or []
+    return {o["matcher"].get("options") for o in overrides if o.get("matcher", {}).get("id") == "byName"
+            and any(p.get("id") == "displayName" for p in o.get("properties", []))}
+
+
+def _name_columns(node, lang: str) -> None:
+    """A displayName override for every translated column name of every panel (see ALIASES)."""
+    if isinstance(node, dict):
+        if "targets" in node and lang == "zh":
+            shown = _display_named(node)
+            todo = [a for a in dict.fromkeys(_aliases(node)) if a in ALIASES and a not in shown]
+            if todo:
+                config = node.setdefault("fieldConfig", {"defaults": {}, "overrides": []})
+                config.setdefault("overrides", []).extend(
+                    {"matcher": {"id": "byName", "options": a},
+                     "properties": [{"id": "displayName", "value": ALIASES[a]}]} for a in todo)
+        for value in node.values():
+            _name_columns(value, lang)
+    elif isinstance(node, list):
+        for item in node:
+            _name_columns(item, lang)
 
 
 def _walk(node, lang: str) -> None:
@@ -235,6 +351,7 @@ def localise(model: dict, lang: str, uids: set[str]) -> dict:
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGS)})")
     _walk(model, lang)
+    _name_columns(model, lang)
     text = _retarget(model, lang, uids)
     model.clear()
     model.update(text)
