@@ -31,12 +31,12 @@ async def test_a_tenth_of_a_batch_goes_at_once_a_few_lines_wait_for_flush_interv
     try:
         for i in range(3):  # a gateway's few lines: one write per flush_interval
             sink.on_reading(shearer, reading(shearer.id, i))
-        await until(lambda: sink.health()["buffered"] == 3)
+        await until(lambda: sink.health()["buffered"] == 4)  # and the gateway's "started" gateway_status line
         await asyncio.sleep(1.0)
         assert sink.written == 0
         for i in range(3, 13):  # a tenth of a batch committed: written without waiting the minute
             sink.on_reading(shearer, reading(shearer.id, i))
-        await until(lambda: sink.written == 13, timeout=20)
+        await until(lambda: sink.written == 14, timeout=20)
         assert counts(influxdb, "pace", "shearer", "speed") == {shearer.id: 13}
     finally:
         await sink.stop()
