@@ -311,26 +311,21 @@ def _display_named(panel: dict) -> set[str]:
             and any(p.get("id") == "displayName" for p in o.get("properties", []))}
 
 
-def _name_columns(node, lang: str) -> None:
-    """A displayName override for every translated column name of every panel (see ALIASES)."""
-    if isinstance(node, dict):
-        if "targets" in node and lang == "zh":
-            shown = _display_named(node)
-            todo = [a for a in dict.fromkeys(_aliases(node)) if a in ALIASES and a not in shown]
-            if todo:
-                config = node.setdefault("fieldConfig", {"defaults": {}, "overrides": []})
-                config.setdefault("overrides", []).extend(
-                    {"matcher": {"id": "byName", "options": a},
-                     "properties": [{"id": "displayName", "value": ALIASES[a]}]} for a in todo)
-        for value in node.values():
-            _name_columns(value, lang)
-    elif isinstance(node, list):
-        for item in node:
-            _name_columns(item, lang)
+def _name_columns(panel: dict) -> None:
+    """A displayName override for every translated column name of the panel (see ALIASES)."""
+    shown = _display_named(panel)
+    todo = [a for a in dict.fromkeys(_aliases(panel)) if a in ALIASES and a not in shown]
+    if todo:
+        config = panel.setdefault("fieldConfig", {"defaults": {}, "overrides": []})
+        config.setdefault("overrides", []).extend(
+            {"matcher": {"id": "byName", "options": a}, "properties": [{"id": "displayName", "value": ALIASES[a]}]}
+            for a in todo)
 
 
 def _walk(node, lang: str) -> None:
     if isinstance(node, dict):
+        if "targets" in node:  # a panel: its queries' column names too
+            _name_columns(node)
         for key, value in node.items():
             if key in SKIPPED_KEYS:
                 continue
@@ -351,7 +346,6 @@ def localise(model: dict, lang: str, uids: set[str]) -> dict:
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGS)})")
     _walk(model, lang)
-    _name_columns(model, lang)
     text = _retarget(model, lang, uids)
     model.clear()
     model.update(text)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import free_port
+from tests.util import free_port, log_tail
 from tests.snmpd import snmpd  # noqa: F401  (the Net-SNMP agent fixture)
 
 
@@ -99,9 +99,7 @@ class Mosquitto:
         self.start()
 
     def log_tail(self, lines: int = 20) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n--- mosquitto.log ---\n" + "\n".join(self.log.read_text().splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 @pytest.fixture(scope="session")
@@ -272,9 +270,7 @@ class Influx:
         return name
 
     def log_tail(self, lines: int = 20) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n--- influxd.log ---\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.util import log_tail
+
 SNMPD_PATHS = ("/usr/sbin/snmpd", "/usr/local/sbin/snmpd")
 
 
@@ -104,9 +106,7 @@ class Snmpd:
                 self.process.wait()
 
     def log_tail(self, lines: int = 20) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n--- snmpd.log ---\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 @pytest.fixture(scope="session")

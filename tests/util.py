@@ -4,6 +4,13 @@ import socket
 from gateway.sinks import Sink
 
 
+def log_tail(log, lines: int = 20) -> str:
+    """The end of a test server's log file, for an assertion message ("" when it has none yet)."""
+    if not log.exists():
+        return ""
+    return f"\n--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 _HANDED_OUT: set[int] = set()
 
 
