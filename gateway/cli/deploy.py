@@ -1,4 +1,4 @@
-"""``minegw deploy acl``: the brokers' ACL files, generated from the gateways' site files."""
+"""``minegw deploy acl`` and ``minegw deploy writers``: the brokers' ACLs and ingest's writers, from the site files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,3 +38,34 @@ def deploy_acl(broker: str = typer.Argument(..., help="underground (a district b
     else:
         output.write_text(text)
         out.print(f"wrote {output}", highlight=False)
+
+
+@deploy_app.command("writers")
+def deploy_writers(configs: list[Path] = typer.Option(..., "-c", "--config",
+                                                      help="the site file of every gateway publishing its historian "
+                                                           "lines (repeat -c)"),
+                   output: Path | None = typer.Option(None, "-o", "--output",
+                                                      help="the ingest.yaml whose writers: block to replace "
+                                                           "(default: print the block)"),
+                   check: bool = typer.Option(False, "--check", help="only compare with --output; exit 1 if it differs")
+                   ) -> None:
+    """Print (or put into ingest.yaml) the writers: block: which gateways' historian lines ingest takes, and
+    the areas and rings each may write."""
+    from gateway.config import ConfigError
+    from gateway.surface.writers import with_writers, writers_block
+
+    try:
+        block = writers_block(configs)
+        text = None if output is None else with_writers(output.read_text() if output.exists() else "", block)
+    except ConfigError as exc:
+        fail(str(exc))
+    if output is None:
+        out.print(block, end="", highlight=False, markup=False, soft_wrap=True)
+    elif check:
+        if not output.exists() or output.read_text() != text:
+            fail(f"{output}: its writers: block differs from what the site files give: run minegw deploy writers "
+                 f"... -o {output}")
+        out.print(f"{output}: up to date", highlight=False)
+    else:
+        output.write_text(text)
+        out.print(f"wrote the writers: block of {output}", highlight=False)

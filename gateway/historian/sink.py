@@ -260,9 +260,11 @@ class HistorianSink(Sink):
 
     # ---- into the buffer ----
 
-    def put_lines(self, rows: Iterable[Row]) -> None:
-        """Queue ready-made lines, as (sample time, line), for the next commit (event loop only)."""
+    def put_lines(self, rows: Iterable[Row], events: Iterable[Row] = ()) -> None:
+        """Queue ready-made lines, as (sample time, line), for the next commit (event loop only); ``events``
+        (states, alarms, audits: see ``_put_event``) are the last the buffer drops when it is full."""
         self._pending.extend(rows)
+        self._pending_events.extend(events)
         self._wake.set()
 
     async def _commit_loop(self) -> None:

@@ -8,8 +8,10 @@ shared subscription, so the broker hands each message to exactly one of them:
     $share/{group}/{prefix}/{site}/gateway/+/alarm/+   gateway alarms  → gateway_alarm
     $share/{group}/{prefix}/{site}/gateway/+/status    gateway up/down → gateway_status
     $share/{group}/{prefix}/{site}/bridge/+            uplink up/down  → uplink_status
+    $share/{group}/{prefix}/{site}/gateway/+/historian the gateways' own lines, checked (:mod:`.lines`)
 
-(``site`` is ``+`` unless ``ingest.sites`` names some.) A new gateway needs no change
+(``site`` is ``+`` unless ``ingest.sites`` names some; the historian topics are those of the sites in
+``writers:``, none without it.) A new gateway needs no change
 here; more throughput needs one more worker (its own ``ingest.id`` and buffer file).
 
 Each message is validated with the MQTT contract's models (:mod:`gateway.contract`),
@@ -61,6 +63,7 @@ from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
 from gateway.surface.convert import Converter
 from gateway.surface.compact import Refused, UnknownSchema
+from gateway.surface.lines import Scopes, Writers
 from gateway.mqtt.client import make_client  # the gateway's client factory: credentials, TLS, logging
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,10 @@ class IngestSettings(Strict):
                                                                               "oldest are refused beyond")
     stop_timeout: float = Field(10.0, ge=0, le=300, description="seconds a clean stop waits for the buffer to "
                                                                 "reach InfluxDB")
+    lines_only: bool = Field(False, description="store the areas and gateways of writers from their historian "
+                                                "lines only, not also from their data, state and gateway alarm "
+                                                "messages: half the writes, but nothing of a gateway is stored "
+                                                "while it cannot publish its lines")
 
     @model_validator(mode="after")
     def _sites(self) -> "IngestSettings":
@@ -104,11 +111,28 @@ class IngestConfig(Strict):
     ingest: IngestSettings = IngestSettings()
     mqtt: MqttConfig
     historian: HistorianConfig
+    writers: Writers = Field({}, description="site -> gateway id -> {areas, rings}: the gateways whose historian "
+                                             "lines are taken, and what each may write (minegw deploy writers)")
 
     @model_validator(mode="after")
     def _mqtt5(self) -> "IngestConfig":
         if self.mqtt.protocol != "5":
             raise ValueError('mqtt.protocol: ingest needs MQTT 5 ("5"): shared subscriptions and session expiry')
+        return self
+
+    @model_validator(mode="after")
+    def _writers(self) -> IngestConfig:
+        ids = [("site", site) for site in self.writers] + [
+            ("gateway", gw) for gateways in self.writers.values() for gw in gateways] + [
+            (what, name) for gateways in self.writers.values() for scope in gateways.values()
+            for what, names in (("area", scope.areas), ("ring", scope.rings)) for name in names]
+        bad = [f"{what} {name!r}" for what, name in ids if not re.match(_ID, name)]
+        if bad:
+            raise ValueError(f"writers: {', '.join(bad)}: not an id (letters, digits, - and _)")
+        if self.ingest.site in self.writers:
+            raise ValueError(f"writers: {self.ingest.site!r} is ingest.site, the site of the workers' own health")
+        if "+" not in self.ingest.sites and (others := sorted(set(self.writers) - set(self.ingest.sites))):
+            raise ValueError(f"writers: {', '.join(others)} not in ingest.sites")
         return self
 
 
@@ -162,14 +186,15 @@ class _IngestSink(HistorianSink):
     def put_gateway_status(self, online: bool, reason: str) -> None:
         """Not a gateway (see ``writes_heartbeat``)."""
 
-    def put(self, rows: list[Row], ack: _Ack) -> None:
-        """Any thread. An empty ``rows`` (a refused message) is acknowledged with the next commit, in order."""
-        self._inbox.append((rows, ack))
+    def put(self, rows: list[Row], ack: _Ack, events: list[Row] = ()) -> None:
+        """Any thread. An empty ``rows`` (a refused message) is acknowledged with the next commit, in order;
+        ``events`` are dropped last when the buffer is full (states, alarms, audits: see ``put_lines``)."""
+        self._inbox.append((rows, events, ack))
 
     async def commit(self) -> bool:
         while self._inbox:
-            rows, ack = self._inbox.popleft()
-            self.put_lines(rows)
+            rows, events, ack = self._inbox.popleft()
+            self.put_lines(rows, events)
             self._to_ack.append(ack)
         acks, self._to_ack = self._to_ack, []
         if not await super().commit():  # the buffer file refused the commit: the rows wait in memory
@@ -252,9 +277,12 @@ class IngestWorker:
             f"$share/{s.group}/{cfg.mqtt.topic_prefix}/{site}/{tail}"
             for site in s.sites
             for tail in ("+/+/data", "+/+/state", "gateway/+/alarm/+", "gateway/+/status", "bridge/+")]
+        self.scopes = Scopes(cfg.mqtt.topic_prefix, cfg.writers)
+        self.topics += [f"$share/{s.group}/{topic}" for topic in self.scopes.topics(list(cfg.writers))]
         self.converter = Converter(cfg.mqtt.topic_prefix, s.max_payload)
         self.received = 0
         self.refusals: Counter[str] = Counter()
+        self.historian_lines = self.refused_lines = self.covered = 0  # the gateways' lines; data they cover
         self._held = _Held(s.schema_wait, s.schema_wait_messages)
         self._refusing = threading.Lock()  # refusals come from paho's thread and from the loop (expired)
         site = SiteConfig(site=Site(id=s.site, gateway_id=s.id), areas=[Area(id="ingest", kind="surface")])
@@ -274,6 +302,8 @@ class IngestWorker:
         self._unsubscribed = threading.Event()
         self._refused_log = ThrottledWarning(log, "Ingest: refused {count} message(s) since the last warning, "
                                                   "e.g. {detail}")
+        self._refused_lines_log = ThrottledWarning(log, "Ingest: refused {count} historian line(s) since the last "
+                                                        "warning, e.g. {detail}")
         self._last_problem: str | None = None
         self._lockfile = None
         self._started = False
@@ -322,6 +352,7 @@ class IngestWorker:
             log.warning("Ingest %s: stopped with about %d lines not yet in InfluxDB; they stay in %s and go out at "
                         "the next start", self.cfg.ingest.id, depth, self.cfg.historian.buffer.path)
         self._refused_log.flush(force=True)
+        self._refused_lines_log.flush(force=True)
         props = None
         if self.sink.unacknowledged == 0 and not self._held:  # everything received is on disk: end the session, nothing is kept for us
             props = Properties(PacketTypes.DISCONNECT)
@@ -364,7 +395,8 @@ class IngestWorker:
 
     def _counters(self) -> dict[str, int]:
         return {"received": self.received, "refused": sum(self.refusals.values()), "held": len(self._held),
-                "schemas": len(self.converter.schemas)}
+                "schemas": len(self.converter.schemas), "historian_lines": self.historian_lines,
+                "refused_lines": self.refused_lines, "covered": self.covered}
 
     def health(self) -> dict[str, int | float | bool]:
         return {**self.sink.health(), "mqtt_connected": self._connected}
@@ -415,7 +447,36 @@ class IngestWorker:
             self._learn(topic, msg.payload)
             return
         self.received += 1
-        self._ingest(topic, msg.payload, _Ack(self._connection, msg.mid, msg.qos), now)
+        ack = _Ack(self._connection, msg.mid, msg.qos)
+        if topic.endswith("/historian"):
+            self._lines(topic, msg.payload, ack)
+        elif self.cfg.ingest.lines_only and self.scopes.covers(topic):
+            self.covered += 1  # its writer's lines carry the same points
+            self.sink.put([], ack)
+        else:
+            self._ingest(topic, msg.payload, ack, now)
+
+    def _lines(self, topic: str, payload: bytes, ack: _Ack) -> None:
+        """A gateway's historian lines: each checked against its scope; the good ones kept, the others named."""
+        site, gateway, checker = self.scopes.of(topic)
+        readings: list[Row] = []
+        events: list[Row] = []
+        if checker is None:
+            self._refuse("writer", f"{topic}: gateway {gateway!r} of site {site!r} is not in writers (ingest.yaml, "
+                                   "minegw deploy writers): every line refused")
+        elif len(payload) > self.cfg.ingest.max_payload:
+            self._refuse("too-large", f"{topic}: {len(payload)} bytes > {self.cfg.ingest.max_payload}")
+        else:
+            checked = checker.check(payload)
+            readings, events = checked.readings, checked.events
+            self.historian_lines += len(readings) + len(events)
+            if checked.refused:
+                number, why = checked.refused[0]
+                with self._refusing:
+                    self.refused_lines += len(checked.refused)
+                    self._refused_lines_log.add(len(checked.refused), f"gateway {gateway} {why[:200]}: line "
+                                                                      f"{number} of a message on {topic}")
+        self.sink.put(readings, ack, events)
 
     def _ingest(self, topic: str, payload: bytes, ack: _Ack, arrived: float) -> None:
         try:
