@@ -22,7 +22,10 @@ Two measurements per worker count W:
 Each message is a data message of ``--signals`` samples (default 25, the shipped
 belt_conveyor profile), so one message = one point of 25 fields, in each ``--payload``: the full
 payload, the compact one (retained schema messages first, then a values array), and report by
-exception (compact, an object of seq and every ``--rbe-every``-th signal). Tags/s per worker and
+exception (compact, an object of seq and every ``--rbe-every``-th signal); ``lines`` is the gateways'
+historian lines instead (issue 22: ``historian.api: mqtt``): the same points as line protocol, up to
+256 KiB per message on ``minegw/demo-mine/gateway/gw-1201/historian`` (a writer of the shipped
+ingest.yaml), each line checked against the gateway's scope. Tags/s per worker and
 CPU µs per tag (all the worker's threads: MQTT, conversion, buffer, InfluxDB writes) are printed
 per payload. Prints a table and one
 ``BENCH_JSON {...}`` line per W. Every process it starts is stopped on the way out.
@@ -177,6 +180,8 @@ class Bench:
         """``count`` data messages of 200 devices: the full payload, the compact one (all values, an array), or
         report by exception ("rbe": seq and every ``--rbe-every``-th signal, an object); for the compact ones the
         retained schema messages come first."""
+        if payload == "lines":
+            return self.lines(measurement, count)
         if payload != "full":
             return self.schema_messages(measurement) + self.compact(count, payload == "rbe")
         out = []
@@ -190,6 +195,26 @@ class Bench:
             out.append((f"minegw/bench-mine/face/{device}/data",
                         data_payload("bench-mine", "face", "face", measurement, reading)))
         return out
+
+    def lines(self, measurement: str, count: int, limit: int = 256 * 1024) -> list[tuple[str, bytes]]:
+        """The points of ``messages`` as gw-1201's historian writer publishes them: line protocol, messages of
+        at most ``limit`` bytes (docs/mqtt.md, the historian topic)."""
+        from gateway.historian.lineprotocol import ReadingLines
+        builder = ReadingLines("demo-mine", "face-1201", measurement)
+        out, chunk, size = [], [], 0
+        for i in range(count):
+            ts = T0 + timedelta(milliseconds=i)
+            samples = [Sample(signal="seq", value=i, ts=ts)] + [
+                Sample(signal=f"signal_{k:02d}", value=100.0 + k + (i % 1000) / 10, unit="A", ts=ts)
+                for k in range(self.args.signals - 1)]
+            line = builder.lines(Reading(device=f"dev-{i % 200:03d}", ts=ts, poll_ms=10.0, samples=samples))[0]
+            if chunk and size + len(line) + 1 > limit:
+                out.append("\n".join(chunk).encode())
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        out.append("\n".join(chunk).encode())
+        return [("minegw/demo-mine/gateway/gw-1201/historian", body) for body in out]
 
     def signals(self) -> tuple[list[str], list[str]]:
         return (["seq"] + [f"signal_{k:02d}" for k in range(self.args.signals - 1)],
@@ -301,7 +326,9 @@ class Bench:
         n, batch = self.args.messages, 5000
         converter, lines = Converter("minegw"), []
         for topic, body in self.messages(measurement, n, payload):
-            if topic.endswith("/schema"):
+            if payload == "lines":
+                lines += body.decode().split("\n")
+            elif topic.endswith("/schema"):
                 converter.learn(topic, body)
             else:
                 lines += [line for _, line in converter.convert(topic, body)]
@@ -330,7 +357,7 @@ class Bench:
         time.sleep(1)
         cpu0 = {i: cpu_seconds(p.pid) for i, p in self.workers.items()}
         start = time.monotonic()
-        self.publish(batch, rate)
+        self.publish(batch, rate * len(batch) / n if payload == "lines" else rate)  # lines: ``rate`` points/s
         elapsed = time.monotonic() - start
         cpu = {i: cpu_seconds(p.pid) - cpu0[i] for i, p in self.workers.items()}
         deadline = time.monotonic() + 120
@@ -351,8 +378,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--messages", type=int, default=30000, help="backlog size")
     parser.add_argument("--signals", type=int, default=25, help="samples per message")
-    parser.add_argument("--payload", nargs="+", choices=["full", "compact", "rbe"], default=["full", "compact", "rbe"],
-                        help="data payloads to measure: full, compact (values array), rbe (report by exception)")
+    parser.add_argument("--payload", nargs="+", choices=["full", "compact", "rbe", "lines"],
+                        default=["full", "compact", "rbe"],
+                        help="data payloads to measure: full, compact (values array), rbe (report by exception), "
+                             "lines (the gateways' historian lines, 256 KiB messages)")
     parser.add_argument("--rbe-every", type=int, default=5, help="rbe: seq and every n-th signal in a message")
     parser.add_argument("--rate", type=float, default=1000, help="steady messages/s (0: skip)")
     parser.add_argument("--seconds", type=float, default=20)

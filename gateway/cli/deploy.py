@@ -29,11 +29,16 @@ def deploy_acl(broker: str = typer.Argument(..., help="underground (a district b
         text = generate_acl(broker, configs)
     except ConfigError as exc:
         fail(str(exc))
+    put(text, output, check, f"acl {broker}")
+
+
+def put(text: str, output: Path | None, check: bool, command: str) -> None:
+    """Print ``text``, write it to ``output``, or (``check``) exit 1 when ``output`` holds something else."""
     if output is None:
         out.print(text, end="", highlight=False, markup=False, soft_wrap=True)
     elif check:
         if not output.exists() or output.read_text() != text:
-            fail(f"{output} differs from what the site files give: run minegw deploy acl {broker} ... -o {output}")
+            fail(f"{output} differs from what the site files give: run minegw deploy {command} ... -o {output}")
         out.print(f"{output}: up to date", highlight=False)
     else:
         output.write_text(text)
@@ -55,17 +60,9 @@ def deploy_writers(configs: list[Path] = typer.Option(..., "-c", "--config",
     from gateway.surface.writers import with_writers, writers_block
 
     try:
-        block = writers_block(configs)
-        text = None if output is None else with_writers(output.read_text() if output.exists() else "", block)
+        text = writers_block(configs)
+        if output is not None:
+            text = with_writers(output.read_text() if output.exists() else "", text)
     except ConfigError as exc:
         fail(str(exc))
-    if output is None:
-        out.print(block, end="", highlight=False, markup=False, soft_wrap=True)
-    elif check:
-        if not output.exists() or output.read_text() != text:
-            fail(f"{output}: its writers: block differs from what the site files give: run minegw deploy writers "
-                 f"... -o {output}")
-        out.print(f"{output}: up to date", highlight=False)
-    else:
-        output.write_text(text)
-        out.print(f"wrote the writers: block of {output}", highlight=False)
+    put(text, output, check, "writers")
