@@ -58,7 +58,7 @@ Writers = dict[str, dict[str, GatewayScope]]  # site -> gateway id -> scope
 _NAME = r"(?:[^\\ ,\n]|\\[^\n])+"  # measurement
 _KEY = r"(?:[^\\ ,=\n]|\\[^\n])+"  # tag key, tag value, field key
 _VALUE = (r'(?:"(?:[^"\\]|\\.)*"'  # string (may span lines)
-          r"|-?\d+i|\d+u|-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # integer, unsigned, float
+          r"|-?\d+i|\d+u|-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"  # integer, unsigned, float
           r"|true|True|TRUE|t|T|false|False|FALSE|f|F)")
 _FIELDS = rf"{_KEY}={_VALUE}(?:,{_KEY}={_VALUE})*"
 _LINE = re.compile(rf"({_NAME}(?:,{_KEY}={_KEY})*) {_FIELDS} (-?\d{{1,19}})(?:\n|$)", re.DOTALL)
