@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -241,47 +242,80 @@ async def test_lines_only_leaves_the_writers_data_topics_to_their_lines(mosquitt
     assert {r["device"] for r in stored(influxdb, prefix, "shearer")} == {"sh-2"}  # sh-1 comes by its lines
 
 
+TRACED = """\
+import asyncio, logging, os, sys
+from gateway.surface import ingest
+logging.basicConfig(level=logging.INFO)
+trace = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # unbuffered: a SIGKILL loses no line
+on_message, acknowledge = ingest.IngestWorker._on_message, ingest.IngestWorker._acknowledge
+
+def traced_message(self, *args):
+    on_message(self, *args)
+    os.write(trace, b"received\\n")
+
+def traced_acknowledge(self, acks):
+    acknowledge(self, acks)
+    os.write(trace, b"acknowledged %d\\n" % len(acks))
+
+ingest.IngestWorker._on_message, ingest.IngestWorker._acknowledge = traced_message, traced_acknowledge
+asyncio.run(ingest.run_ingest(ingest.load_ingest(sys.argv[1])))
+"""
+
+
 async def test_ingest_killed_before_its_commit_loses_no_line(mosquitto, influxdb, tmp_path):
-    """SIGKILL while historian messages flow (commits a second apart, so some are received, not committed):
-    the broker re-sends what was not acknowledged; every line is in InfluxDB once."""
+    """SIGKILL while a worker holds messages received and not committed (commits a second apart; the worker
+    traces what it received and acknowledged): the broker re-sends them; every line is in InfluxDB once."""
     prefix = "hl4"
     cfg = ingest_config(mosquitto, influxdb, tmp_path, prefix)
     cfg["historian"]["buffer"]["commit_interval"] = 1.0
-    path = tmp_path / "ingest.yaml"
+    path, trace = tmp_path / "ingest.yaml", tmp_path / "trace"
     path.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "traced.py").write_text(TRACED)
+    trace.touch()
 
-    def spawn() -> subprocess.Popen:
+    def spawn(*command: str) -> subprocess.Popen:
         with open(tmp_path / "worker.log", "ab") as log:  # the child keeps its own descriptor
-            return subprocess.Popen([sys.executable, "-m", "gateway.surface.ingest", str(path)], cwd=REPO,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "PYTHONPATH": str(REPO)})
 
     def count() -> int:
         rows = influxdb.query('SELECT count("seq") FROM "shearer"', prefix)
         return rows[0]["count"] if rows else 0
 
-    def connected() -> int:
-        return (tmp_path / "worker.log").read_text().count(f"Ingest {prefix}: connected")
+    def in_flight() -> tuple[int, int]:
+        """(messages received, acknowledged) by the traced worker so far."""
+        lines = trace.read_text().splitlines()
+        return lines.count("received"), sum(int(line.split()[1]) for line in lines if line.startswith("ack"))
 
     n, per_message = 400, 10
     messages = [(topic(prefix), "\n".join(reading_line("shearer-1201", i * per_message + j)
                                            for j in range(per_message)).encode()) for i in range(n)]
-    processes = [spawn()]
+    processes = [spawn(str(tmp_path / "traced.py"), str(path), str(trace))]
+    stop = threading.Event()
+
+    def publish_slowly() -> None:
+        for message in messages:
+            if not stop.is_set():
+                publish(mosquitto.port, [message])
+
     try:
-        await until(lambda: connected() == 1, what="connected")
-        await asyncio.sleep(0.5)  # its SUBACK: the group exists from here on, sessions keep its messages
-        publisher = threading.Thread(target=lambda: publish(mosquitto.port, messages[:n // 2]))
+        await until(lambda: "connected" in (tmp_path / "worker.log").read_text(), what="connected")
+        await asyncio.sleep(0.5)  # its SUBACK: from here on its session keeps its messages
+        publisher = threading.Thread(target=publish_slowly)
         publisher.start()
-        await until(lambda: count() > 0, what="some lines written")
+        await until(lambda: in_flight()[1] >= 20 and in_flight()[0] > in_flight()[1], what="messages in flight")
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait()
-        await asyncio.to_thread(publisher.join)
-        publish(mosquitto.port, messages[n // 2:])  # while it is down: its session keeps them
-        processes.append(spawn())
+        received, acknowledged = in_flight()
+        assert received > acknowledged  # killed holding messages it had not committed
+        await asyncio.to_thread(publisher.join)  # the rest while it is down: its session keeps them
+        processes.append(spawn("-m", "gateway.surface.ingest", str(path)))
         await until(lambda: count() == n * per_message, timeout=60, what=f"every line, {count()}")
-        assert "connected (session resumed)" in (tmp_path / "worker.log").read_text()  # the broker kept it
+        assert "connected (session resumed)" in (tmp_path / "worker.log").read_text()
         processes[1].send_signal(signal.SIGTERM)
         assert processes[1].wait(30) == 0
     finally:
+        stop.set()
         for p in processes:
             if p.poll() is None:
                 p.kill()
