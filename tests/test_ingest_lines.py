@@ -15,8 +15,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alarms import AlarmEvent
 from gateway.commands import AuditEntry
@@ -287,23 +289,33 @@ async def test_ingest_killed_before_its_commit_loses_no_line(mosquitto, influxdb
         lines = trace.read_text().splitlines()
         return lines.count("received"), sum(int(line.split()[1]) for line in lines if line.startswith("ack"))
 
-    n, per_message = 400, 10
+    n, per_message = 200, 10
     messages = [(topic(prefix), "\n".join(reading_line("shearer-1201", i * per_message + j)
                                            for j in range(per_message)).encode()) for i in range(n)]
     processes = [spawn(str(tmp_path / "traced.py"), str(path), str(trace))]
     stop = threading.Event()
 
-    def publish_slowly() -> None:
-        for message in messages:
-            if not stop.is_set():
-                publish(mosquitto.port, [message])
+    def publish_slowly() -> None:  # 50 messages/s for 4 s: some always arrive between two commits
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.connect("127.0.0.1", mosquitto.port)
+        client.loop_start()
+        try:
+            for message in messages:
+                if stop.wait(0.02):
+                    break
+                client.publish(*message, qos=1)
+            client.publish(*messages[-1], qos=1).wait_for_publish(10)  # the last one again: all are out
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     try:
         await until(lambda: "connected" in (tmp_path / "worker.log").read_text(), what="connected")
-        await asyncio.sleep(0.5)  # its SUBACK: from here on its session keeps its messages
+        await asyncio.sleep(1.0)  # its SUBACK: from here on its session keeps its messages
         publisher = threading.Thread(target=publish_slowly)
         publisher.start()
-        await until(lambda: in_flight()[1] >= 20 and in_flight()[0] > in_flight()[1], what="messages in flight")
+        await until(lambda: 0 < in_flight()[1] < in_flight()[0], timeout=60,
+                    what=f"messages in flight after a commit: (received, acknowledged) {in_flight()}")
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait()
         received, acknowledged = in_flight()
