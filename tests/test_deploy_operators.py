@@ -4,8 +4,8 @@ Against real Mosquitto running the shipped deploy/ files (fixtures of test_deplo
 cannot answer under another gateway's reply topic; an operator with a client certificate signed
 by the mine's CA logs in on the surface's 8884 listener without a password, sends a command and
 reads its own replies only; a certificate from another CA, or none, is refused at the handshake.
-On a plain broker (where anyone may publish anything), the requester still takes only the named
-gateway's answer.
+A revoked certificate (the CRL) is refused too. On a plain broker (where anyone may publish
+anything), the requester still takes only the named gateway's answer.
 """
 from __future__ import annotations
 
@@ -14,15 +14,20 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from pydantic import ValidationError
 
 from gateway.config import MqttConfig
 from gateway.contract import Topics
-from gateway.mqtt import MqttError, tail
+from gateway.mqtt import MqttError, make_client, tail
 from gateway.operator import Operator
-from tests.test_deploy import GW_1201, GW_1203, OPERATOR, Certs, Client, certs, district  # noqa: F401
+from tests.test_deploy import (GW_1201, GW_1203, OPERATOR, Certs, Client, ShippedBroker, certs,  # noqa: F401
+                               district, surface_conf)
 from tests.util import Operators
 
 TOPICS = Topics("minegw", "demo-mine")
@@ -149,3 +154,48 @@ def test_the_requester_takes_only_the_named_gateways_answer(mosquitto, tmp_path)
     # MQTT 5: the named gateway's reply topic as the response topic; for any gateway, none (no wildcards there)
     assert [c["response_topic"] for c in commands] == [
         topics.command_reply("gw-1201", commands[0]["request_id"], "li.na"), None]
+
+
+def test_a_client_certificate_that_cannot_be_used_is_one_clear_error(certs, operator_certs, tmp_path):  # noqa: F811
+    with pytest.raises(ValidationError, match="key_file without cert_file"):
+        MqttConfig.model_validate({"tls": {"ca_file": str(certs.ca), "key_file": str(operator_certs.li_na[1])}})
+    crt, key = operator_certs.li_na
+    for cert in ((tmp_path / "missing.crt", key), (crt, operator_certs.outsider[1])):  # no file; another's key
+        with pytest.raises(MqttError, match="mqtt.tls: cannot load the CA, certificate or key"):
+            make_client(cert_login(1, certs, cert), "minegw-test")
+
+
+def revocation_list(certs: Certs, revoked: Path, path: Path) -> Path:  # noqa: F811
+    """The CRL ``openssl ca -gencrl`` would make after ``openssl ca -revoke``: ``revoked``'s serial, signed by the CA."""
+    ca_cert = x509.load_pem_x509_certificate(certs.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key(certs.ca.with_suffix(".key").read_bytes(), None)
+    serial = x509.load_pem_x509_certificate(revoked.read_bytes()).serial_number
+    now = datetime.now(timezone.utc)
+    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject).last_update(now)
+           .next_update(now + timedelta(days=1)).add_revoked_certificate(entry).sign(ca_key, hashes.SHA256()))
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_a_revoked_operator_certificate_is_refused(certs, operator_certs, tmp_path):  # noqa: F811
+    """deploy/deploy.md, "Operators' certificates": the shipped ``crlfile`` line uncommented, the CRL naming
+    li.na's certificate; zhang.wei's, from the same CA, still logs in."""
+    (tmp_path / "surface").mkdir()
+    crl = revocation_list(certs, operator_certs.li_na[0], tmp_path / "mine-ca.crl")
+    zhang_wei = issue(tmp_path, "zhang.wei", "zhang.wei", certs.ca)
+    shipped = surface_conf(certs)
+
+    def conf(b: ShippedBroker) -> str:
+        text = shipped(b)
+        assert "\n#crlfile /etc/mosquitto/certs/mine-ca.crl\n" in text, "the shipped file's crlfile line"
+        return text.replace("\n#crlfile /etc/mosquitto/certs/mine-ca.crl\n", f"\ncrlfile {crl}\n")
+
+    broker = ShippedBroker(tmp_path / "surface", conf)
+    broker.start()
+    try:
+        with pytest.raises(MqttError):
+            tail(cert_login(broker.cert_port, certs, operator_certs.li_na), "minegw/#", 1, 5.0, lambda m: None)
+        assert tail(cert_login(broker.cert_port, certs, zhang_wei), "minegw/#", 1, 1.0, lambda m: None) == 0
+    finally:
+        broker.stop()
