@@ -31,6 +31,15 @@ class CommandRefused(Exception):
     """The command could not be built (bad fields, unusable key) or sent; the message says why."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A gateway's reply to a command, and which gateway it was (from the reply's topic, which the ACL
+    lets only that gateway write)."""
+
+    gateway: str
+    reply: BaseModel
+
+
 class Operator:
     """One operator: a private key file (or none, for sites that accept unsigned commands) and a name.
 
@@ -87,12 +96,3 @@ class Operator:
             return None
         answered_by = got[0].removeprefix(f"{topics.prefix}/{topics.site}/gateway/").split("/", 1)[0]
         return Answer(answered_by, KINDS[kind][1].model_validate_json(got[1]))
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A gateway's reply to a command, and which gateway it was (from the reply's topic, which the ACL
-    lets only that gateway write)."""
-
-    gateway: str
-    reply: BaseModel

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from pydantic import ValidationError
@@ -26,8 +28,8 @@ from gateway.config import MqttConfig
 from gateway.contract import Topics
 from gateway.mqtt import MqttError, make_client, tail
 from gateway.operator import Operator
-from tests.test_deploy import (GW_1201, GW_1203, OPERATOR, Certs, Client, ShippedBroker, certs,  # noqa: F401
-                               district, surface_conf)
+from tests.test_deploy import (GW_1201, GW_1203, OPERATOR, REPO, UNDERGROUND, Certs, Client,  # noqa: F401
+                               ShippedBroker, certs, district, surface_conf)
 from tests.util import Operators
 
 TOPICS = Topics("minegw", "demo-mine")
@@ -119,6 +121,37 @@ def test_an_operator_with_a_client_certificate(district, certs, operator_certs, 
         gateway.close()
 
 
+def test_minegw_write_with_a_client_certificate_takes_its_gateways_answer(district, certs, operator_certs,  # noqa: F811
+                                                                          tmp_path):
+    """The CLI from an operator's site file (the shipped site.yaml, its mqtt: the 8884 listener and li.na's
+    certificate): gw-1203 answers first (not its device), the CLI waits for gw-1201, the site file's gateway."""
+    site = yaml.safe_load((UNDERGROUND / "site.yaml").read_text())
+    crt, key = operator_certs.li_na
+    site["mqtt"] = {"host": "127.0.0.1", "port": district.surface.cert_port,
+                    "tls": {"ca_file": str(certs.ca), "cert_file": str(crt), "key_file": str(key)}}
+    del site["historian"]
+    path = tmp_path / "li.na-site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    signing_key = Operators(tmp_path, "li.na").files["li.na"]
+    gateways = {gw: Client(district.underground.port, f"demo-mine.{gw}", subscribe=(TOPICS.command_write(),))
+                for gw in ("gw-1201", "gw-1203")}
+    cli = [sys.executable, "-m", "gateway.cli", "write", "shearer-1201", "haulage_speed_setpoint", "2.5",
+           "--key", str(signing_key), "-c", str(path), "--timeout", "15"]
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(subprocess.run, cli, capture_output=True, text=True, timeout=60, cwd=REPO)
+            answer(gateways["gw-1203"], TOPICS, [(TOPICS.command_reply("gw-1203", "{rid}", "li.na"),
+                                                  {"ok": False, "error": "unknown device 'shearer-1201'"})])
+            answer(gateways["gw-1201"], TOPICS, [(TOPICS.command_reply("gw-1201", "{rid}", "li.na"), {"ok": True})])
+            done = run.result(60)
+    finally:
+        for client in gateways.values():
+            client.close()
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0 and text.startswith("ok: shearer-1201.haulage_speed_setpoint=2.5 (") and (
+        text.endswith(", gateway gw-1201)")), text
+
+
 def test_the_certificate_listener_refuses_other_cas_and_no_certificate(district, certs, operator_certs):  # noqa: F811
     port = district.surface.cert_port
     for cert in (operator_certs.outsider, None):
@@ -179,7 +212,7 @@ def revocation_list(certs: Certs, revoked: Path, path: Path) -> Path:  # noqa: F
 
 
 def test_a_revoked_operator_certificate_is_refused(certs, operator_certs, tmp_path):  # noqa: F811
-    """deploy/deploy.md, "Operators' certificates": the shipped ``crlfile`` line uncommented, the CRL naming
+    """docs/deploy.md, "Operators' certificates": the shipped ``crlfile`` line uncommented, the CRL naming
     li.na's certificate; zhang.wei's, from the same CA, still logs in."""
     (tmp_path / "surface").mkdir()
     crl = revocation_list(certs, operator_certs.li_na[0], tmp_path / "mine-ca.crl")
