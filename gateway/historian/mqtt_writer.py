@@ -223,7 +223,8 @@ class MqttHistorianWriter:
         self._on_loop(self._lost, f"connection lost: {reason}")
 
     def _connect_failed(self) -> None:
-        self._on_loop(self._set_state, False, "connection refused or no answer", None)
+        why = self._driver.last_error if self._driver is not None else None
+        self._on_loop(self._set_state, False, why or "connection refused or no answer", None)
 
     def _on_publish(self, client, userdata, mid, reason: ReasonCode, properties) -> None:
         self._on_loop(self._acked, mid, reason)
