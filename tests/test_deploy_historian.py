@@ -11,8 +11,15 @@ import pytest
 from gateway.config import load_site
 from gateway.historian.errors import RetryableError
 from gateway.historian.mqtt_writer import MqttHistorianWriter
-from tests.test_deploy import (GW_1201, UNDERGROUND, Client, ShippedBroker, certs,  # noqa: F401  (certs: fixture)
-                               password, surface_conf)
+from tests.test_deploy import (  # noqa: F401  (certs: fixture)
+    GW_1201,
+    UNDERGROUND,
+    Client,
+    ShippedBroker,
+    certs,
+    password,
+    surface_conf,
+)
 
 OWN, OTHER = "minegw/demo-mine/gateway/gw-1201/historian", "minegw/demo-mine/gateway/gw-1203/historian"
 ACCEPTED = ("Success", "No matching subscribers")

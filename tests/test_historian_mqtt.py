@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
 from gateway.config import HistorianConfig
@@ -111,11 +111,11 @@ async def test_a_gateway_publishes_every_kind_of_historian_line(mosquitto, tmp_p
         return {line.split(",", 1)[0].split(" ", 1)[0] for line in lines_of(messages)}
 
     with MqttCollector(mosquitto.host, mosquitto.port, topic) as sub:
-        async with SiteSimulator(site, seed=3, opcua_certificate_dir=tmp_path) as sims:
-            async with Gateway(site, [HistorianSink(site.historian, site, health_interval=0.3)]):
-                await sub.until(lambda ms: "shearer" in measurements(ms), timeout=15)
-                sims.simulator("shearer-1").set_fault("out_of_range", signal="methane", value=4.4)
-                await sub.until(lambda ms: wanted <= measurements(ms), timeout=30)
+        async with (SiteSimulator(site, seed=3, opcua_certificate_dir=tmp_path) as sims,
+                    Gateway(site, [HistorianSink(site.historian, site, health_interval=0.3)])):
+            await sub.until(lambda ms: "shearer" in measurements(ms), timeout=15)
+            sims.simulator("shearer-1").set_fault("out_of_range", signal="methane", value=4.4)
+            await sub.until(lambda ms: wanted <= measurements(ms), timeout=30)
     assert all(not m.retain and m.qos == 1 and len(m.payload) <= MAX_PAYLOAD for m in sub.messages)
     lines = lines_of(sub.messages)
     status = [line for line in lines if line.startswith("gateway_status,")]
@@ -228,3 +228,17 @@ def test_check_command_reads_the_site_file(mosquitto, tmp_path):
         in " ".join(done.output.split())
     done = CliRunner().invoke(app, ["historian", "check", "mqtt://127.0.0.1:1883", "--api", "mqtt"])
     assert done.exit_code == 1 and "give the gateway's site file with --config" in done.output
+
+
+async def test_credentials_the_broker_refuses_are_an_auth_error(make_mosquitto, tmp_path):
+    from tests.test_deploy import password, write_passwd
+
+    passwd = tmp_path / "passwd"
+    write_passwd(passwd, ["demo-mine.gw-1201"])
+    broker = make_mosquitto(extra=("allow_anonymous false", f"password_file {passwd}"))
+    site = site_for(broker, tmp_path, historian={"username": "demo-mine.gw-1201", "password": "wrong"})
+    results = await check_historian(site.historian, site)
+    assert [(r.step, r.ok) for r in results] == [("auth", False)]
+    assert "refused the connection of user 'demo-mine.gw-1201'" in results[0].message
+    right = site.historian.model_copy(update={"password": SecretStr(password("demo-mine.gw-1201"))})
+    assert [r.ok for r in await check_historian(right, site)] == [True, True]
