@@ -242,3 +242,25 @@ async def test_credentials_the_broker_refuses_are_an_auth_error(make_mosquitto, 
     assert "refused the connection of user 'demo-mine.gw-1201'" in results[0].message
     right = site.historian.model_copy(update={"password": SecretStr(password("demo-mine.gw-1201"))})
     assert [r.ok for r in await check_historian(right, site)] == [True, True]
+
+
+async def test_a_broker_that_stops_acknowledging_is_retried(make_mosquitto, tmp_path):
+    from gateway.historian.errors import RetryableError
+    from gateway.historian.mqtt_writer import MqttHistorianWriter
+
+    broker = make_mosquitto()
+    site = site_for(broker, tmp_path, historian={"timeout": 1})
+    writer = MqttHistorianWriter(site.historian, site)
+    with MqttCollector(broker.host, broker.port, historian_topic(site)) as sub:
+        try:
+            await writer.write(["a v=1i 1"])
+            os.kill(broker.process.pid, signal.SIGSTOP)  # connected, but no PUBACK comes
+            try:
+                with pytest.raises(RetryableError, match="acknowledged no message for 1 s"):
+                    await writer.write(["a v=2i 2"])
+            finally:
+                os.kill(broker.process.pid, signal.SIGCONT)
+            await writer.write(["a v=2i 2"])  # the sink's retry: at least once (InfluxDB keeps one point)
+            await sub.until(lambda ms: [m for m in ms if m.payload == b"a v=2i 2"], timeout=5)
+        finally:
+            await writer.close()

@@ -7,7 +7,7 @@ The wire (docs/historian.md, "Over MQTT"; shared with gateway/surface/ingest.py)
 - payload: InfluxDB line protocol, exactly the v1 writer's body before gzip (UTF-8 lines joined
   by "\\n"), at most :data:`MAX_PAYLOAD` bytes: a batch is split at line boundaries;
 - a batch is written (the durable buffer drops it) only once every message of it got a PUBACK
-  with a reason code below 0x80. No connection, a lost one, no PUBACK within ``timeout`` →
+  with a reason code below 0x80. No connection, a lost one, no PUBACK for ``timeout`` s →
   :class:`RetryableError` (the sink keeps the lines and backs off); PUBACK 0x87 Not authorized,
   or a connection refused for the credentials → :class:`AuthError`, as InfluxDB's 401/403;
   a single line over the limit → :class:`DataError` (the sink dead-letters that line alone).
@@ -164,23 +164,31 @@ class MqttHistorianWriter:
 
     async def _publish(self, payloads: list[bytes]) -> None:
         futures: dict[int, asyncio.Future] = {}
-        for payload in payloads:
-            info = self._client.publish(self.topic, payload, qos=1, retain=False)
-            if info.rc:  # the connection went meanwhile
-                self._client.drop_out_messages()
-                raise RetryableError(f"{self._where()}: connection lost while publishing ({self._down})")
-            futures[info.mid] = self._acks[info.mid] = self._loop.create_future()
         try:
-            async with asyncio.timeout(self.cfg.timeout):
-                reasons = await asyncio.gather(*futures.values())
-        except TimeoutError:
-            raise RetryableError(f"{self._where()} did not acknowledge {len(futures)} message(s) within "
-                                 f"{self.cfg.timeout:g} s") from None
+            for payload in payloads:
+                info = self._client.publish(self.topic, payload, qos=1, retain=False)
+                if info.rc:  # the connection went meanwhile
+                    self._client.drop_out_messages()
+                    raise RetryableError(f"{self._where()}: connection lost while publishing ({self._down})")
+                futures[info.mid] = self._acks[info.mid] = self._loop.create_future()
+            await self._until_acknowledged(futures)
         finally:
             for mid, future in futures.items():  # a late PUBACK finds nothing
                 future.cancel()
                 self._acks.pop(mid, None)
-        self._check(reasons)
+        self._check([future.result() for future in futures.values()])
+
+    async def _until_acknowledged(self, futures: dict[int, asyncio.Future]) -> None:
+        """Every PUBACK, or RetryableError once none came for ``timeout`` (progress, not a deadline for the
+        whole batch: 10 000 lines are ~17 MB, longer than ``timeout`` on a slow uplink) or the connection went."""
+        pending = set(futures.values())
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=self.cfg.timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise RetryableError(f"{self._where()} acknowledged no message for {self.cfg.timeout:g} s "
+                                     f"({len(pending)} of {len(futures)} waiting)")
+            for future in done:
+                future.result()  # the connection's loss, raised
 
     def _check(self, reasons: list[ReasonCode]) -> None:
         refused = next((r for r in reasons if r.is_failure), None)
