@@ -5,12 +5,13 @@ the ACL cannot drift from the sites (docs/deploy.md, "Security"):
 
 - a gateway writes its own areas' device topics, its own ``gateway/{id}`` topics and its own
   rings' topics; it reads the site's three command topics and its areas' device commands; it
-  answers under ``command/reply/{operator}/`` and reads no reply;
+  answers under its own ``gateway/{id}/reply/{operator}/`` (so no gateway can answer for another)
+  and reads no reply;
 - a district's bridge (on the surface) writes what its district's gateways may write, reads
-  the commands for their areas, and never writes a command;
+  the commands for their areas (and their replies), and never writes a command;
 - an operator (``commands.operators``, or ``commands.allowed_users`` when set) is an MQTT user
   of the same name (a client certificate's CN with ``use_identity_as_username``): it sends
-  the site's commands and reads everything but other operators' replies;
+  the site's commands and reads everything but replies, its own (``gateway/+/reply/{operator}/#``) excepted;
 - integrations read the same, and send nothing;
 - a gateway whose historian publishes to the surface broker (``historian.api: mqtt``) has a user there
   (``historian.username``) that writes its own ``gateway/{id}/historian`` topic and nothing else; the
@@ -93,7 +94,8 @@ def gateway_writes(gw: GatewaySite) -> list[str]:
 
 
 def reply_writes(gateways: list[GatewaySite]) -> list[str]:
-    return [f"{base}/command/reply/{op}/+" for base, op in _unique((g.base, op) for g in gateways for op in g.operators)]
+    """Each gateway answers under its own gateway topics, one level per operator of its site."""
+    return [f"{g.base}/gateway/{g.gateway}/reply/{op}/+" for g in gateways for op in g.operators]
 
 
 def command_reads(gateways: list[GatewaySite]) -> list[str]:
@@ -102,12 +104,11 @@ def command_reads(gateways: list[GatewaySite]) -> list[str]:
 
 
 def observer_reads(base: str) -> list[str]:
-    """Everything of a site but the command replies (operators read their own only): ``+/+/…`` would also
-    match a reply whose request id is "data", hence the denies (a deny wins for reading too)."""
-    grants = [f"topic read {base}/+/+/{t}" for t in DEVICE_TOPICS] + [
+    """Everything of a site but the command replies (operators read their own only), which no grant here
+    matches: ``gateway/{id}/reply/{operator}/{request id}`` has five levels, these three or four."""
+    return [f"topic read {base}/+/+/{t}" for t in DEVICE_TOPICS] + [
         f"topic read {base}/+/linkage/+", f"topic read {base}/gateway/+/status", f"topic read {base}/gateway/+/health",
         f"topic read {base}/network/ring/+", f"topic read {base}/bridge/+"]
-    return grants + [f"topic deny {base}/command/+/{t}" for t in DEVICE_TOPICS]
 
 
 def _unique(items) -> list:
@@ -187,7 +188,7 @@ def surface_acl(gateways: list[GatewaySite]) -> str:
         sends = [f"{base}/{c}" for base in bases for c in COMMANDS]
         sends += _unique(f"{g.base}/{a}/+/command/#" for g in gateways if g.base in bases for a in g.areas)
         out += _block(f"operator {op} (client certificate CN={op}; signs with its own key)", op,
-                      _write(sends) + _read([f"{base}/command/reply/{op}/#" for base in bases])
+                      _write(sends) + _read([f"{base}/gateway/+/reply/{op}/#" for base in bases])
                       + [line for base in bases for line in observer_reads(base)])
     for g in gateways:
         if g.historian_user is not None:

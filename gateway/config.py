@@ -79,9 +79,15 @@ class Area(Strict):
 
 class Tls(Strict):
     ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    cert_file: Path | None = Field(None, description="a client certificate (PEM): an operator's, CN = its name")
+    key_file: Path | None = Field(None, description="the client certificate's private key (PEM)")
     insecure: bool = Field(False, description="skip hostname verification (test benches only)")
+
+    @model_validator(mode="after")
+    def _key_with_its_certificate(self) -> Tls:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file without cert_file: the client certificate the key belongs to")
+        return self
 
 
 class BufferConfig(Strict):

@@ -90,12 +90,16 @@ class Topics:
     def command_broadcast(self) -> str:
         return f"{self.prefix}/{self.site}/command/broadcast"
 
-    def command_reply(self, request_id: str, requester: str | None = None) -> str:
-        """Where the answer to a command goes without an MQTT 5 response topic (through a 3.1.1 bridge): under
-        the verified signer's name, which is its MQTT user, so the ACL lets only the requester read it."""
-        if requester:
-            return f"{self.prefix}/{self.site}/command/reply/{requester}/{request_id}"
-        return f"{self.prefix}/{self.site}/command/reply/{request_id}"
+    def command_reply(self, gateway: str, request_id: str, requester: str | None = None) -> str:
+        """Where ``gateway`` answers a command (MQTT 5 response topic or not): under its own ``gateway/{id}``
+        topics, which the ACL lets no other gateway write, then under the verified signer's name, which is its
+        MQTT user, so the ACL lets only the requester read it. ``gateway`` "+": a subscription to any gateway's."""
+        return f"{self.gateway_replies(gateway, requester)}/{request_id}"
+
+    def gateway_replies(self, gateway: str, requester: str | None = None) -> str:
+        """The level above :meth:`command_reply`'s request ids (an unsigned command's reply has no signer level)."""
+        base = f"{self.prefix}/{self.site}/gateway/{gateway}/reply"
+        return f"{base}/{requester}" if requester else base
 
     def everything(self) -> str:
         return f"{self.prefix}/{self.site}/#"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +29,15 @@ KINDS: dict[str, tuple[type[Command], type[BaseModel]]] = {
 
 class CommandRefused(Exception):
     """The command could not be built (bad fields, unusable key) or sent; the message says why."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A gateway's reply to a command, and which gateway it was (from the reply's topic, which the ACL
+    lets only that gateway write)."""
+
+    gateway: str
+    reply: BaseModel
 
 
 class Operator:
@@ -66,12 +76,23 @@ class Operator:
         return body["request_id"], json.dumps(body, ensure_ascii=False).encode()
 
     def send(self, cfg: MqttConfig, topics: Topics, kind: str, timeout: float, max_age: float,
-             request_id: str | None = None, **fields) -> BaseModel | None:
-        """Send one command and wait for the gateway's reply (None: no reply within ``timeout``)."""
+             request_id: str | None = None, gateway: str | None = None, **fields) -> BaseModel | None:
+        """Send one command and wait for the reply (None: no reply within ``timeout``): :meth:`ask`'s."""
+        answer = self.ask(cfg, topics, kind, timeout, max_age, request_id, gateway, **fields)
+        return None if answer is None else answer.reply
+
+    def ask(self, cfg: MqttConfig, topics: Topics, kind: str, timeout: float, max_age: float,
+            request_id: str | None = None, gateway: str | None = None, **fields) -> Answer | None:
+        """Send one command and wait for ``gateway``'s reply (given None: the first gateway's to answer); None:
+        no reply within ``timeout``. Replies come under the answering gateway's own topics, which no other
+        gateway may write: waiting on one gateway's, an answer forged by another never arrives."""
         topic = {"write": topics.command_write, "broadcast": topics.command_broadcast,
                  "ack": topics.alarm_ack}[kind]()
         request_id, payload = self.build(kind, request_id, **fields)
         # signed: the gateway answers under our name (our MQTT user), the only place we may read replies
-        reply_topic = topics.command_reply(request_id, self.name if self.key is not None else None)
-        raw = request(cfg, topic, payload, reply_topic, timeout, expiry=max_age)
-        return None if raw is None else KINDS[kind][1].model_validate_json(raw)
+        reply_topic = topics.command_reply(gateway or "+", request_id, self.name if self.key is not None else None)
+        got = request(cfg, topic, payload, reply_topic, timeout, expiry=max_age)
+        if got is None:
+            return None
+        answered_by = got[0].removeprefix(f"{topics.prefix}/{topics.site}/gateway/").split("/", 1)[0]
+        return Answer(answered_by, KINDS[kind][1].model_validate_json(got[1]))

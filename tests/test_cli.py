@@ -211,10 +211,10 @@ def test_host_and_port_options_override_the_site_file(mosquitto, tmp_path):
     # the broker took the command; no gateway answers on this test broker
     written = minegw("write", "belt-main-1", "run_command", "false", "--by", "tester", "-c", path, *broker,
                      "--timeout", "0.5")
-    assert_one_clean_error(written, "no reply from the gateway within 0.5 s")
+    assert_one_clean_error(written, "no reply from gateway gateway-1 within 0.5 s")
     played = minegw("broadcast", "play", "evacuation", "-z", "face-1201", "--by", "tester", "-c", path, *broker,
                     "--timeout", "0.5")
-    assert_one_clean_error(played, "no reply from the gateway within 0.5 s")
+    assert_one_clean_error(played, "no reply from gateway gateway-1 within 0.5 s")
     assert_one_clean_error(minegw("alarm", "list", "-c", path, "--host", "127.0.0.1:1883"),
                            "--host: '127.0.0.1:1883' has a port in it")
 

@@ -60,8 +60,7 @@ class Client:
     def answers(self, request_id, ok=None):
         """The gateway's replies to ``request_id`` so far (``ok``: only those with that outcome)."""
         with self._cond:
-            return [r for t, r, _ in self.replies if r.get("request_id") == request_id and "/command/" in t
-                    and not t.endswith(("/command/write", "/command/broadcast", "/command/alarm/ack"))
+            return [r for t, r, _ in self.replies if r.get("request_id") == request_id and "/reply/" in t
                     and (ok is None or r.get("ok") is ok)]
 
     async def reply(self, request_id, timeout=5.0):
@@ -198,17 +197,26 @@ async def test_accepted_write_reaches_the_device_and_refusals_write_nothing(runn
     assert b.writes == [("belt-1", "run_command", False)]  # nothing else reached any device
     assert {d: b.sims.simulator(d).current_values()["run_command"] for d in before} == before
 
-    # MQTT 5: the reply goes to the response topic, with the correlation data
-    b.client.send(b.topic, b.operators.sign("bob", command("v5-1", value=True)), response_topic=f"{b.prefix}/ops/r",
-                  correlation=b"\x01corr")
+    # MQTT 5: the reply goes to the response topic, with the correlation data, when the response topic is the
+    # gateway's own reply topic for the signer; anywhere else, to the default reply topic
+    replies = f"{b.prefix}/s1/gateway/gateway-1/reply"
+    b.client.send(b.topic, b.operators.sign("bob", command("v5-1", value=True)),
+                  response_topic=f"{replies}/bob/mine", correlation=b"\x01corr")
     reply_topic, reply, corr = await b.client.reply("v5-1")
-    assert reply_topic == f"{b.prefix}/ops/r" and corr == b"\x01corr" and reply["ok"]
+    assert reply_topic == f"{replies}/bob/mine" and corr == b"\x01corr" and reply["ok"]
     assert await served(belt, "run_command", True)
+    elsewhere = {"v5-2": f"{b.prefix}/ops/r", "v5-3": f"{replies}/alice/x",  # not ours; another signer's
+                 "v5-4": f"{b.prefix}/s1/gateway/gateway-9/reply/bob/x", "v5-5": f"{replies}/bob/x/y"}
+    for rid, response_topic in elsewhere.items():
+        b.client.send(b.topic, b.operators.sign("bob", command(rid, device="belt-9")), response_topic=response_topic,
+                      correlation=rid.encode())  # refused (unknown device) before the rate limit: answered all the same
+        reply_topic, reply, corr = await b.client.reply(rid)
+        assert (reply_topic, corr, reply["ok"]) == (f"{replies}/bob/{rid}", rid.encode(), False), response_topic
     assert b.sink.malformed_commands == 1
 
-    rows = await audit_rows(influxdb, b.db, 8)
+    rows = await audit_rows(influxdb, b.db, 8 + len(elsewhere))
     audited = {r["request_id"]: r for r in rows}
-    assert set(audited) == {"ok-1", "v5-1", None, *refusals}
+    assert set(audited) == {"ok-1", "v5-1", None, *refusals, *elsewhere}
     assert audited["ok-1"]["result"] == "accepted" and audited["ok-1"]["by"] == "alice"
     assert audited["ok-1"]["reason"] == "end of shift" and audited["ok-1"]["value"] == "false"
     assert audited["v5-1"]["by"] == "bob"
@@ -247,15 +255,16 @@ async def test_replayed_forged_stale_retained_and_oversized_commands_never_reach
     for payload, _ in attacks.values():
         client.send(b.topic, payload)
     deep = b'{"request_id": "deep-1", "value": ' + b"[" * 3000 + b"]" * 3000 + b"}"
-    client.send(b.topic, deep, response_topic=f"{b.prefix}/ops/deep")  # garbage of any depth: a refusal
+    unsigned = f"{b.prefix}/s1/gateway/gateway-1/reply"  # no verified signer: no signer level
+    client.send(b.topic, deep, response_topic=f"{unsigned}/deep")  # garbage of any depth: a refusal
     big = json.dumps(ops.sign("alice", command("big-1", value=True, reason="x" * 5_000_000))).encode()
-    client.send(b.topic, big, response_topic=f"{b.prefix}/ops/big")  # not even parsed: no request id to answer
+    client.send(b.topic, big, response_topic=f"{unsigned}/big")  # not even parsed: no request id to answer
     for rid, (_, why) in attacks.items():
         replies = await wait_for(lambda: client.answers(rid, ok=False))  # once-1 had its first, good reply
         assert replies[0]["error"].startswith(why), (rid, replies)
-    deep_reply = await wait_for(lambda: [r for t, r, _ in client.replies if t == f"{b.prefix}/ops/deep"])
+    deep_reply = await wait_for(lambda: [r for t, r, _ in client.replies if t == f"{unsigned}/deep"])
     assert deep_reply[0]["ok"] is False and deep_reply[0]["error"].startswith("malformed command: not JSON")
-    big_reply = await wait_for(lambda: [r for t, r, _ in client.replies if t == f"{b.prefix}/ops/big"])
+    big_reply = await wait_for(lambda: [r for t, r, _ in client.replies if t == f"{unsigned}/big"])
     assert big_reply[0]["error"] == f"too large: {len(big)} bytes, at most 8192"
 
     # retained: published live it runs once (a fresh, signed command); redelivered from the retained store

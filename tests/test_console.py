@@ -178,8 +178,10 @@ async def test_ack_key_sends_a_signed_command_the_gateway_accepts(mosquitto, tmp
             assert acked == [("shearer-ch4", "alice")]
             body = json.loads(sent.payload)
             assert body["key_id"] == "alice" and body["sig"]
-            p.send(topics.command_reply(body["request_id"], "alice"), reply.model_dump_json())
-            await shows(pilot, "ack shearer-ch4: ok, now active_ack")
+            other = topics.command_reply("gw-elsewhere", body["request_id"], "alice")  # not this site file's gateway
+            p.send(other, reply.model_copy(update={"ok": False, "error": "forged"}).model_dump_json())
+            p.send(topics.command_reply(site.site.gateway_id, body["request_id"], "alice"), reply.model_dump_json())
+            assert "forged" not in await shows(pilot, "ack shearer-ch4: ok, now active_ack")
             again = await handler.handle("ack", sent.payload)  # the same command twice: a replay
             assert not again.ok and "replay" in again.error
     finally:

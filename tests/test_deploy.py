@@ -132,6 +132,7 @@ class ShippedBroker(Mosquitto):
     def __init__(self, workdir: Path, conf: Callable[["ShippedBroker"], str]):
         super().__init__(workdir, persistence=True)
         self.tls_port = free_port(self.host)
+        self.cert_port = free_port(self.host)  # the surface's listener for operators' client certificates
         self.conf_d = workdir / "conf.d"
         self.conf_d.mkdir()
         self._conf = conf
@@ -173,6 +174,8 @@ def surface_conf(certs: Certs) -> Callable[[ShippedBroker], str]:
         }))
         return render(SURFACE / "mosquitto.conf", {
             "listener 8883": f"listener {b.tls_port} 127.0.0.1",
+            "listener 8884": f"listener {b.cert_port} 127.0.0.1",
+            "cafile": f"cafile {certs.ca}",
             "certfile": f"certfile {certs.server_crt}",
             "keyfile": f"keyfile {certs.server_key}",
             "password_file": f"password_file {b.workdir / 'passwd'}",
@@ -217,16 +220,19 @@ class Client:
     """A paho client logged in as one of the shipped ACLs' users; records what it receives and
     the reason code of every acknowledged publish."""
 
-    def __init__(self, port: int, user: str, *, subscribe: tuple[str, ...] = (), protocol: int = paho.MQTTv5,
-                 tls_ca: Path | None = None):
+    def __init__(self, port: int, user: str | None, *, subscribe: tuple[str, ...] = (), protocol: int = paho.MQTTv5,
+                 tls_ca: Path | None = None, cert: tuple[Path, Path] | None = None):
+        """``cert``: a client certificate and its key (``user`` is then its CN, sent no password); ``user``
+        None: no login (a test broker without ACLs)."""
         self.messages: list[paho.MQTTMessage] = []
         self.acks: dict[int, str] = {}
         self._cond = threading.Condition()
         self._connected, self._subscribed = threading.Event(), threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
-        self.client.username_pw_set(user, password(user))
+        if cert is None and user is not None:
+            self.client.username_pw_set(user, password(user))
         if tls_ca:
-            self.client.tls_set(ca_certs=str(tls_ca))
+            self.client.tls_set(ca_certs=str(tls_ca), certfile=cert and str(cert[0]), keyfile=cert and str(cert[1]))
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self._subscribed.set()
@@ -337,7 +343,7 @@ def test_bridge_carries_data_up_and_commands_down(district):
     gateway = Client(district.underground.port, GW_1201, subscribe=("minegw/demo-mine/command/#",
                                                                     "minegw/demo-mine/+/+/command/#"))
     local = Client(district.underground.port, "integration-district-2", subscribe=("minegw/demo-mine/#",))
-    dispatch = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/command/reply/{OPERATOR}/#",))
+    dispatch = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/gateway/+/reply/{OPERATOR}/#",))
     gw_ring = Client(district.underground.port, GW_1203)  # the gateway with the district's ring
     try:
         topic, payload = data("shearer-1201", 1)
@@ -350,13 +356,13 @@ def test_bridge_carries_data_up_and_commands_down(district):
               "minegw/demo-mine/gateway/gw-1201/alarm/mqtt-dropping": (b'{"active": true}', True),
               "minegw/demo-mine/network/ring/ring-1": (b'{"state": "open"}', True),
               "minegw/demo-mine/network/ring-1/alarm/net.ring-1.open": (b'{"state": "active_unack"}', True),
-              f"minegw/demo-mine/command/reply/{OPERATOR}/7f3a": (b'{"request_id": "7f3a", "ok": true}', False)}
+              f"minegw/demo-mine/gateway/gw-1201/reply/{OPERATOR}/7f3a": (b'{"request_id": "7f3a", "ok": true}', False)}
         for t, (p, retain) in up.items():
             assert (gw_ring if "/network/" in t else gateway).publish(t, p, retain=retain) == "Success", t
-        surface_reader.wait_for(lambda: all(surface_reader.on(t) for t in up if "/command/reply/" not in t))
+        surface_reader.wait_for(lambda: all(surface_reader.on(t) for t in up if "/reply/" not in t))
         dispatch.wait_for(lambda: dispatch.messages)
         time.sleep(0.3)  # anything doubled or echoed would arrive by now
-        replies = {t for t in up if "/command/reply/" in t}
+        replies = {t for t in up if "/reply/" in t}
         for t, (p, _) in up.items():
             reader = dispatch if t in replies else surface_reader  # replies: the requester's only
             assert reader.on(t) == [p], t  # once each
@@ -415,7 +421,7 @@ def test_acl_refuses_a_gateway_outside_its_site_or_sending_commands(district):
     v311 = Client(port, GW_1201, protocol=paho.MQTTv311)
     try:
         refused = ["minegw/other-mine/face-1/shearer-1/data",  # another site
-                   "minegw/other-mine/command/reply/1",
+                   f"minegw/other-mine/gateway/gw-1201/reply/{OPERATOR}/1",
                    "minegw/demo-mine/command/write",  # commands: dispatch only
                    "minegw/demo-mine/command/alarm/ack",
                    "minegw/demo-mine/face-1201/shearer-1201/command/stop",
@@ -423,13 +429,15 @@ def test_acl_refuses_a_gateway_outside_its_site_or_sending_commands(district):
                    "minegw/demo-mine/gateway/gw-1203/status",  # another gateway's status
                    "minegw/demo-mine/gateway/gw-1203/data",  # area "gateway" is reserved
                    "minegw/demo-mine/heading-1203/roadheader-1203/data",  # another gateway's area
-                   "minegw/demo-mine/command/reply/7f3a",  # a reply outside an operator's namespace
-                   "minegw/demo-mine/command/reply/mallory/7f3a"]  # ... or for no operator of the site
+                   "minegw/demo-mine/gateway/gw-1201/reply/7f3a",  # a reply outside an operator's namespace
+                   "minegw/demo-mine/gateway/gw-1201/reply/mallory/7f3a",  # ... or for no operator of the site
+                   f"minegw/demo-mine/gateway/gw-1203/reply/{OPERATOR}/7f3a",  # ... or as another gateway
+                   f"minegw/demo-mine/command/reply/{OPERATOR}/7f3a"]  # ... or where every gateway answered once
         for topic in refused:
             assert v5.publish(topic, b"{}") == "Not authorized", topic
             assert v311.publish(topic, b"{}") == "Success", topic  # acknowledged ...
         own = ["minegw/demo-mine/face-1201/shearer-1201/data", "minegw/demo-mine/gateway/gw-1201/health",
-               "minegw/demo-mine/face-1201/shearer-1201/alarm/ch4", f"minegw/demo-mine/command/reply/{OPERATOR}/7f3a"]
+               "minegw/demo-mine/face-1201/shearer-1201/alarm/ch4", f"minegw/demo-mine/gateway/gw-1201/reply/{OPERATOR}/7f3a"]
         for topic in own:
             assert v5.publish(topic, b"{}") == "Success"
         marker = "minegw/demo-mine/face-1201/afc-1201/data"

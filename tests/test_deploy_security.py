@@ -53,9 +53,9 @@ def test_a_bridge_cannot_send_commands_nor_speak_for_other_districts(district): 
 
 
 def test_replies_are_read_by_the_requester_only_and_gateways_read_no_reply(district):  # noqa: F811
-    topic = f"minegw/demo-mine/command/reply/{OPERATOR}/r-1"
+    topic = f"minegw/demo-mine/gateway/gw-1201/reply/{OPERATOR}/r-1"
     everything = ("minegw/#",)
-    operator = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/command/reply/{OPERATOR}/#",))
+    operator = Client(district.surface.port, OPERATOR, subscribe=(f"minegw/demo-mine/gateway/+/reply/{OPERATOR}/#",))
     other = Client(district.surface.port, "li.na", subscribe=everything)
     peer = Client(district.underground.port, GW_1203, subscribe=everything)
     gw = Client(district.underground.port, GW_1201)

@@ -67,8 +67,12 @@ _A_KEY = typer.Option(None, "--key", envvar="MINEGW_KEY",
 _A_BY = typer.Option(None, help="operator name (default: the key file's name); without --key: sent unsigned")
 
 
+_A_GATEWAY = typer.Option(None, help="wait for this gateway's reply [default: the site file's gateway_id, "
+                                       "else the first gateway's to answer]")
+
+
 def _send_command(kind: str, key: Optional[Path], by: Optional[str], config: Optional[Path], host: str, port: int,
-                  prefix: str, site: Optional[str], timeout: float, **fields):
+                  prefix: str, site: Optional[str], timeout: float, *, gateway: Optional[str], **fields):
     """Build, sign and send one command; the gateway's reply (one line and exit 1 when there is none)."""
     from gateway.config import CommandsConfig
     from gateway.mqtt import MqttError
@@ -77,27 +81,41 @@ def _send_command(kind: str, key: Optional[Path], by: Optional[str], config: Opt
     cfg, topics = _alarm_broker(config, host, port, prefix, site)
     if topics.site == "+":
         fail("name the site: --config SITE.yaml or --site ID")
-    max_age = (load(config).commands if config else CommandsConfig()).max_age
+    loaded = load(config) if config else None
+    max_age = (loaded.commands if loaded else CommandsConfig()).max_age
+    if gateway is not None and (not gateway or set(gateway) & set("/+#")):
+        fail(f"--gateway {gateway!r}: a gateway id (no '/', '+' or '#')")
+    gateway = gateway or (loaded.site.gateway_id if loaded else None)
     try:
-        reply = Operator(key, by).send(cfg, topics, kind, timeout, max_age, **fields)
+        answer = Operator(key, by).ask(cfg, topics, kind, timeout, max_age, gateway=gateway, **fields)
     except (CommandRefused, MqttError) as exc:
         fail(str(exc))
-    if reply is None:
-        fail(f"no reply from the gateway within {timeout:g} s")
-    return reply
+    if answer is None:
+        fail(f"no reply from {f'gateway {gateway}' if gateway else 'the gateway'} within {timeout:g} s")
+    return answer
+
+
+def _refused(answer, verb: str = "refused") -> None:
+    fail(f"{verb}: {answer.reply.error} (gateway {answer.gateway})")
+
+
+def _done(text: str, answer) -> None:
+    """The answer in one line: what was done, the request id and which gateway answered (from its topic)."""
+    out.print(f"ok: {text} ({answer.reply.request_id}, gateway {answer.gateway})", highlight=False, markup=False)
 
 
 @alarm_app.command("ack")
 def alarm_ack(alarm: str = typer.Argument(..., help="alarm id"), key: Optional[Path] = _A_KEY,
               by: Optional[str] = _A_BY, reason: Optional[str] = typer.Option(None),
               config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
-              prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+              prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE, gateway: Optional[str] = _A_GATEWAY,
               timeout: float = typer.Option(10.0, help="seconds to wait for the gateway's reply")) -> None:
     """Acknowledge an alarm and wait for the gateway to confirm it."""
-    reply = _send_command("ack", key, by, config, host, port, prefix, site, timeout, alarm=alarm, reason=reason)
-    if not reply.ok:
-        fail(f"refused: {reply.error}")
-    out.print(f"ok: {alarm} acknowledged, now {reply.state} ({reply.request_id})", highlight=False, markup=False)
+    answer = _send_command("ack", key, by, config, host, port, prefix, site, timeout, gateway=gateway, alarm=alarm,
+                           reason=reason)
+    if not answer.reply.ok:
+        _refused(answer)
+    _done(f"{alarm} acknowledged, now {answer.reply.state}", answer)
 
 
 @commands.command("write")
@@ -105,7 +123,7 @@ def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
           value: str = typer.Argument(..., help="true/false, a number, or text"),
           key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY, reason: Optional[str] = typer.Option(None),
           config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
-          prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+          prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE, gateway: Optional[str] = _A_GATEWAY,
           timeout: float = typer.Option(10.0, help="seconds to wait for the gateway's reply")) -> None:
     """Write a device signal through the gateway's command topic (signed, checked, rate-limited, audited)."""
     import json
@@ -115,11 +133,11 @@ def write(device: str = typer.Argument(...), signal: str = typer.Argument(...),
     except ValueError:
         parsed = value
     parsed = parsed if isinstance(parsed, (bool, int, float, str)) else value
-    reply = _send_command("write", key, by, config, host, port, prefix, site, timeout,
-                          device=device, signal=signal, value=parsed, reason=reason)
-    if not reply.ok:
-        fail(f"refused: {reply.error}")
-    out.print(f"ok: {device}.{signal}={parsed!r} ({reply.request_id})", highlight=False, markup=False)
+    answer = _send_command("write", key, by, config, host, port, prefix, site, timeout, gateway=gateway,
+                           device=device, signal=signal, value=parsed, reason=reason)
+    if not answer.reply.ok:
+        _refused(answer)
+    _done(f"{device}.{signal}={parsed!r}", answer)
 
 
 @keys_app.command("new")
@@ -153,16 +171,16 @@ def keys_new(name: str = typer.Argument(..., help="the operator's name: the key_
 _B_ZONE = typer.Option(..., "--zone", "-z", help="broadcast zone (repeat for more)")
 
 
-def _broadcast_request(key, by, config, host, port, prefix, site, timeout, **fields) -> None:
-    reply = _send_command("broadcast", key, by, config, host, port, prefix, site, timeout, **fields)
+def _broadcast_request(key, by, config, host, port, prefix, site, timeout, gateway, **fields) -> None:
+    answer = _send_command("broadcast", key, by, config, host, port, prefix, site, timeout, gateway=gateway, **fields)
+    reply = answer.reply
     for node, r in ((reply.result or {}).get("nodes") or {}).items():
         state = f"confirmed in {r.get('confirm_ms')} ms" if r.get("confirmed") else f"FAILED: {r.get('reason')}"
         out.print(f"  {node} (zone {r.get('zone')}): {state}", highlight=False, markup=False)
     if not reply.ok:
-        fail(f"refused: {reply.error}" if reply.result is None else f"failed: {reply.error}")
+        _refused(answer, "refused" if reply.result is None else "failed")
     elapsed = (reply.result or {}).get("elapsed_ms")
-    out.print(f"ok: {fields['action']} {', '.join(fields['zones'])}, all confirmed in {elapsed} ms "
-              f"({reply.request_id})", highlight=False, markup=False)
+    _done(f"{fields['action']} {', '.join(fields['zones'])}, all confirmed in {elapsed} ms", answer)
 
 
 @broadcast_app.command("play")
@@ -170,12 +188,12 @@ def broadcast_play(message: str = typer.Argument(..., help="message name or numb
                    priority: str = typer.Option("routine", help="emergency|dispatcher|routine"),
                    key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY, reason: Optional[str] = None,
                    config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
-                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE, gateway: Optional[str] = _A_GATEWAY,
                    timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
     """Play a message in zones and wait for every node's confirmation."""
     if priority not in ("emergency", "dispatcher", "routine"):
         fail("--priority: emergency, dispatcher or routine")
-    _broadcast_request(key, by, config, host, port, prefix, site, timeout, action="play", message=message,
+    _broadcast_request(key, by, config, host, port, prefix, site, timeout, gateway, action="play", message=message,
                        zones=zone, priority=priority, reason=reason)
 
 
@@ -183,10 +201,10 @@ def broadcast_play(message: str = typer.Argument(..., help="message name or numb
 def broadcast_stop(zone: list[str] = _B_ZONE, key: Optional[Path] = _A_KEY, by: Optional[str] = _A_BY,
                    reason: Optional[str] = None,
                    config: Optional[Path] = _A_CONFIG, host: str = _A_HOST, port: int = _A_PORT,
-                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE,
+                   prefix: str = _A_PREFIX, site: Optional[str] = _A_SITE, gateway: Optional[str] = _A_GATEWAY,
                    timeout: float = typer.Option(15.0, help="seconds to wait for the gateway's reply")) -> None:
     """Stop the broadcast in zones and wait for every node to confirm it is quiet."""
-    _broadcast_request(key, by, config, host, port, prefix, site, timeout, action="stop", zones=zone, reason=reason)
+    _broadcast_request(key, by, config, host, port, prefix, site, timeout, gateway, action="stop", zones=zone, reason=reason)
 
 
 @broadcast_app.command("status")

@@ -264,7 +264,8 @@ class ConsoleApp(App):
         """The signed ack goes out on a connection of its own, off the loop (paho's request waits)."""
         try:
             reply = await asyncio.to_thread(self.operator.send, self.cfg, self.topics, "ack", self.ack_timeout,
-                                            self.site.commands.max_age, alarm=alarm)
+                                            self.site.commands.max_age, gateway=self.site.site.gateway_id,
+                                            alarm=alarm)
         except Exception as exc:  # noqa: BLE001 - CommandRefused, MqttError, ...: shown, the console keeps running
             self.say(f"ack {alarm}: {exc}")
             return

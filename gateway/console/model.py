@@ -127,8 +127,6 @@ class SiteModel:
         head = parts[0]
         if head == "gateway" and len(parts) >= 3:
             return self._gateway(parts, payload)
-        if head == "command":
-            return self._reply(parts, payload)
         if head == "network" and len(parts) == 3 and parts[1] == "ring":
             return self._ring(parts[2], payload)
         if len(parts) == 3 and parts[1] == "linkage":
@@ -233,8 +231,10 @@ class SiteModel:
         return True
 
     def _gateway(self, parts: list[str], payload: bytes) -> bool:
-        gw = self.gateways.setdefault(parts[1], Gateway(parts[1]))
         leaf = parts[2]
+        if leaf == "reply":  # gateway/{id}/reply/[{signer}/]{request id}: the console's own commands' replies
+            return self._reply(parts[-1], payload)
+        gw = self.gateways.setdefault(parts[1], Gateway(parts[1]))
         if leaf == "alarm" and len(parts) == 4:
             if not payload:
                 return gw.alarms.pop(parts[3], None) is not None
@@ -258,15 +258,15 @@ class SiteModel:
             self.confirmations[node] = NodeConfirmation(n.confirmed, n.confirm_ms, n.reason, f"linkage {event.alarm}")
         return True
 
-    def _reply(self, parts: list[str], payload: bytes) -> bool:
+    def _reply(self, request_id: str, payload: bytes) -> bool:
         """A broadcast command's reply says which nodes confirmed (``result.nodes``)."""
-        if len(parts) != 3 or parts[1] != "reply" or not payload:
+        if not payload:
             return False
         reply = orjson.loads(payload)
         nodes = ((reply.get("result") or {}).get("nodes") or {}) if isinstance(reply, dict) else {}
         for node, r in nodes.items():
             self.confirmations[node] = NodeConfirmation(bool(r.get("confirmed")), r.get("confirm_ms"),
-                                                        r.get("reason"), f"command {parts[2]}")
+                                                        r.get("reason"), f"command {request_id}")
         return bool(nodes)
 
     def _ring(self, ring: str, payload: bytes) -> bool:

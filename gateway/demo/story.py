@@ -158,7 +158,7 @@ class Story:
     async def send(self, kind: str, **fields) -> Any:
         cfg = self.site.mqtt
         return await asyncio.to_thread(self.operator.send, cfg, self.topics, kind, 15.0,
-                                       self.site.commands.max_age, **fields)
+                                       self.site.commands.max_age, gateway=self.site.site.gateway_id, **fields)
 
 
 def outcome(reply: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttConfig
+from gateway.core.errors import UserError
 
 
 class _NoDisconnectNoise(logging.Filter):
@@ -31,7 +33,7 @@ _paho_log = logging.getLogger("gateway.mqtt.paho")
 _paho_log.addFilter(_NoDisconnectNoise())
 
 
-class MqttError(Exception):
+class MqttError(UserError):
     """The broker could not be reached or refused us; the message is one line for the CLI."""
 
 
@@ -52,8 +54,11 @@ def make_client(cfg: MqttConfig, client_id: str, will: Will | None = None) -> pa
         password = cfg.password.get_secret_value() if cfg.password else ""
         client.username_pw_set(cfg.username, password or None)
     if cfg.tls:
-        client.tls_set(ca_certs=_path(cfg.tls.ca_file), certfile=_path(cfg.tls.cert_file),
-                       keyfile=_path(cfg.tls.key_file))
+        try:
+            client.tls_set(ca_certs=_path(cfg.tls.ca_file), certfile=_path(cfg.tls.cert_file),
+                           keyfile=_path(cfg.tls.key_file))
+        except (OSError, ssl.SSLError) as exc:  # a missing file, a key that is not the certificate's
+            raise MqttError(f"mqtt.tls: cannot load the CA, certificate or key: {exc}") from None
         client.tls_insecure_set(cfg.tls.insecure)
     if will:
         client.will_set(will.topic, will.payload, will.qos, will.retain)
@@ -146,15 +151,15 @@ class _TailSession:
 
 
 def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeout: float = 10.0,
-            expiry: float | None = None) -> bytes | None:
-    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic,
-    correlation data and, given ``expiry`` seconds, message expiry when the client speaks 5), and return
-    the first reply, or None after ``timeout``."""
-    got: list[bytes] = []
+            expiry: float | None = None) -> tuple[str, bytes] | None:
+    """Subscribe to ``reply_topic``, publish ``payload`` to ``topic`` (with the MQTT 5 response topic, unless
+    ``reply_topic`` has a wildcard, correlation data and, given ``expiry`` seconds, message expiry when the
+    client speaks 5), and return the first reply's topic and payload, or None after ``timeout``."""
+    got: list[tuple[str, bytes]] = []
     correlation = secrets.token_bytes(8)
 
     def send(message: paho.MQTTMessage) -> None:
-        got.append(message.payload)
+        got.append((message.topic, message.payload))
 
     session = _TailSession(cfg, reply_topic, send)
     sent = threading.Event()
@@ -166,7 +171,9 @@ def request(cfg: MqttConfig, topic: str, payload: bytes, reply_topic: str, timeo
         props = None
         if cfg.protocol == "5":
             props = Properties(PacketTypes.PUBLISH)
-            props.ResponseTopic, props.CorrelationData = reply_topic, correlation
+            props.CorrelationData = correlation
+            if not {"+", "#"} & set(reply_topic):  # a response topic names one place to answer
+                props.ResponseTopic = reply_topic
             if expiry is not None:  # the broker discards it unsent after that (not through a 3.1.1 bridge)
                 props.MessageExpiryInterval = max(1, int(expiry))
         client.publish(topic, payload, qos=1, properties=props)

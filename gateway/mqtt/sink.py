@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -264,7 +265,8 @@ class MqttSink(Sink):
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
 
         def reply(answer) -> None:
-            topic = response_topic or (answer.request_id and self.topics.command_reply(answer.request_id, answer.by))
+            topic = response_topic if self._own_reply_topic(response_topic, answer.by) else (
+                answer.request_id and self.topics.command_reply(self.gateway_id, answer.request_id, answer.by))
             if not topic:
                 self.malformed_commands += 1
                 log.warning("MQTT: no reply to a %s command without a valid request id or response topic "
@@ -283,6 +285,15 @@ class MqttSink(Sink):
             self._command_handler(kind, message.payload, bool(message.retain), reply)
         except Exception:
             log.exception("MQTT: handing over a command on %s failed", message.topic)
+
+    def _own_reply_topic(self, topic: str | None, signer: str | None) -> bool:
+        """An MQTT 5 response topic is answered on only when it is one of this gateway's reply topics for the
+        verified signer (one level below :meth:`Topics.gateway_replies`): anywhere else, a command could make the
+        gateway publish where the requester may not read or where another gateway's answers belong."""
+        if not topic:
+            return False
+        own = self.topics.gateway_replies(self.gateway_id, signer) + "/"
+        return topic.startswith(own) and re.fullmatch(r"[^/+#]+", topic[len(own):]) is not None
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         kind = self._command_topics.get(message.topic)
