@@ -12,7 +12,10 @@ the ACL cannot drift from the sites (docs/deploy.md, "Security"):
 - an operator (``commands.operators``, or ``commands.allowed_users`` when set) is an MQTT user
   of the same name (a client certificate's CN with ``use_identity_as_username``): it sends
   the site's commands and reads everything but replies, its own (``gateway/+/reply/{operator}/#``) excepted;
-- integrations read the same, and send nothing.
+- integrations read the same, and send nothing;
+- a gateway whose historian publishes to the surface broker (``historian.api: mqtt``) has a user there
+  (``historian.username``) that writes its own ``gateway/{id}/historian`` topic and nothing else; the
+  ingest workers read those topics (docs/deploy.md, "Who writes the historian").
 
 Mosquitto's ``%u`` patterns cannot say "the areas of this gateway", hence a block per user.
 """
@@ -42,10 +45,15 @@ class GatewaySite:
     areas: tuple[str, ...]
     rings: tuple[str, ...]
     operators: tuple[str, ...]
+    historian_user: str | None = None  # historian.api mqtt: its user on the surface broker
 
     @property
     def base(self) -> str:
         return f"{self.prefix}/{self.site}"
+
+    @property
+    def historian_topic(self) -> str:
+        return f"{self.base}/gateway/{self.gateway}/historian"  # gateway.contract.Topics.historian
 
 
 def read_gateway_site(path: Path) -> GatewaySite:
@@ -64,12 +72,16 @@ def read_gateway_site(path: Path) -> GatewaySite:
     problems = []
     if not username or "$" in username:
         problems.append("mqtt.username: the ACL needs the gateway's MQTT user written out, not from the environment")
+    historian = data.get("historian") or {}
+    historian_user = str(historian.get("username") or "") if historian.get("api") == "mqtt" else None
+    if historian_user is not None and (not historian_user or "$" in historian_user):
+        problems.append("historian.username: api mqtt: the ACL needs the gateway's surface broker user written out")
     problems += [f"commands.operators: {name!r} is reserved (a topic level)" for name in operators
                  if name in RESERVED_OPERATOR_NAMES]
     if problems:
         raise ConfigError(path, problems)
     return GatewaySite(path, str(mqtt.get("topic_prefix") or "minegw"), site.id, site.gateway_id, site.district,
-                       username, areas, rings, operators)
+                       username, areas, rings, operators, historian_user)
 
 
 def gateway_writes(gw: GatewaySite) -> list[str]:
@@ -127,12 +139,15 @@ def _header(broker: str, gateways: list[GatewaySite]) -> list[str]:
 def _check_one_site(gateways: list[GatewaySite]) -> None:
     if not gateways:
         raise ConfigError("minegw deploy acl", ["give every gateway's site file with -c"])
-    seen: dict[str, Path] = {}
-    for g in gateways:
-        if g.username in seen:
-            raise ConfigError(g.path, [f"mqtt.username {g.username!r} is also {seen[g.username]}'s: "
-                                       "one MQTT user per gateway"])
-        seen[g.username] = g.path
+    for key in ("username", "historian_user"):
+        seen: dict[str, Path] = {}
+        for g in gateways:
+            if (user := getattr(g, key)) is None:
+                continue
+            if user in seen:
+                setting = "mqtt.username" if key == "username" else "historian.username"
+                raise ConfigError(g.path, [f"{setting} {user!r} is also {seen[user]}'s: one MQTT user per gateway"])
+            seen[user] = g.path
 
 
 def underground_acl(gateways: list[GatewaySite]) -> str:
@@ -175,14 +190,20 @@ def surface_acl(gateways: list[GatewaySite]) -> str:
         out += _block(f"operator {op} (client certificate CN={op}; signs with its own key)", op,
                       _write(sends) + _read([f"{base}/gateway/+/reply/{op}/#" for base in bases])
                       + [line for base in bases for line in observer_reads(base)])
+    for g in gateways:
+        if g.historian_user is not None:
+            out += _block(f"gateway {g.gateway}: its historian lines for the ingest workers (historian.api mqtt)",
+                          g.historian_user, _write([g.historian_topic]))
     reads = [line for base in _unique(g.base for g in gateways) for line in observer_reads(base)]
     out += _block("read-only integrations (SCADA, reporting, the mine's data platform)", "integration-scada", reads)
     prefixes = _unique(g.prefix for g in gateways)
+    historians = _unique(f"{g.base}/gateway/+/historian" for g in gateways if g.historian_user is not None)
     ingest = [f"{p}/+/+/+/{t}" for p in prefixes for t in ("data", "schema", "state")]
     out += _block("historian ingest workers ($share/minegw-ingest/...: checked after the group name)", INGEST_USER,
                   _read(ingest + [f"{p}/+/gateway/+/alarm/+" for p in prefixes]
                         + [f"{p}/+/gateway/+/status" for p in prefixes]  # gateway_status (docs/historian.md)
-                        + [f"{p}/+/bridge/+" for p in prefixes]))  # uplink_status: the bridges' notifications
+                        + [f"{p}/+/bridge/+" for p in prefixes]  # uplink_status: the bridges' notifications
+                        + historians))  # the gateways' historian lines (checked against the writers: section)
     out += _block("operations: broker statistics", "ops", ["topic read $SYS/#"])
     return "\n".join(out).rstrip() + "\n"
 

@@ -19,6 +19,7 @@ import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -145,10 +146,11 @@ class MqttConfig(Strict):
 
 
 class HistorianConfig(Strict):
-    """InfluxDB settings (used by the historian sink)."""
+    """Where the historian sink writes: InfluxDB (api v1, v2), or the surface broker (api mqtt: the
+    lines go to the gateway's historian topic, ``minegw ingest`` writes them; docs/historian.md)."""
 
     url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
+    api: Literal["v1", "v2", "mqtt"] = "v1"
     database: str = Field("minegw", min_length=1)
     retention_policy: str | None = None
     username: str | None = None
@@ -156,8 +158,8 @@ class HistorianConfig(Strict):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
-    ca_file: Path | None = Field(None, description="https: the CA that signed InfluxDB's certificate (the mine's "
-                                                   "CA); none: the system's trusted CAs")
+    ca_file: Path | None = Field(None, description="https, mqtts: the CA that signed the server's certificate (the "
+                                                   "mine's CA); none: the system's trusted CAs")
     timeout: float = Field(10, gt=0, le=120, description="seconds per write request")
     batch_lines: int = Field(5000, ge=1, le=100_000, description="points per write request")
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds between writes when few points")
@@ -175,6 +177,12 @@ class HistorianConfig(Strict):
     def _api_settings(self) -> "HistorianConfig":
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("api v2 needs org and bucket")
+        mqtt_url = self.url.split("://", 1)[0] in ("mqtt", "mqtts")
+        if self.api == "mqtt" and not (mqtt_url and urlsplit(self.url).hostname):
+            raise ValueError(f"url {self.url!r}: api mqtt needs mqtts://host:8883 (or mqtt://127.0.0.1:1883 on "
+                             "loopback)")
+        if self.api != "mqtt" and mqtt_url:
+            raise ValueError(f"url {self.url!r} is a broker: set api: mqtt (InfluxDB takes http(s)://)")
         return self
 
 

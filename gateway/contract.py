@@ -60,6 +60,10 @@ class Topics:
     def gateway_health(self, gateway: str) -> str:
         return f"{self.prefix}/{self.site}/gateway/{gateway}/health"
 
+    def historian(self, gateway: str) -> str:
+        """The gateway's historian lines (line protocol), for ``minegw ingest`` to write (``historian.api: mqtt``)."""
+        return f"{self.prefix}/{self.site}/gateway/{gateway}/historian"
+
     def gateway_alarm(self, gateway: str, alarm_id: str) -> str:
         return f"{self.prefix}/{self.site}/gateway/{gateway}/alarm/{alarm_id}"
 

@@ -1,4 +1,4 @@
-"""``minegw historian`` and ``minegw buffer``: the InfluxDB historian and the durable buffer in front of it."""
+"""``minegw historian`` and ``minegw buffer``: the historian (InfluxDB, or the surface broker) and the durable buffer in front of it."""
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +9,16 @@ import typer
 
 from gateway.cli.common import fail, load, out
 
-historian_app = typer.Typer(no_args_is_help=True, help="The InfluxDB historian.")
+historian_app = typer.Typer(no_args_is_help=True, help="The historian: InfluxDB, or the surface broker (api mqtt).")
 buffer_app = typer.Typer(no_args_is_help=True, help="The durable buffer in front of the historian.")
 
 
 @historian_app.command("check")
-def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:8086"),
-                    api: str = typer.Option("v1", help="v1 (InfluxDB 1.x) or v2 (2.x, 3.x, 1.8+)"),
+def historian_check(url: Optional[str] = typer.Argument(None, help="e.g. https://10.1.0.6:8086; none: the site file's"),
+                    config: Optional[Path] = typer.Option(
+                        None, "--config", "-c", help="site file: its historian: section (needed for api mqtt: "
+                                                     "the historian topic)"),
+                    api: str = typer.Option("v1", help="v1 (InfluxDB 1.x), v2 (2.x, 3.x, 1.8+) or mqtt"),
                     database: str = typer.Option("minegw", help="v1 database"),
                     username: Optional[str] = typer.Option(None), password: Optional[str] = typer.Option(
                         None, envvar="MINEGW_HISTORIAN_PASSWORD", help="or $MINEGW_HISTORIAN_PASSWORD"),
@@ -23,18 +26,29 @@ def historian_check(url: str = typer.Argument(..., help="e.g. http://10.1.0.6:80
                                                         help="v2 token, or $MINEGW_HISTORIAN_TOKEN"),
                     org: Optional[str] = typer.Option(None), bucket: Optional[str] = typer.Option(None),
                     timeout: float = typer.Option(5.0)) -> None:
-    """Ping the historian, check credentials, write a probe point."""
+    """Ping the historian, check credentials, write a probe point (api mqtt: connect, and a probe
+    message on the gateway's historian topic acknowledged by the broker)."""
     from pydantic import ValidationError
 
     from gateway.config import HistorianConfig
     from gateway.historian.influx import check_historian
 
-    try:
-        cfg = HistorianConfig(url=url, api=api, database=database, username=username, password=password,
-                              token=token, org=org, bucket=bucket, timeout=timeout)
-    except ValidationError as exc:
-        fail("; ".join(f"--{'.'.join(map(str, e['loc'])) or 'api'}: {e['msg']}" for e in exc.errors()))
-    results = asyncio.run(check_historian(cfg))
+    site = load(config) if config else None
+    if site is not None and url is None:
+        if site.historian is None:
+            fail(f"{config}: no historian: section")
+        cfg = site.historian.model_copy(update={"timeout": timeout})
+    elif url is None:
+        fail("name the historian: URL, or --config SITE.yaml")
+    else:
+        try:
+            cfg = HistorianConfig(url=url, api=api, database=database, username=username, password=password,
+                                  token=token, org=org, bucket=bucket, timeout=timeout)
+        except ValidationError as exc:
+            fail("; ".join(f"--{'.'.join(map(str, e['loc'])) or 'api'}: {e['msg']}" for e in exc.errors()))
+    if cfg.api == "mqtt" and site is None:
+        fail("api mqtt: give the gateway's site file with --config (the historian topic is its gateway's)")
+    results = asyncio.run(check_historian(cfg, site))
     for r in results:
         out.print(f"[{'green' if r.ok else 'red'}]{r}[/]", highlight=False)
     if not all(r.ok for r in results):

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.config import HistorianConfig
+from gateway.config import HistorianConfig, SiteConfig
 from gateway.historian.errors import AuthError, DataError, HistorianError, RetryableError
 from gateway.historian.lineprotocol import point
 from gateway.core.errors import UserError
@@ -52,8 +52,15 @@ class HistorianWriter(Protocol):
     async def close(self) -> None: ...
 
 
-def make_writer(cfg: HistorianConfig) -> HistorianWriter:
-    """The writer for ``cfg.api``; ValueError for a URL that is not http(s)://host[:port]."""
+def make_writer(cfg: HistorianConfig, site: SiteConfig | None = None, client_id: str | None = None) -> HistorianWriter:
+    """The writer for ``cfg.api``; ValueError for a URL that is not http(s)://host[:port]. api mqtt
+    publishes to the historian topic of ``site`` (gateway/historian/mqtt_writer.py), as ``client_id``."""
+    if cfg.api == "mqtt":
+        if site is None:
+            raise ValueError("historian api mqtt: the site file is needed (the historian topic is "
+                             "{prefix}/{site}/gateway/{gateway_id}/historian)")
+        from gateway.historian.mqtt_writer import MqttHistorianWriter
+        return MqttHistorianWriter(cfg, site, client_id)
     return InfluxV2Writer(cfg) if cfg.api == "v2" else InfluxV1Writer(cfg)
 
 
@@ -364,16 +371,37 @@ async def _step(step: str, action) -> CheckResult:
         return CheckResult(step, False, f"{type(exc).__name__}: {_one_line(str(exc))}")
 
 
-async def check_historian(cfg: HistorianConfig) -> list[CheckResult]:
-    """Ping (version), credentials, and a write probe; stops at the first failed step."""
+async def check_historian(cfg: HistorianConfig, site: SiteConfig | None = None) -> list[CheckResult]:
+    """Ping (version), credentials, and a write probe; stops at the first failed step. api mqtt (its
+    topic from ``site``): connected, then an empty probe message on the historian topic acknowledged."""
     try:
-        writer = make_writer(cfg)
+        client_id = f"{site.site.gateway_id}-historian-check" if site else None  # the running gateway keeps its own
+        writer = make_writer(cfg, site, client_id)
     except ValueError as exc:  # a URL no retry can fix
         return [CheckResult("ping", False, _one_line(str(exc)))]
     try:
+        if cfg.api == "mqtt":
+            return await _run_mqtt_checks(writer, cfg)
         return await _run_checks(writer, cfg)
     finally:
         await writer.close()
+
+
+async def _run_mqtt_checks(writer, cfg: HistorianConfig) -> list[CheckResult]:
+    async def ping() -> str:
+        who = f'user "{cfg.username}"' if cfg.username else "no user"
+        await writer.ping()
+        return f"connected to the MQTT broker at {cfg.url} (MQTT 5) as {who}"
+
+    async def write() -> str:
+        await writer.probe()
+        return (f"the broker acknowledged an empty probe message on {writer.topic}: this user may publish the "
+                "historian topic (`minegw ingest` writes InfluxDB; check it there)")
+
+    results = [await _step("ping", ping)]
+    if results[-1].ok:
+        results.append(await _step("write", write))
+    return results
 
 
 async def _run_checks(writer: HistorianWriter, cfg: HistorianConfig) -> list[CheckResult]:

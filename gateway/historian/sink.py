@@ -72,7 +72,7 @@ class HistorianSink(Sink):
         self.cfg = cfg
         self.site_id, self.gateway_id = site.site.id, site.site.gateway_id
         self.health_interval = health_interval
-        self._writer = writer or make_writer(cfg)
+        self._writer = writer or make_writer(cfg, site)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="historian-db")
         self._compactor = ThreadPoolExecutor(1, thread_name_prefix="historian-compact")  # commits never wait on it
         self._ahead: asyncio.Future | None = None  # the next batch, taken while the current one is written
@@ -436,7 +436,7 @@ class HistorianSink(Sink):
             await self._retry_later(exc)
             return False
         if self._last_error is not None:
-            log.warning("Historian: InfluxDB at %s takes writes again; %d lines waiting", self.cfg.url, batch.remaining)
+            log.warning("Historian: %s takes writes again; %d lines waiting", self.cfg.url, batch.remaining)
         self._connected, self._last_error = True, None
         self._backoff.reset()
         return True

@@ -41,6 +41,7 @@ class LoopDriver:
         self._closed.set()
         self._tasks: set[asyncio.Task] = set()
         self._connecting: asyncio.Task | None = None
+        self.last_error: str | None = None  # why the last attempt failed (refused, TLS verification, DNS)
         self._loop_thread = threading.get_ident()  # built on the loop (the sink's start)
         self._writing = False  # inside our own loop_write: more to send waits for writability
         client.on_socket_open = self._socket_open
@@ -91,6 +92,7 @@ class LoopDriver:
                 return
             except (OSError, ssl.SSLError, ValueError) as exc:  # refused, unreachable, DNS, TLS handshake
                 log.debug("MQTT: connecting failed: %s", exc)
+                self.last_error = str(exc) or type(exc).__name__
             if self._stopping:
                 return
             self._on_connect_fail()
