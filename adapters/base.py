@@ -7,8 +7,11 @@ it never knows which protocol is behind it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
+import weakref
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +24,79 @@ from gateway.core.model import (DeviceState, DeviceStatus, Inventory, Quality, R
                                  utcnow)
 
 Event = Union[Reading, DeviceState, Inventory]
+
+
+# -- one poll timer for every device of an event loop -------------------------------------
+SLOT_S = 0.02  # seconds: polls due within one slot are resumed together, up to this much after their time
+MIN_INTERVAL_SLOTS = 20  # shorter intervals than this many slots keep a timer of their own
+
+
+class PollTicker:
+    """One poll timer for every device of an event loop, instead of one each.
+
+    With a timer per device, 200 devices polled every second arm and fire 200 timers a second, each in
+    a loop iteration of its own (a selector wake-up, a pass over the ready queue) to resume one task.
+    The ticker rounds each due time up to a slot of ``SLOT_S`` on the loop's clock and keeps one timer
+    armed, for the earliest slot waited for; when it fires, every device due in that slot resumes in the
+    same iteration. Phases stay spread over the interval (a slot is a fiftieth of a second) and each
+    device keeps its own schedule (``next_due += interval``), so the rounding never drifts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, slot: float = SLOT_S):
+        self._loop, self._slot = loop, slot
+        self._waiters: dict[int, list[asyncio.Future]] = {}  # slot number -> the polls due in it
+        self._slots: list[int] = []  # heap of the slot numbers waited for
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_slot = 0  # the slot the armed timer fires for
+
+    def wait_until(self, when: float) -> asyncio.Future:
+        """A future resolved at the first slot boundary at or after ``when`` (``time.monotonic()``)."""
+        at = self._loop.time() + (when - time.monotonic())  # the loop's clock may count from elsewhere (uvloop)
+        slot = math.ceil(at / self._slot)
+        waiter = self._loop.create_future()
+        waiting = self._waiters.get(slot)
+        if waiting is None:
+            self._waiters[slot] = [waiter]
+            heapq.heappush(self._slots, slot)
+            self._arm()
+        else:
+            waiting.append(waiter)
+        return waiter
+
+    def _arm(self) -> None:
+        first = self._slots[0]
+        if self._timer is not None:
+            if self._timer_slot <= first:
+                return
+            self._timer.cancel()
+        self._timer_slot = first
+        self._timer = self._loop.call_at(first * self._slot, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        horizon = self._loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
+        while self._slots and self._slots[0] * self._slot <= horizon:
+            for waiter in self._waiters.pop(heapq.heappop(self._slots)):
+                if not waiter.done():  # a cancelled poll loop (adapter stopped)
+                    waiter.set_result(None)
+        if self._slots:
+            self._arm()
+
+
+_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollTicker] = weakref.WeakKeyDictionary()
+
+
+async def sleep_until(when: float, interval: float) -> None:
+    """Sleep until ``when`` (``time.monotonic()``) on the loop's shared ticker, or on a timer of its own when
+    ``interval`` (the poll interval) is shorter than :data:`MIN_INTERVAL_SLOTS` slots."""
+    if interval < MIN_INTERVAL_SLOTS * SLOT_S:
+        await asyncio.sleep(when - time.monotonic())
+        return
+    loop = asyncio.get_running_loop()
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = PollTicker(loop)
+    await ticker.wait_until(when)
+
 
 class Adapter(ABC):
     """Base class: subclasses implement ``_run`` (their poll or subscription loop) and ``write``."""

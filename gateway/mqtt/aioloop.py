@@ -21,9 +21,77 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 MISC_INTERVAL_S = 1.0  # keep-alive pings and their time-outs: paho's own loop checks this often
+RECV_SIZE = 65536  # bytes taken from the socket per wake-up
+PUBACK_HEADER = 0x40  # fixed header byte of a PUBACK
+
+
+class LoopClient(paho.Client):
+    """paho's client with two shortcuts for the loop driver, each one wake-up's or one acknowledgement's worth.
+
+    - ``read_available()`` takes what the socket holds with one ``recv`` and lets paho parse it from memory:
+      paho itself asks the socket for one byte (the packet type), then each remaining-length byte, then the
+      rest, so an acknowledgement cost three system calls and a fourth to learn the socket was empty.
+    - A PUBACK of two bytes (MQTT 3.1.1, and MQTT 5's success without properties, what brokers send) is
+      handed to ``on_publish`` with one shared success reason and empty properties, not two new objects each.
+    Anything else takes paho's own path."""
+
+    _ACKED = ReasonCode(PacketTypes.PUBACK)  # success; never changed by its readers
+    _NO_PROPERTIES = Properties(PacketTypes.PUBACK)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inbox = b""  # bytes read by read_available and not yet parsed
+        self._inbox_at = 0
+        self._feeding = False  # inside read_available: an empty inbox means "no more for now"
+
+    def read_available(self) -> MQTTErrorCode:
+        """One ``recv`` of what the socket holds, every whole packet in it handled (the loop's reader)."""
+        try:
+            data = super()._sock_recv(RECV_SIZE)
+        except (BlockingIOError, OSError, ConnectionError):
+            data = b""  # nothing, or a failure: paho's own read below finds and reports it
+        if not data:
+            return self.loop_read()
+        self._inbox, self._inbox_at, self._feeding = data, 0, True
+        try:
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._inbox:  # loop_read stops after a few packets
+                rc = self.loop_read()
+            return rc
+        finally:
+            self._feeding = False
+            self._inbox = b""
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        inbox = self._inbox
+        if not inbox:
+            if self._feeding:  # all of this wake-up's bytes parsed; a packet's rest comes with the next
+                raise BlockingIOError()
+            return super()._sock_recv(bufsize)
+        start = self._inbox_at
+        chunk = inbox[start:start + bufsize]
+        self._inbox_at = start + len(chunk)
+        if self._inbox_at >= len(inbox):
+            self._inbox, self._inbox_at = b"", 0
+        return chunk
+
+    def _handle_pubackcomp(self, cmd) -> MQTTErrorCode:
+        packet = self._in_packet
+        if cmd != "PUBACK" or packet["command"] != PUBACK_HEADER or len(packet["packet"]) != 2:
+            return super()._handle_pubackcomp(cmd)
+        data = packet["packet"]
+        mid = data[0] << 8 | data[1]
+        self._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, self._ACKED, self._NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class LoopDriver:
@@ -153,10 +221,11 @@ class LoopDriver:
             self._watch_write(sock)
 
     def _readable(self) -> None:
-        rc = self.client.loop_read()
+        read = getattr(self.client, "read_available", self.client.loop_read)  # LoopClient: one recv per wake-up
+        rc = read()
         # TLS: bytes already decrypted in the SSL object do not wake the selector; read them now.
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
-            rc = self.client.loop_read()
+            rc = read()
 
     def _watch_write(self, sock) -> None:
         if sock is self._sock:
