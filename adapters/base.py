@@ -37,30 +37,36 @@ class PollTicker:
     With a timer per device, 200 devices polled every second arm and fire 200 timers a second, each in
     a loop iteration of its own (a selector wake-up, a pass over the ready queue) to resume one task.
     The ticker rounds each due time up to a slot of ``SLOT_S`` on the loop's clock and keeps one timer
-    armed, for the earliest slot waited for; when it fires, every device due in that slot resumes in the
-    same iteration. Phases stay spread over the interval (a slot is a fiftieth of a second) and each
-    device keeps its own schedule (``next_due += interval``), so the rounding never drifts."""
+    armed, for the earliest slot waited for; when it fires, everything due in that slot runs in the same
+    iteration. Phases stay spread over the interval (a slot is a fiftieth of a second) and each device
+    keeps its own schedule (``next_due += interval``), so the rounding never drifts. Request time-outs
+    use it too (:func:`expire_later`): nothing to cancel when the answer comes first, the common case."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, slot: float = SLOT_S):
         self._loop, self._slot = loop, slot
-        self._waiters: dict[int, list[asyncio.Future]] = {}  # slot number -> the polls due in it
-        self._slots: list[int] = []  # heap of the slot numbers waited for
+        self._due: dict[int, list[tuple[Callable[[asyncio.Future], None], asyncio.Future]]] = {}  # slot -> calls
+        self._slots: list[int] = []  # heap of the slot numbers with calls due
         self._timer: asyncio.TimerHandle | None = None
         self._timer_slot = 0  # the slot the armed timer fires for
 
     def wait_until(self, when: float) -> asyncio.Future:
         """A future resolved at the first slot boundary at or after ``when`` (``time.monotonic()``)."""
+        waiter = self._loop.create_future()
+        self.call_at(when, _wake, waiter)
+        return waiter
+
+    def call_at(self, when: float, callback: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+        """``callback(waiter)`` at the first slot boundary at or after ``when`` (``time.monotonic()``), unless
+        ``waiter`` is done by then."""
         at = self._loop.time() + (when - time.monotonic())  # the loop's clock may count from elsewhere (uvloop)
         slot = math.ceil(at / self._slot)
-        waiter = self._loop.create_future()
-        waiting = self._waiters.get(slot)
-        if waiting is None:
-            self._waiters[slot] = [waiter]
+        due = self._due.get(slot)
+        if due is None:
+            self._due[slot] = [(callback, waiter)]
             heapq.heappush(self._slots, slot)
             self._arm()
         else:
-            waiting.append(waiter)
-        return waiter
+            due.append((callback, waiter))
 
     def _arm(self) -> None:
         first = self._slots[0]
@@ -75,14 +81,26 @@ class PollTicker:
         self._timer = None
         horizon = self._loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
         while self._slots and self._slots[0] * self._slot <= horizon:
-            for waiter in self._waiters.pop(heapq.heappop(self._slots)):
-                if not waiter.done():  # a cancelled poll loop (adapter stopped)
-                    waiter.set_result(None)
+            for callback, waiter in self._due.pop(heapq.heappop(self._slots)):
+                if not waiter.done():  # answered in time, or a cancelled poll loop (adapter stopped)
+                    callback(waiter)
         if self._slots:
             self._arm()
 
 
+def _wake(waiter: asyncio.Future) -> None:
+    waiter.set_result(None)
+
+
 _TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollTicker] = weakref.WeakKeyDictionary()
+
+
+def _ticker() -> PollTicker:
+    loop = asyncio.get_running_loop()
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = PollTicker(loop)
+    return ticker
 
 
 async def sleep_until(when: float, interval: float) -> None:
@@ -91,11 +109,22 @@ async def sleep_until(when: float, interval: float) -> None:
     if interval < MIN_INTERVAL_SLOTS * SLOT_S:
         await asyncio.sleep(when - time.monotonic())
         return
-    loop = asyncio.get_running_loop()
-    ticker = _TICKERS.get(loop)
-    if ticker is None:
-        ticker = _TICKERS[loop] = PollTicker(loop)
-    await ticker.wait_until(when)
+    await _ticker().wait_until(when)
+
+
+def expire_later(delay: float, expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+    """``expire(waiter)`` after ``delay`` seconds unless ``waiter`` is done by then: a request's time-out, on
+    the shared ticker (up to a slot late) when ``delay`` spans :data:`MIN_INTERVAL_SLOTS` slots, else on a
+    timer of its own. Never cancelled: an answer in time makes it a no-op."""
+    if delay < MIN_INTERVAL_SLOTS * SLOT_S:
+        asyncio.get_running_loop().call_later(delay, _unless_done, expire, waiter)
+        return
+    _ticker().call_at(time.monotonic() + delay, expire, waiter)
+
+
+def _unless_done(expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        expire(waiter)
 
 
 class Adapter(ABC):

@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 
-from adapters.base import SLOT_S, PollTicker, sleep_until
+from adapters.base import SLOT_S, PollTicker, expire_later, sleep_until
 
 
 async def test_polls_due_in_one_slot_resume_together_and_never_before_their_time():
@@ -43,3 +43,27 @@ async def test_a_poll_interval_too_short_for_the_slots_sleeps_on_its_own_timer()
     due = time.monotonic() + 0.01
     await sleep_until(due, interval=0.1)
     assert time.monotonic() >= due
+
+
+async def test_a_request_time_out_expires_what_is_unanswered_and_leaves_the_answered_alone():
+    loop = asyncio.get_running_loop()
+    expired: list[asyncio.Future] = []
+
+    def expire(waiter: asyncio.Future) -> None:
+        expired.append(waiter)
+        waiter.set_exception(TimeoutError())
+
+    for delay in (0.5, 0.05):  # on the shared ticker, and on a timer of its own
+        unanswered, answered = loop.create_future(), loop.create_future()
+        asked = time.monotonic()
+        expire_later(delay, expire, unanswered)
+        expire_later(delay, expire, answered)
+        answered.set_result(b"answer")
+        try:
+            await unanswered
+        except TimeoutError:
+            pass
+        assert time.monotonic() - asked >= delay
+        await asyncio.sleep(SLOT_S)  # the answered one's turn has passed too
+        assert expired == [unanswered] and answered.result() == b"answer"
+        expired.clear()

@@ -145,6 +145,7 @@ class LoopDriver:
         self._connecting: asyncio.Task | None = None
         self._loop_thread = threading.get_ident()  # built on the loop (the sink's start)
         self._flush_due = False  # a write of what this loop iteration published is scheduled
+        self._write_watched = False  # the socket is watched for writability (loop thread only)
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -270,16 +271,18 @@ class LoopDriver:
     def _watch_write(self, sock) -> None:
         if sock is self._sock:
             self.loop.add_writer(sock, self.client.loop_write)
+            self._write_watched = True
 
     def _unwatch_write(self, sock) -> None:
-        if sock is self._sock:
+        if sock is self._sock and self._write_watched:  # paho says so after every write: mostly nothing to undo
             self.loop.remove_writer(sock)
+            self._write_watched = False
 
     def _unwatch(self) -> None:
         if self._sock is not None:
             self.loop.remove_reader(self._sock)
             self.loop.remove_writer(self._sock)
-            self._sock = None
+            self._sock, self._write_watched = None, False
 
     def _lost(self, sock) -> None:
         if sock is not self._sock and self._sock is not None:
