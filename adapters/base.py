@@ -95,8 +95,7 @@ def _wake(waiter: asyncio.Future) -> None:
 _TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollTicker] = weakref.WeakKeyDictionary()
 
 
-def _ticker() -> PollTicker:
-    loop = asyncio.get_running_loop()
+def _ticker(loop: asyncio.AbstractEventLoop) -> PollTicker:
     ticker = _TICKERS.get(loop)
     if ticker is None:
         ticker = _TICKERS[loop] = PollTicker(loop)
@@ -109,17 +108,18 @@ async def sleep_until(when: float, interval: float) -> None:
     if interval < MIN_INTERVAL_SLOTS * SLOT_S:
         await asyncio.sleep(when - time.monotonic())
         return
-    await _ticker().wait_until(when)
+    await _ticker(asyncio.get_running_loop()).wait_until(when)
 
 
 def expire_later(delay: float, expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
     """``expire(waiter)`` after ``delay`` seconds unless ``waiter`` is done by then: a request's time-out, on
     the shared ticker (up to a slot late) when ``delay`` spans :data:`MIN_INTERVAL_SLOTS` slots, else on a
     timer of its own. Never cancelled: an answer in time makes it a no-op."""
+    loop = waiter.get_loop()  # not asyncio.get_running_loop(): a getpid() system call each on Python 3.11
     if delay < MIN_INTERVAL_SLOTS * SLOT_S:
-        asyncio.get_running_loop().call_later(delay, _unless_done, expire, waiter)
+        loop.call_later(delay, _unless_done, expire, waiter)
         return
-    _ticker().call_at(time.monotonic() + delay, expire, waiter)
+    _ticker(loop).call_at(time.monotonic() + delay, expire, waiter)
 
 
 def _unless_done(expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
