@@ -43,7 +43,7 @@ class PollTicker:
     use it too (:func:`expire_later`): nothing to cancel when the answer comes first, the common case."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, slot: float = SLOT_S):
-        self._loop, self._slot = loop, slot
+        self.loop, self._slot = loop, slot
         self._due: dict[int, list[tuple[Callable[[asyncio.Future], None], asyncio.Future]]] = {}  # slot -> calls
         self._slots: list[int] = []  # heap of the slot numbers with calls due
         self._timer: asyncio.TimerHandle | None = None
@@ -51,14 +51,14 @@ class PollTicker:
 
     def wait_until(self, when: float) -> asyncio.Future:
         """A future resolved at the first slot boundary at or after ``when`` (``time.monotonic()``)."""
-        waiter = self._loop.create_future()
+        waiter = self.loop.create_future()
         self.call_at(when, _wake, waiter)
         return waiter
 
     def call_at(self, when: float, callback: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
         """``callback(waiter)`` at the first slot boundary at or after ``when`` (``time.monotonic()``), unless
         ``waiter`` is done by then."""
-        at = self._loop.time() + (when - time.monotonic())  # the loop's clock may count from elsewhere (uvloop)
+        at = self.loop.time() + (when - time.monotonic())  # the loop's clock may count from elsewhere (uvloop)
         slot = math.ceil(at / self._slot)
         due = self._due.get(slot)
         if due is None:
@@ -75,11 +75,11 @@ class PollTicker:
                 return
             self._timer.cancel()
         self._timer_slot = first
-        self._timer = self._loop.call_at(first * self._slot, self._fire)
+        self._timer = self.loop.call_at(first * self._slot, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        horizon = self._loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
+        horizon = self.loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
         while self._slots and self._slots[0] * self._slot <= horizon:
             for callback, waiter in self._due.pop(heapq.heappop(self._slots)):
                 if not waiter.done():  # answered in time, or a cancelled poll loop (adapter stopped)
@@ -92,13 +92,15 @@ def _wake(waiter: asyncio.Future) -> None:
     waiter.set_result(None)
 
 
-_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollTicker] = weakref.WeakKeyDictionary()
+# id(loop) -> its ticker. Held weakly: a ticker lives while its armed timer (in the loop) holds it, and one
+# with nothing due is made again when needed, so a closed loop with polls still waiting leaks nothing.
+_TICKERS: weakref.WeakValueDictionary[int, PollTicker] = weakref.WeakValueDictionary()
 
 
 def _ticker(loop: asyncio.AbstractEventLoop) -> PollTicker:
-    ticker = _TICKERS.get(loop)
-    if ticker is None:
-        ticker = _TICKERS[loop] = PollTicker(loop)
+    ticker = _TICKERS.get(id(loop))
+    if ticker is None or ticker.loop is not loop:
+        ticker = _TICKERS[id(loop)] = PollTicker(loop)
     return ticker
 
 
