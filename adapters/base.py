@@ -7,8 +7,11 @@ it never knows which protocol is behind it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
+import weakref
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +24,110 @@ from gateway.core.model import (DeviceState, DeviceStatus, Inventory, Quality, R
                                  utcnow)
 
 Event = Union[Reading, DeviceState, Inventory]
+
+
+# -- one poll timer for every device of an event loop -------------------------------------
+SLOT_S = 0.02  # seconds: polls due within one slot are resumed together, up to this much after their time
+MIN_INTERVAL_SLOTS = 20  # shorter intervals than this many slots keep a timer of their own
+
+
+class PollTicker:
+    """One poll timer for every device of an event loop, instead of one each.
+
+    With a timer per device, 200 devices polled every second arm and fire 200 timers a second, each in
+    a loop iteration of its own (a selector wake-up, a pass over the ready queue) to resume one task.
+    The ticker rounds each due time up to a slot of ``SLOT_S`` on the loop's clock and keeps one timer
+    armed, for the earliest slot waited for; when it fires, everything due in that slot runs in the same
+    iteration. Phases stay spread over the interval (a slot is a fiftieth of a second) and each device
+    keeps its own schedule (``next_due += interval``), so the rounding never drifts. Request time-outs
+    use it too (:func:`expire_later`): nothing to cancel when the answer comes first, the common case."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, slot: float = SLOT_S):
+        self.loop, self._slot = loop, slot
+        self._due: dict[int, list[tuple[Callable[[asyncio.Future], None], asyncio.Future]]] = {}  # slot -> calls
+        self._slots: list[int] = []  # heap of the slot numbers with calls due
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_slot = 0  # the slot the armed timer fires for
+
+    def wait_until(self, when: float) -> asyncio.Future:
+        """A future resolved at the first slot boundary at or after ``when`` (``time.monotonic()``)."""
+        waiter = self.loop.create_future()
+        self.call_at(when, _wake, waiter)
+        return waiter
+
+    def call_at(self, when: float, callback: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+        """``callback(waiter)`` at the first slot boundary at or after ``when`` (``time.monotonic()``), unless
+        ``waiter`` is done by then."""
+        at = self.loop.time() + (when - time.monotonic())  # the loop's clock may count from elsewhere (uvloop)
+        slot = math.ceil(at / self._slot)
+        due = self._due.get(slot)
+        if due is None:
+            self._due[slot] = [(callback, waiter)]
+            heapq.heappush(self._slots, slot)
+            self._arm()
+        else:
+            due.append((callback, waiter))
+
+    def _arm(self) -> None:
+        first = self._slots[0]
+        if self._timer is not None:
+            if self._timer_slot <= first:
+                return
+            self._timer.cancel()
+        self._timer_slot = first
+        self._timer = self.loop.call_at(first * self._slot, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        horizon = self.loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
+        while self._slots and self._slots[0] * self._slot <= horizon:
+            for callback, waiter in self._due.pop(heapq.heappop(self._slots)):
+                if not waiter.done():  # answered in time, or a cancelled poll loop (adapter stopped)
+                    callback(waiter)
+        if self._slots:
+            self._arm()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    waiter.set_result(None)
+
+
+# id(loop) -> its ticker. Held weakly: a ticker lives while its armed timer (in the loop) holds it, and one
+# with nothing due is made again when needed, so a closed loop with polls still waiting leaks nothing.
+_TICKERS: weakref.WeakValueDictionary[int, PollTicker] = weakref.WeakValueDictionary()
+
+
+def _ticker(loop: asyncio.AbstractEventLoop) -> PollTicker:
+    ticker = _TICKERS.get(id(loop))
+    if ticker is None or ticker.loop is not loop:
+        ticker = _TICKERS[id(loop)] = PollTicker(loop)
+    return ticker
+
+
+async def sleep_until(when: float, interval: float) -> None:
+    """Sleep until ``when`` (``time.monotonic()``) on the loop's shared ticker, or on a timer of its own when
+    ``interval`` (the poll interval) is shorter than :data:`MIN_INTERVAL_SLOTS` slots."""
+    if interval < MIN_INTERVAL_SLOTS * SLOT_S:
+        await asyncio.sleep(when - time.monotonic())
+        return
+    await _ticker(asyncio.get_running_loop()).wait_until(when)
+
+
+def expire_later(delay: float, expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+    """``expire(waiter)`` after ``delay`` seconds unless ``waiter`` is done by then: a request's time-out, on
+    the shared ticker (up to a slot late) when ``delay`` spans :data:`MIN_INTERVAL_SLOTS` slots, else on a
+    timer of its own. Never cancelled: an answer in time makes it a no-op."""
+    loop = waiter.get_loop()  # not asyncio.get_running_loop(): a getpid() system call each on Python 3.11
+    if delay < MIN_INTERVAL_SLOTS * SLOT_S:
+        loop.call_later(delay, _unless_done, expire, waiter)
+        return
+    _ticker(loop).call_at(time.monotonic() + delay, expire, waiter)
+
+
+def _unless_done(expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        expire(waiter)
+
 
 class Adapter(ABC):
     """Base class: subclasses implement ``_run`` (their poll or subscription loop) and ``write``."""

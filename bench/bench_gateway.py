@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from benchproc import (BENCH, HOST, PY, REPO, BenchError, Child, Processes, free_ports, group_cpu_seconds,
-                       group_rss_peak_kb, mosquitto_binary, wait_port)
+                       group_cpu_split, group_rss_peak_kb, mosquitto_binary, wait_port)
 
 PEER = Path(os.environ.get("MINEGW_NODERED_PEER", "/work/shared/peers/nodered"))
 KEPT_UP = 0.995  # share of the expected tags/s delivered that counts as keeping up
@@ -197,7 +197,9 @@ class Run:
         raise BenchError(f"{child.name}: no data within {self.args.start_timeout:g} s{child.tail()}")
 
     def cpu(self, pgid: int) -> dict[str, float]:
-        return {"gateway": group_cpu_seconds(pgid), **{k: group_cpu_seconds(v) for k, v in self.others.items()}}
+        user, system = group_cpu_split(pgid)
+        return {"gateway": user + system, "gateway_sys": system,
+                **{k: group_cpu_seconds(v) for k, v in self.others.items()}}
 
     def measure(self, name: str, source: str, child: Child, pgid: int, worker: bool, profile: Path | None) -> dict:
         args, interval = self.args, self.args.interval
@@ -277,6 +279,7 @@ class Run:
             "kept_up": samples / window >= KEPT_UP * expected,
             "msgs_per_s": round(report["messages_per_s"], 2),
             "cpu_s": round(cpu_s, 3), "cpu_pct": round(100 * cpu_s / wall, 1),
+            "cpu_sys_pct": round(100 * (cpu1["gateway_sys"] - cpu0["gateway_sys"]) / wall, 1),
             "cpu_us_per_tag": round(cpu_s / samples * 1e6, 2) if samples else None,
             "latency_ms": {k: _r(v) for k, v in report["latency_ms"].items()},
             "latency_after_poll_ms": {k: _r(v) for k, v in report["latency_after_poll_ms"].items()},
@@ -360,6 +363,7 @@ def print_table(rows: list[dict]) -> None:
         ("p99 ms", lambda r: _ms(r["latency_ms"]["p99"])),
         ("peak RSS MB", lambda r: f"{r['rss_peak_mb']:.0f}" if r["rss_peak_mb"] else "-"),
         ("GW CPU%", lambda r: f"{r['cpu_pct']:.0f}"),
+        ("GW user/sys %", lambda r: f"{r['cpu_pct'] - r.get('cpu_sys_pct', 0):.1f}/{r.get('cpu_sys_pct', 0):.1f}"),
         ("sim CPU s/s", lambda r: f"{r['sim_cpu_s_per_s']:.2f}"),
         ("broker/sub CPU%", lambda r: "/".join(f"{r['other_cpu_pct'][k]:.0f}" for k in ("mosquitto", "subscriber"))),
         ("missing polls", lambda r: str(r["missing_polls"])),

@@ -251,8 +251,15 @@ def group_pids(pgid: int) -> list[int]:
 
 def group_cpu_seconds(pgid: int) -> float:
     """utime+stime of every live process in a process group (a child started in its own session)."""
+    return sum(group_cpu_split(pgid))
+
+
+def group_cpu_split(pgid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of every live process in a process group."""
     tick = os.sysconf("SC_CLK_TCK")
-    return sum(int(f[11]) + int(f[12]) for _pid, _stat, f in _group_stats(pgid)) / tick  # fields 14, 15
+    stats = _group_stats(pgid)
+    return (sum(int(f[11]) for _pid, _stat, f in stats) / tick,  # field 14: utime
+            sum(int(f[12]) for _pid, _stat, f in stats) / tick)  # field 15: stime
 
 
 def group_rss_peak_kb(pgid: int) -> int:

@@ -15,7 +15,7 @@ import time
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.base import PollColumns, PolledAdapter
+from adapters.base import PollColumns, PolledAdapter, sleep_until
 from gateway.core.backoff import Backoff
 from gateway.core.model import Quality, Reading, Schema, Value, WriteResult, utcnow
 
@@ -103,7 +103,7 @@ class ModbusAdapter(PolledAdapter):
             now = time.monotonic()
             if next_due < now:  # overran: skip the missed ticks rather than bunch up
                 next_due = now + interval - (now - next_due) % interval
-            await asyncio.sleep(next_due - now)
+            await sleep_until(next_due, interval)  # one timer for all devices (adapters/base.py PollTicker)
 
     async def _connect(self) -> bool:
         started, started_at = time.monotonic(), utcnow()

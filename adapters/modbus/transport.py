@@ -1,9 +1,10 @@
 """A thin asyncio Modbus TCP transport for reads (function codes 1-4).
 
 The adapter polls through it: one request in flight per device, MBAP framing and
-transaction ids done by hand on an ``asyncio.Protocol``, a timer per request, and the
-answer handed back as its data bytes (registers big-endian as on the wire, bits packed
-as Modbus packs them), which the compiled block decoders read directly. No PDU object,
+transaction ids done by hand on an ``asyncio.Protocol``, a time-out per request on the
+loop's shared ticker (``adapters/base.py`` ``expire_later``), and the answer handed back
+as its data bytes (registers big-endian as on the wire, bits packed as Modbus packs
+them), which the compiled block decoders read directly. No PDU object,
 no framer, no lock, no log call unless asked for: pymodbus' client spends about five
 times as much CPU on the same read (bench/README.md, "Modbus read transport").
 
@@ -21,6 +22,8 @@ import logging
 import struct
 
 from pymodbus.client import AsyncModbusTcpClient
+
+from adapters.base import expire_later
 
 wire_log = logging.getLogger("pymodbus.logging")  # the wire log MINEGW_PYMODBUS_LOG switches on
 
@@ -144,13 +147,12 @@ class ModbusTcpReader:
             if protocol.transport is None:
                 raise LinkError("connection closed by the device")
             protocol.transport.write(request)
-            timer = loop.call_later(self.timeout, _expire, waiter)
+            expire_later(self.timeout, _expire, waiter)  # the loop's shared ticker: nothing to cancel
             try:
                 frame = await waiter
             except TimeoutError:
                 continue
             finally:
-                timer.cancel()
                 protocol.waiter = None
             return self._data(frame, function, count)
         if wire_log.isEnabledFor(logging.DEBUG):

@@ -3,8 +3,10 @@
 Every socket read and write happens on the loop thread, in reader and writer callbacks; paho's
 callbacks (``on_connect``, ``on_publish``, ``on_message``, ``on_disconnect``) run there too, so a
 message handed to paho on the loop costs no wake-up of another thread, and an acknowledgement
-comes back without one. ``publish`` may still be called from other threads: paho then asks for
-the socket to be watched for writing, and that request is carried to the loop.
+comes back without one. What the loop publishes is written once the loop iteration is done, so the
+messages of one iteration share a ``send`` (:class:`LoopClient` joins them). ``publish`` may still be
+called from other threads: paho then asks for the socket to be watched for writing, and that request
+is carried to the loop.
 
 Opening the connection (DNS, TCP and TLS handshakes) blocks, so it runs in a worker thread;
 the driver reconnects after a lost connection or a failed attempt, waiting ``min_delay`` seconds,
@@ -21,9 +23,109 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 MISC_INTERVAL_S = 1.0  # keep-alive pings and their time-outs: paho's own loop checks this often
+RECV_SIZE = 65536  # bytes taken from the socket per wake-up
+PUBACK_HEADER = 0x40  # fixed header byte of a PUBACK
+PUBLISH, DISCONNECT = 0x30, 0xE0  # packet types (high nibble of the fixed header)
+JOIN_MAX = 65536  # bytes joined into one write
+
+
+class LoopClient(paho.Client):
+    """paho's client with three shortcuts for the loop driver, each paid per message by paho alone.
+
+    - ``read_available()`` takes what the socket holds with one ``recv`` and lets paho parse it from memory:
+      paho itself asks the socket for one byte (the packet type), then each remaining-length byte, then the
+      rest, so an acknowledgement cost three system calls and a fourth to learn the socket was empty.
+    - A PUBACK of two bytes (MQTT 3.1.1, and MQTT 5's success without properties, what brokers send) is
+      handed to ``on_publish`` with one shared success reason and empty properties, not two new objects each.
+    - Packets waiting to be written go out joined, in one ``send`` (paho sends each on its own), but for
+      those paho must see written one by one: a QoS 0 PUBLISH (its ``on_publish``) and DISCONNECT.
+    Anything else takes paho's own path."""
+
+    _ACKED = ReasonCode(PacketTypes.PUBACK)  # success; never changed by its readers
+    _NO_PROPERTIES = Properties(PacketTypes.PUBACK)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inbox = b""  # bytes read by read_available and not yet parsed
+        self._inbox_at = 0
+        self._feeding = False  # inside read_available: an empty inbox means "no more for now"
+
+    def read_available(self) -> MQTTErrorCode:
+        """One ``recv`` of what the socket holds, every whole packet in it handled (the loop's reader)."""
+        try:
+            data = super()._sock_recv(RECV_SIZE)
+        except (BlockingIOError, OSError, ConnectionError):
+            data = b""  # nothing, or a failure: paho's own read below finds and reports it
+        if not data:
+            return self.loop_read()
+        self._inbox, self._inbox_at, self._feeding = data, 0, True
+        try:
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._inbox:  # loop_read stops after a few packets
+                rc = self.loop_read()
+            return rc
+        finally:
+            self._feeding = False
+            self._inbox = b""
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        inbox = self._inbox
+        if not inbox:
+            if self._feeding:  # all of this wake-up's bytes parsed; a packet's rest comes with the next
+                raise BlockingIOError()
+            return super()._sock_recv(bufsize)
+        start = self._inbox_at
+        chunk = inbox[start:start + bufsize]
+        self._inbox_at = start + len(chunk)
+        if self._inbox_at >= len(inbox):
+            self._inbox, self._inbox_at = b"", 0
+        return chunk
+
+    def _packet_write(self) -> MQTTErrorCode:
+        self._join_waiting()
+        return super()._packet_write()
+
+    def _join_waiting(self) -> None:
+        out = self._out_packet
+        count = len(out)  # publish() may append from another thread meanwhile: only these are taken
+        if count < 2:
+            return
+        joined: list[dict] = []
+        for packet in [out.popleft() for _ in range(count)]:
+            last = joined[-1] if joined else None
+            if last is not None and _joinable(last) and _joinable(packet) and \
+                    last["to_process"] + packet["to_process"] <= JOIN_MAX:
+                if not last.get("joined"):  # a copy to extend, paho's own packet left as it was
+                    last = joined[-1] = dict(last, packet=bytearray(last["packet"]), joined=True)
+                last["packet"] += packet["packet"]
+                last["to_process"] += packet["to_process"]
+            else:
+                joined.append(packet)
+        out.extendleft(reversed(joined))
+
+    def _handle_pubackcomp(self, cmd) -> MQTTErrorCode:
+        packet = self._in_packet
+        if cmd != "PUBACK" or packet["command"] != PUBACK_HEADER or len(packet["packet"]) != 2:
+            return super()._handle_pubackcomp(cmd)
+        data = packet["packet"]
+        mid = data[0] << 8 | data[1]
+        self._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, self._ACKED, self._NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _joinable(packet: dict) -> bool:
+    """Written whole yet (``pos`` 0), and nothing paho does once it is written (QoS 0 PUBLISH, DISCONNECT)."""
+    kind = packet["command"] & 0xF0
+    return packet["pos"] == 0 and kind != DISCONNECT and not (kind == PUBLISH and packet["qos"] == 0)
 
 
 class LoopDriver:
@@ -43,7 +145,8 @@ class LoopDriver:
         self._connecting: asyncio.Task | None = None
         self.last_error: str | None = None  # why the last attempt failed (refused, TLS verification, DNS)
         self._loop_thread = threading.get_ident()  # built on the loop (the sink's start)
-        self._writing = False  # inside our own loop_write: more to send waits for writability
+        self._flush_due = False  # a write of what this loop iteration published is scheduled
+        self._write_watched = False  # the socket is watched for writability (loop thread only)
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -127,18 +230,24 @@ class LoopDriver:
         self._call_on_loop(self._lost, sock)
 
     def _register_write(self, client, userdata, sock) -> None:
-        """paho has bytes to send. On the loop thread they are written at once (one send, as paho's own
-        loop does when nothing else drives it); only what the socket does not take waits for writability."""
-        if self._on_loop_thread() and not self._writing:
-            self._writing = True
-            try:
-                client.loop_write()
-            finally:
-                self._writing = False
-            if client.want_write():
-                self._watch_write(sock)
+        """paho has bytes to send. On the loop thread they are written once this loop iteration is done, so
+        what the iteration published goes out together (LoopClient joins it into one send); only what the
+        socket does not take waits for writability."""
+        if self._on_loop_thread():
+            if not self._flush_due:
+                self._flush_due = True
+                self.loop.call_soon(self._flush)
             return
         self._call_on_loop(self._watch_write, sock)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        sock = self._sock
+        if sock is None:
+            return
+        self.client.loop_write()
+        if self.client.want_write():
+            self._watch_write(sock)
 
     def _unregister_write(self, client, userdata, sock) -> None:
         self._call_on_loop(self._unwatch_write, sock)
@@ -155,24 +264,27 @@ class LoopDriver:
             self._watch_write(sock)
 
     def _readable(self) -> None:
-        rc = self.client.loop_read()
+        read = getattr(self.client, "read_available", self.client.loop_read)  # LoopClient: one recv per wake-up
+        rc = read()
         # TLS: bytes already decrypted in the SSL object do not wake the selector; read them now.
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
-            rc = self.client.loop_read()
+            rc = read()
 
     def _watch_write(self, sock) -> None:
         if sock is self._sock:
             self.loop.add_writer(sock, self.client.loop_write)
+            self._write_watched = True
 
     def _unwatch_write(self, sock) -> None:
-        if sock is self._sock:
+        if sock is self._sock and self._write_watched:  # paho says so after every write: mostly nothing to undo
             self.loop.remove_writer(sock)
+            self._write_watched = False
 
     def _unwatch(self) -> None:
         if self._sock is not None:
             self.loop.remove_reader(self._sock)
             self.loop.remove_writer(self._sock)
-            self._sock = None
+            self._sock, self._write_watched = None, False
 
     def _lost(self, sock) -> None:
         if sock is not self._sock and self._sock is not None:

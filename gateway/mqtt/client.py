@@ -45,10 +45,11 @@ class Will:
     retain: bool = True
 
 
-def make_client(cfg: MqttConfig, client_id: str, will: Will | None = None) -> paho.Client:
-    """A paho client set up from the site's ``mqtt:`` section (not connected yet)."""
+def make_client(cfg: MqttConfig, client_id: str, will: Will | None = None,
+                client_class: type[paho.Client] = paho.Client) -> paho.Client:
+    """A paho client (or ``client_class``) set up from the site's ``mqtt:`` section (not connected yet)."""
     protocol = paho.MQTTv5 if cfg.protocol == "5" else paho.MQTTv311
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     client.enable_logger(_paho_log)  # paho logs packet flags, never the password
     if cfg.username:  # an empty name (``${MINEGW_MQTT_USER:-}``) means anonymous
         password = cfg.password.get_secret_value() if cfg.password else ""

@@ -38,7 +38,7 @@ from gateway.contract import (AlarmMessage, GatewayAlarmMessage, GatewayHealth, 
 from gateway.core.device import DeviceConfig
 from gateway.core.logutil import ThrottledWarning
 from gateway.core.model import DeviceState, GatewayAlarm, Inventory, Reading, utcnow
-from gateway.mqtt.aioloop import LoopDriver
+from gateway.mqtt.aioloop import LoopClient, LoopDriver
 from gateway.mqtt.client import Will, make_client
 from gateway.mqtt.payloads import DevicePublisher
 from gateway.mqtt.spool import Message
@@ -85,7 +85,8 @@ class MqttSink(Sink):
         self._data: dict[str, DevicePublisher] = {}  # device id -> its data (and schema) messages
         self.client_id = cfg.client_id or f"minegw-{self.site_id}-{self.gateway_id}"
         self._client = make_client(cfg, self.client_id,
-                                   Will(self._status_topic, self._status("offline", "connection lost"), cfg.qos))
+                                   Will(self._status_topic, self._status("offline", "connection lost"), cfg.qos),
+                                   client_class=LoopClient)
         self._client.suppress_exceptions = True  # a bug in a callback is logged, the connection lives on
         self._client.max_inflight_messages_set(0)  # our window limits it; paho must never hold messages back
         self._command_handler: CommandHandler | None = None
