@@ -62,11 +62,13 @@ class CommitGate:
     history"). Cheap on the hot path: one list append per reading, one hand-off per commit.
 
     A commit that took long (a stalled disk, a busy machine) releases many readings at once; they are
-    handed over ``SLICE`` at a time, one slice per turn of the event loop, so polls and the next commit
-    are not held up behind a release of thousands (bench/README.md, "1 000 devices with the historian").
+    handed over in slices, one per turn of the event loop, so polls and the next commit are not held up
+    behind a release of thousands (bench/README.md, "1 000 devices with the historian"). A slice is
+    ``SLICE`` readings, or a ``SPREAD``-th of those waiting when more wait: the release never falls behind.
     """
 
     SLICE = 200  # readings handed to the live sinks per turn of the loop (~130 µs each to build and queue)
+    SPREAD = 4  # a backlog is handed over in about this many turns at most
 
     def __init__(self, durable: Sink, release: Callable[[list[tuple[DeviceConfig, Reading]]], None]):
         self._durable, self._release = durable, release
@@ -90,7 +92,7 @@ class CommitGate:
 
     def _hand_slice(self) -> None:
         ready = self._ready
-        count = min(len(ready), self.SLICE)
+        count = min(len(ready), max(self.SLICE, len(ready) // self.SPREAD))
         if count:
             self._release([ready.popleft() for _ in range(count)])
         self._handing = bool(ready)

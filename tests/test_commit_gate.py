@@ -74,6 +74,19 @@ async def test_a_large_release_goes_in_slices_in_order_one_per_turn():
     assert max(len(part) for part in released) <= CommitGate.SLICE
 
 
+async def test_a_backlog_is_handed_over_in_a_few_turns_whatever_its_size():
+    released: list[list[int]] = []
+    durable, gate = gate_with(released)
+    total = 40 * CommitGate.SLICE
+    for k in range(total):
+        gate.hold("dev", k)
+    durable.commit()
+    await turns()
+    assert len(released[0]) == total // CommitGate.SPREAD  # a share of the backlog: it cannot fall behind
+    await turns(30)
+    assert [n for part in released for n in part] == list(range(total))
+
+
 async def test_flush_hands_over_what_is_committed_at_once():
     released: list[list[int]] = []
     durable, gate = gate_with(released)
