@@ -64,26 +64,28 @@ def make_sink(interval: float | None, workdir: Path):
 
 
 async def run_variant(interval: float | None, devices: int, seconds: float, warmup: float, workdir: Path,
-                      load: float = 0.0) -> dict:
+                      load: float = 0.0, period: float = 0.01) -> dict:
     loop = asyncio.get_running_loop()
     running = True
     if load:  # keep the loop busy with Python code that share of the time, as the gateway's is: the GIL is contended
         def spin() -> None:
-            end = time.perf_counter() + 0.01 * load
+            end = time.perf_counter() + period * load
             while time.perf_counter() < end:
                 pass
             if running:
-                loop.call_later(0.01 * (1 - load), spin)
+                loop.call_later(period * (1 - load), spin)
         loop.call_soon(spin)
     sink = make_sink(interval, workdir)
     await sink.start()
     puts: list[tuple[float, float]] = []  # (queued on the thread's queue, ran) durations of each put
+    put_cpu: list[float] = []  # the buffer thread's CPU seconds of each put
     real_put = sink._buffer.put  # noqa: SLF001 - a benchmark times the put where it runs
 
     def timed_put(*args):
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.thread_time()
         real_put(*args)
         puts.append((began, time.perf_counter() - began))
+        put_cpu.append(time.thread_time() - cpu_began)
 
     sink._buffer.put = timed_put  # noqa: SLF001
     handed: list[float] = []
@@ -134,6 +136,7 @@ async def run_variant(interval: float | None, devices: int, seconds: float, warm
             "commits_s": commits / wall, "lines_commit": lines / max(commits, 1),
             "put_ms": statistics.mean(d for _, d in window) * 1e3 if window else 0.0,
             "put_p99_ms": (statistics.quantiles([d for _, d in window], n=100)[98] * 1e3) if len(window) > 2 else 0.0,
+            "put_cpu_ms": statistics.mean(put_cpu[n_puts:len(window) + n_puts]) * 1e3 if window else 0.0,
             "wait_ms": statistics.mean(waits) * 1e3 if waits else 0.0,
             "cpu": cpu / wall, "released": len(latencies)}
 
@@ -147,21 +150,28 @@ def main() -> None:
     ap.add_argument("--intervals", type=float, nargs="+", default=[0.0, 0.02, 0.05])
     ap.add_argument("--loop-load", type=float, default=0.0, help="share of the loop's time spent in Python "
                     "(0.45: the gateway's at 1 000 devices), so the buffer's thread competes for the GIL")
+    ap.add_argument("--loop-period", type=float, default=0.01,
+                    help="seconds per busy + idle cycle of --loop-load (0.04: busy stretches of 18 ms at 0.45)")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval (s): how long a thread waiting for the GIL waits (Python's default 0.005)")
     ap.add_argument("--dir", type=Path, default=None, help="where the buffer files go (a disk, not tmpfs)")
     args = ap.parse_args()
     variants = [None, *args.intervals]
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     print(f"{args.devices} devices x 100 signals at 1 s, {args.seconds:g} s per variant, {args.rounds} round(s), "
-          f"loop load {args.loop_load:g}")
+          f"loop load {args.loop_load:g} in cycles of {args.loop_period * 1e3:g} ms, GIL switch interval {sys.getswitchinterval() * 1e3:g} ms")
     print("| variant | release p50 / p99 / max ms | commits/s | lines/commit | put ms (mean / p99) "
-          "| wait for DB thread ms | CPU s/s |")
-    print("|---|---|---:|---:|---|---:|---:|")
+          "| put CPU ms | wait for DB thread ms | CPU s/s |")
+    print("|---|---|---:|---:|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-commit-") as tmp:
         for _ in range(args.rounds):
             for interval in variants:
                 r = asyncio.run(run_variant(interval, args.devices, args.seconds, args.warmup, Path(tmp),
-                                            args.loop_load))
+                                            args.loop_load, args.loop_period))
                 print(f"| {r['variant']} | {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} | {r['commits_s']:.1f} "
-                      f"| {r['lines_commit']:.1f} | {r['put_ms']:.2f} / {r['put_p99_ms']:.2f} | {r['wait_ms']:.2f} "
+                      f"| {r['lines_commit']:.1f} | {r['put_ms']:.2f} / {r['put_p99_ms']:.2f} | {r['put_cpu_ms']:.2f} "
+                      f"| {r['wait_ms']:.2f} "
                       f"| {r['cpu']:.3f} |", flush=True)
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 
 from gateway.config import load_site
+from gateway.core.heap import settle_delay, settle_heap_later  # as `minegw run` does
 from gateway.core.model import DeviceState, Reading
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
@@ -230,6 +231,7 @@ async def run(args) -> None:
     async with gateway:
         emit({"event": "ready", "t": time.time(), "devices": len(gateway.adapters),
               "rss_kb_after_start": proc_status().get("VmRSS"), "rss_kb_before_start": rss_before.get("VmRSS")})
+        settle = asyncio.create_task(settle_heap_later(settle_delay([d.poll_interval for d in site.devices])))
         lag_task = asyncio.create_task(loop_lag(lag))
         await asyncio.sleep(args.warmup)
         # Open the window half an interval away from when most polls start, so that a
@@ -281,6 +283,7 @@ async def run(args) -> None:
         except asyncio.TimeoutError:
             pass
         lag_task.cancel()
+        settle.cancel()
         t_stop = time.monotonic()
         watchdog = asyncio.create_task(dump_tasks_after(args.stop_watchdog, gateway))
     watchdog.cancel()

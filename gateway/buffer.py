@@ -77,6 +77,7 @@ COMMIT;
 # each page it touches to the WAL: hence no index and no AUTOINCREMENT.
 
 RATE_WINDOW_S = 60
+AGE_CHECK_S = 1.0  # the age limit is applied this often at most (each check is two statements)
 DROP_MARGIN = 0.02  # over budget, drop down to 98 % of it, so the next commits do not drop again
 
 
@@ -149,6 +150,9 @@ class DurableBuffer:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._configure()
+        self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        self._next_age_check = 0.0  # when the age limit is applied next (_enforce_budget)
+        self._rates_pruned = 0  # the second whose rows out of the rate window were last deleted
         self._live_mark = _get(self._db, "next_id") - 1  # all that is in the file already is back-fill
         self._next_lane = "live"
         self._in_flight: dict[int, tuple[int, int, int]] = {}  # row id -> (block first_id, position, batch)
@@ -193,19 +197,20 @@ class DurableBuffer:
         """
         now = time.time()
         with self._write() as db:
-            added = self._insert(db, now, list(rows), 0) + self._insert(db, now, list(events), 1)
-            _add(db, "depth", added)
-            _count_rate(db, now, "put", added)
+            first_id = _get(db, "next_id")
+            added = self._insert(db, now, first_id, list(rows), 0)
+            added += self._insert(db, now, first_id + added, list(events), 1)
+            if added:  # both counters in one statement: each statement is a GIL hand-off (see _PUT_COUNTERS)
+                db.execute(_PUT_COUNTERS, (added, added))
+            self._count_rate(db, now, "put", added)
             self._enforce_budget(db, now)
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, now: float, rows: list[tuple[float, str]], event: int) -> int:
-        first_id = _get(db, "next_id")
+    def _insert(db: sqlite3.Connection, now: float, first_id: int, rows: list[tuple[float, str]], event: int) -> int:
         for start in range(0, len(rows), blocks.PUT_BLOCK_LINES):
             chunk = rows[start:start + blocks.PUT_BLOCK_LINES]
             blocks.insert(db, list(range(first_id + start, first_id + start + len(chunk))),
                           [ts for ts, _ in chunk], [line for _, line in chunk], added=now, event=event)
-        _add(db, "next_id", len(rows))
         return len(rows)
 
     def take_batch(self, max_lines: int, lane: str | None = None) -> Batch | None:
@@ -290,7 +295,7 @@ class DurableBuffer:
     def ack(self, batch: Batch) -> None:
         """The rows were written: remove them."""
         with self._write() as db:
-            _count_rate(db, time.time(), "acked", self._remove(db, batch.ids))
+            self._count_rate(db, time.time(), "acked", self._remove(db, batch.ids))
         self._settle(batch)
 
     def _remove(self, db: sqlite3.Connection, ids: Sequence[int]) -> int:
@@ -415,7 +420,9 @@ class DurableBuffer:
     # ---- disk budget ----
 
     def _enforce_budget(self, db: sqlite3.Connection, now: float) -> None:
-        if self.max_age_s is not None:
+        """The age limit at most every ``AGE_CHECK_S`` (a tenth of the limit when shorter); the byte budget every put."""
+        if self.max_age_s is not None and now >= self._next_age_check:
+            self._next_age_check = now + min(AGE_CHECK_S, self.max_age_s / 10)
             cutoff = now - self.max_age_s
             self._drop(db, _AGED.format(table="blocks", id="first_id"), _AGED.format(table="dead", id="id"),
                        (cutoff,), f"waited more than {self.max_age_s / 86400:g} days")
@@ -423,7 +430,7 @@ class DurableBuffer:
             self._enforce_bytes(db)
 
     def _enforce_bytes(self, db: sqlite3.Connection) -> None:
-        used = _used_bytes(db)
+        used = self._used_bytes(db)
         if used <= self.max_bytes:
             return
         target = self.max_bytes * (1 - DROP_MARGIN)
@@ -434,7 +441,7 @@ class DurableBuffer:
                 if cutoff is None:  # none of this kind left
                     break
                 self._drop(db, "first_id <= ? AND event = ?", "id <= ? AND event = ?", (cutoff, event), detail)
-                used = _used_bytes(db)
+                used = self._used_bytes(db)
 
     def _drop(self, db: sqlite3.Connection, blocks_where: str, dead_where: str, params: tuple, detail: str) -> None:
         """Drop the whole blocks and the dead letters that meet the conditions: counted and logged."""
@@ -445,6 +452,19 @@ class DurableBuffer:
             self._decoded.clear()
             _add(db, "dropped", gone)
             self._drops.add(gone, detail)
+
+    def _count_rate(self, db: sqlite3.Connection, now: float, column: str, n: int) -> None:
+        """Count ``n`` rows in this second's rate; seconds out of the window are deleted once a second."""
+        if n:
+            db.execute(f"INSERT INTO rates (second, {column}) VALUES (?, ?) "
+                       f"ON CONFLICT (second) DO UPDATE SET {column} = {column} + excluded.{column}", (int(now), n))
+            if int(now) != self._rates_pruned:
+                self._rates_pruned = int(now)
+                db.execute("DELETE FROM rates WHERE second <= ?", (int(now) - RATE_WINDOW_S,))
+
+    def _used_bytes(self, db: sqlite3.Connection) -> int:
+        """Pages holding data (free pages excluded: SQLite reuses them, the file does not shrink)."""
+        return db.execute(_USED_PAGES).fetchone()[0] * self._page_size
 
     # ---- figures ----
 
@@ -458,7 +478,7 @@ class DurableBuffer:
             put, acked = db.execute("SELECT coalesce(sum(put), 0), coalesce(sum(acked), 0) FROM rates "
                                     "WHERE second > ?", (int(now) - RATE_WINDOW_S,)).fetchone()
             return BufferStats(
-                depth=_get(db, "depth"), bytes=_used_bytes(db),
+                depth=_get(db, "depth"), bytes=self._used_bytes(db),
                 oldest_age_s=None if oldest is None else max(0.0, now - oldest),
                 in_per_s=put / RATE_WINDOW_S, out_per_s=acked / RATE_WINDOW_S,
                 dropped=_get(db, "dropped"), dead_letters=_get(db, "dead"))
@@ -480,6 +500,11 @@ class DurableBuffer:
             raise
 
 
+# A put's counters in one statement; page_count and freelist_count in one. Each statement releases and takes
+# back the GIL, and with the event loop busy each take waits up to the switch interval: fewer is faster.
+_PUT_COUNTERS = ("UPDATE counters SET value = value + CASE name WHEN 'next_id' THEN ? ELSE ? END "
+                 "WHERE name IN ('next_id', 'depth')")
+_USED_PAGES = "SELECT p.page_count - f.freelist_count FROM pragma_page_count() AS p, pragma_freelist_count() AS f"
 # The rows before the first one put after the cutoff: reads only the rows it drops (no index on ``added``).
 _AGED = "{id} < coalesce((SELECT {id} FROM {table} WHERE added >= ? ORDER BY {id} LIMIT 1), 1 << 62)"
 _IDS = "(SELECT value FROM json_each(?))"  # a list of ids as one JSON parameter, whatever its length
@@ -510,17 +535,8 @@ def _add(db: sqlite3.Connection, counter: str, delta: int) -> None:
         db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (delta, counter))
 
 
-def _count_rate(db: sqlite3.Connection, now: float, column: str, n: int) -> None:
-    if n:
-        db.execute(f"INSERT INTO rates (second, {column}) VALUES (?, ?) "
-                   f"ON CONFLICT (second) DO UPDATE SET {column} = {column} + excluded.{column}", (int(now), n))
-        db.execute("DELETE FROM rates WHERE second <= ?", (int(now) - RATE_WINDOW_S,))
 
 
-def _used_bytes(db: sqlite3.Connection) -> int:
-    """Pages holding data (free pages excluded: SQLite reuses them, the file does not shrink)."""
-    pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-    return pages * db.execute("PRAGMA page_size").fetchone()[0]
 
 
 def _oldest_worth(db: sqlite3.Connection, need: float, event: int) -> int | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateway.config import SiteConfig
 from gateway.core.errors import UserError
+from gateway.core.heap import settle_delay, settle_heap_later
 from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from gateway.systemd import notify_systemd
@@ -39,7 +40,9 @@ async def run_gateway(site: SiteConfig) -> None:
     async with gateway, notify_systemd():  # READY and watchdog pings when run by systemd
         log.info("gateway %s/%s running: %d devices, broker %s:%d", site.site.id, site.site.gateway_id,
                  len(gateway.adapters), site.mqtt.host, site.mqtt.port)
+        settle = asyncio.create_task(settle_heap_later(settle_delay([d.poll_interval for d in site.devices])))
         await until_signalled()
+        settle.cancel()
         log.info("stopping")
 
 

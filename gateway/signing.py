@@ -13,11 +13,16 @@ import binascii
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# cryptography (~8 MB) is imported by the first key used: a site without commands.operators never loads it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SIG = "sig"
 KEY_ID = "key_id"
@@ -62,6 +67,7 @@ def verify(command: Mapping, operators: Mapping[str, Ed25519PublicKey]) -> str:
         raw = base64.b64decode(sig, validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError("sig is not base64") from None
+    from cryptography.exceptions import InvalidSignature
     try:
         public.verify(raw, canonical(command))
     except InvalidSignature:
@@ -72,16 +78,20 @@ def verify(command: Mapping, operators: Mapping[str, Ed25519PublicKey]) -> str:
 # ---- keys ----
 
 def new_private_key() -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     return Ed25519PrivateKey.generate()
 
 
 def private_pem(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def public_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """``"ed25519 BASE64"``: how a public key is written in the site file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return PUBLIC_PREFIX + base64.b64encode(raw).decode()
@@ -89,6 +99,8 @@ def public_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PKCS#8 PEM file (``minegw keys new`` writes them)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -104,6 +116,8 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
     """``"ed25519 BASE64"`` (32 raw bytes) or the path of a PEM public key; ValueError says what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     if text.startswith(PUBLIC_PREFIX):
         try:
             raw = base64.b64decode(text[len(PUBLIC_PREFIX):].strip(), validate=True)

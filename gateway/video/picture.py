@@ -20,14 +20,17 @@ The order is the order of that list: a black picture has no edges either, a dust
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 ANALYSIS_WIDTH = 320  # frames are scaled to this width (keeping their aspect) before measuring
 BLOCK = 16  # pixels (of the analysis image) per side of a motion block
 BLOCK_CHANGED_LUMA = 3.0  # a block changed when its mean absolute difference exceeds this
 VERDICTS = ("ok", "frozen", "black", "obscured")
+
+if TYPE_CHECKING:  # NumPy (~14 MB) is loaded by the first frame measured: a gateway without cameras never needs it
+    import numpy as np
 
 
 class HealthRules(BaseModel):
@@ -62,6 +65,7 @@ class Picture:
 
 def measure(grey: np.ndarray, black_luma: float = 24.0, edge_step: float = 24.0) -> Picture:
     """The measurements of a grey frame (2-D uint8, ideally :data:`ANALYSIS_WIDTH` wide)."""
+    import numpy as np
     image = grey.astype(np.float32)
     rows, cols = image.shape[0] // BLOCK, image.shape[1] // BLOCK
     if not rows or not cols:
@@ -82,6 +86,7 @@ def changed_fraction(before: Picture, after: Picture) -> float:
     """Share of motion blocks whose mean luma moved by more than :data:`BLOCK_CHANGED_LUMA`."""
     if before.blocks.shape != after.blocks.shape or not after.blocks.size:
         return 1.0
+    import numpy as np
     return float((np.abs(after.blocks - before.blocks) > BLOCK_CHANGED_LUMA).mean())
 
 
