@@ -60,21 +60,11 @@ class CommitGate:
     So a reading is on MQTT only once it is in the historian's buffer file: a kill -9 cannot leave
     a reading that integrators hold and history lacks (docs/historian.md, "MQTT agrees with
     history"). Cheap on the hot path: one list append per reading, one hand-off per commit.
-
-    A commit that took long (a stalled disk, a busy machine) releases many readings at once; they are
-    handed over in slices, one per turn of the event loop, so polls and the next commit are not held up
-    behind a release of thousands (bench/README.md, "1 000 devices with the historian"). A slice is
-    ``SLICE`` readings, or a ``SPREAD``-th of those waiting when more wait: the release never falls behind.
     """
-
-    SLICE = 200  # readings handed to the live sinks per turn of the loop (~130 µs each to build and queue)
-    SPREAD = 4  # a backlog is handed over in about this many turns at most
 
     def __init__(self, durable: Sink, release: Callable[[list[tuple[DeviceConfig, Reading]]], None]):
         self._durable, self._release = durable, release
         self._waiting: deque[tuple[asyncio.Future, list[tuple[DeviceConfig, Reading]]]] = deque()
-        self._ready: deque[tuple[DeviceConfig, Reading]] = deque()  # committed, not handed over yet
-        self._handing = False  # a turn of _hand_slice is scheduled
 
     def hold(self, device: DeviceConfig, reading: Reading) -> None:
         """After the durable sink got the reading: the live sinks get it with its commit."""
@@ -86,25 +76,7 @@ class CommitGate:
 
     def _on_commit(self, _: asyncio.Future) -> None:
         while self._waiting and self._waiting[0][0].done():  # in commit order
-            self._ready.extend(self._waiting.popleft()[1])
-        if not self._handing:
-            self._hand_slice()
-
-    def _hand_slice(self) -> None:
-        ready = self._ready
-        count = min(len(ready), max(self.SLICE, len(ready) // self.SPREAD))
-        if count:
-            self._release([ready.popleft() for _ in range(count)])
-        self._handing = bool(ready)
-        if ready:
-            asyncio.get_running_loop().call_soon(self._hand_slice)
-
-    def flush(self) -> None:
-        """Hand over every committed reading now (at stop: the durable sink's last commit)."""
-        if self._ready:
-            held = list(self._ready)
-            self._ready.clear()
-            self._release(held)
+            self._release(self._waiting.popleft()[1])
 
 
 class LatestReadings(dict[str, Reading]):
@@ -225,8 +197,6 @@ class Gateway:
         self._announce_stopped()
         for sink in reversed(self.sinks):
             await sink.stop()
-            if self._gate is not None:
-                self._gate.flush()  # the durable sink's last commit, before the live sinks stop
 
     def _announce_stopped(self) -> None:
         """Every device's retained state must not say "online" after a clean stop. The sinks
