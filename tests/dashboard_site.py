@@ -322,8 +322,10 @@ class _Fill:
         played = await self.broadcast("dash-bc-play", "play", [HEADING], message="gas", priority="dispatcher",
                                       reason="gas drill")
         assert played.ok, played
-        # a poll of the node must see it playing before the stop (a loaded machine polls late)
+        # polls of the node must see it playing before the stop (a loaded machine polls late): the first
+        # one, then two more intervals of it
         await self.watch.until("bn-1302 playing", lambda: self.watch.latest.get("bn-1302", {}).get("playing_priority") == 2)
+        await asyncio.sleep(2 * POLL)
         stopped = await self.broadcast("dash-bc-stop", "stop", [HEADING])
         assert stopped.ok, stopped
         self.step("broadcast play and stop")
