@@ -38,7 +38,7 @@ from gateway.core.model import Quality, Reading, Sample
 from gateway.systemd import notify_systemd
 from tests.conftest import Influx, Mosquitto
 from tests.mqtt_util import TcpProxy
-from tests.util import free_port
+from tests.util import free_port, until
 
 REPO = Path(__file__).resolve().parent.parent
 UNDERGROUND, SURFACE = REPO / "deploy" / "underground", REPO / "deploy" / "surface"
@@ -574,13 +574,6 @@ def counts(influx: Influx, measurement: str, field: str, devices: str) -> dict[s
     rows = influx.query(f'SELECT count("{field}") FROM "{measurement}" WHERE device =~ /^{devices}$/ '
                         f'GROUP BY device', "minegw")
     return {row["device"]: row["count"] for row in rows}
-
-
-async def until(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.05)
 
 
 HOSTILE = [  # (device, payload) published by a gateway the ACL lets publish data for its site

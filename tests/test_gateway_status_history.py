@@ -13,7 +13,8 @@ from gateway.historian.sink import HistorianSink
 from gateway.surface.convert import Converter, Refused
 from tests.dashboard_site import drain
 from tests.grafana_util import InfluxQuery, Variables, panel_queries
-from tests.test_ingest_compact import publish, until, worker
+from tests.test_ingest_compact import publish, worker
+from tests.util import until
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
 SITE = SiteConfig(site=Site(id="mine-1", gateway_id="gw-7"), areas=[Area(id="face-1", kind="longwall_face")])

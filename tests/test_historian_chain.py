@@ -8,7 +8,8 @@ from gateway.historian.sink import HistorianSink
 from gateway.runtime import Gateway
 from gateway.surface.ingest import IngestWorker, parse_ingest
 from simulators.site import SiteSimulator
-from tests.test_historian_mqtt import site_for, until
+from tests.test_historian_mqtt import site_for
+from tests.util import until
 from tests.sites import modbus
 
 

@@ -2,8 +2,6 @@
 gateway_health (mqtt_*), read back from a real influxd, with a real Mosquitto for the MQTT counters."""
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -20,6 +18,7 @@ from gateway.mqtt import MqttSink
 from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
 from tests import sites
+from tests.util import until
 
 SITE = SiteConfig(site=Site(id="mine-1", gateway_id="gw-1"), areas=[Area(id="face-1", kind="longwall_face")])
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
@@ -75,14 +74,6 @@ def test_device_health_line():
 def historian(influx, database: str, tmp_path) -> HistorianConfig:
     return HistorianConfig(url=influx.url, database=influx.create_database(database), flush_interval=0.1,
                            buffer=BufferConfig(path=tmp_path / "buffer.sqlite3"))
-
-
-async def until(condition, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return result
 
 
 def query(influx, q: str, db: str) -> list[dict]:

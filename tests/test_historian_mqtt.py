@@ -3,7 +3,6 @@
 ACL refuses keeps the lines in the buffer, a large batch is split."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -24,7 +23,7 @@ from gateway.runtime import Gateway
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
 from tests.sites import make_site, modbus, site_dict
-from tests.util import free_port
+from tests.util import free_port, until
 
 T0 = 1_741_932_000_000_000_000  # ns
 
@@ -54,14 +53,6 @@ def numbered(first: int, last: int, pad: int = 0) -> list[tuple[float, str]]:
 
 def seqs(lines: list[str]) -> list[int]:
     return [int(line.split("seq=")[1].split("i")[0]) for line in lines if line.startswith("t ")]
-
-
-async def until(condition, timeout: float = 20.0, what: str = "") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 # ---- configuration --------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from gateway.contract import DataMessage
 from gateway.core.model import DeviceState, DeviceStatus, GatewayAlarm, Reading, Sample
 from simulators.site import SiteSimulator
 from tests.mqtt_util import MqttCollector
-from tests.util import free_port
+from tests.util import free_port, until
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = SiteConfig(site=Site(id="mine-1"), areas=[Area(id="face-1", kind="longwall_face")])
@@ -60,13 +59,6 @@ class RecordingWriter(InfluxV1Writer):
     async def write(self, lines: list[str]) -> None:
         await super().write(lines)
         self.landed += lines
-
-
-async def until(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def counts(influx, database: str, measurement: str, field: str) -> dict[str, int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 
 import paho.mqtt.client as paho
@@ -18,6 +17,7 @@ from gateway.contract import data_payload, schema_version
 from gateway.core.model import Quality, Reading, Sample
 from gateway.surface.convert import Converter
 from gateway.surface.ingest import IngestWorker, Refused, parse_ingest
+from tests.util import until
 
 T0 = datetime(2025, 3, 14, 6, 0, tzinfo=timezone.utc)
 MS0 = int(T0.timestamp() * 1000)
@@ -138,13 +138,6 @@ def publish(port: int, messages: list[tuple[str, bytes]], retain: bool = False) 
 
 def points(influxdb, prefix: str, device: str) -> list[dict]:
     return influxdb.query(f"SELECT * FROM \"shearer\" WHERE device = '{device}'", prefix)
-
-
-async def until(condition, timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_compact_and_full_land_as_the_same_points(mosquitto, influxdb, tmp_path):

@@ -28,7 +28,8 @@ from gateway.historian import lineprotocol as lp
 from gateway.surface.ingest import IngestWorker, parse_ingest
 from gateway.surface.lines import GatewayLines, GatewayScope
 from gateway.surface.writers import with_writers, writers_block
-from tests.test_ingest_compact import full, publish, until
+from tests.test_ingest_compact import full, publish
+from tests.util import until
 
 REPO = Path(__file__).resolve().parent.parent
 SITES = [REPO / "deploy/underground/site.yaml", REPO / "deploy/underground/site-gw-1203.yaml"]

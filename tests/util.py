@@ -1,5 +1,7 @@
 """Small helpers shared by the tests."""
+import asyncio
 import socket
+import time
 
 from gateway.sinks import Sink
 
@@ -9,6 +11,16 @@ def log_tail(log, lines: int = 20) -> str:
     if not log.exists():
         return ""
     return f"\n--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+
+async def until(condition, timeout: float = 20.0, what: str = "", step: float = 0.05):
+    """Wait until ``condition()`` is truthy (its value), checking every ``step`` s; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
+        await asyncio.sleep(step)
+    return result
 
 
 _HANDED_OUT: set[int] = set()
