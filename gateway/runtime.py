@@ -160,7 +160,7 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._share_health()
         for sink in self.sinks:
-            sink.set_command_handler(self._command_from_thread)  # commands arrive on the sink's own thread
+            sink.set_command_handler(self._command_from_thread)  # a source may call from its own thread
             sink.set_state_source(self.states)  # current states, re-published on reconnect (any thread)
             sink.set_alarm_handler(self.raise_alarm)  # gateway alarms a sink raises itself (on the loop)
             sink.set_reach_source(self.reach.latest)  # device_health: reachable, reach_ms
@@ -268,7 +268,7 @@ class Gateway:
         return event
 
     def _command_from_thread(self, kind: str, payload: bytes, retained: bool, reply: Reply) -> None:
-        """A command (``kind``: write, broadcast, ack) from a sink's thread; ``reply`` gets the result on the loop."""
+        """A command (``kind``: write, broadcast, ack) from a sink, on any thread; ``reply`` gets the result on the loop."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn_command, kind, payload, retained, reply)
 

@@ -12,7 +12,7 @@ loop, and reconnects, so paho's callbacks run on the loop thread.
 our ``on_publish`` while holding its own lock and that callback takes ``_cond``; it is called
 holding ``_send_lock``, which the loop takes without waiting when it publishes data, and waits for
 only briefly when connecting (a publisher thread's batch never waits on the loop).
-With ``mqtt.spool`` set, a fourth thread ("mqtt-spool", :class:`gateway.mqtt.spool.Spool`)
+With ``mqtt.spool`` set, a third thread ("mqtt-spool", :class:`gateway.mqtt.spool.Spool`)
 does all the SQLite work of the spool; the others only hand it messages under ``_cond``.
 """
 from __future__ import annotations
