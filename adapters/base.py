@@ -28,6 +28,7 @@ Event = Union[Reading, DeviceState, Inventory]
 
 # -- one poll timer for every device of an event loop -------------------------------------
 SLOT_S = 0.02  # seconds: polls due within one slot are resumed together, up to this much after their time
+FIRE_EARLY_S = 0.001  # asyncio may run a timer up to its clock resolution early: this much is "due"
 MIN_INTERVAL_SLOTS = 20  # shorter intervals than this many slots keep a timer of their own
 
 
@@ -79,13 +80,15 @@ class PollTicker:
 
     def _fire(self) -> None:
         self._timer = None
-        horizon = self.loop.time() + self._slot / 2  # the loop may run a timer a hair before its time
-        while self._slots and self._slots[0] * self._slot <= horizon:
-            for callback, waiter in self._due.pop(heapq.heappop(self._slots)):
-                if not waiter.done():  # answered in time, or a cancelled poll loop (adapter stopped)
-                    callback(waiter)
-        if self._slots:
-            self._arm()
+        horizon = self.loop.time() + FIRE_EARLY_S  # a late timer must not take a later slot early
+        try:
+            while self._slots and self._slots[0] * self._slot <= horizon:
+                for callback, waiter in self._due.pop(heapq.heappop(self._slots)):
+                    if not waiter.done():  # answered in time, or a cancelled poll loop (adapter stopped)
+                        callback(waiter)
+        finally:  # a raising callback leaves the other slots their timer
+            if self._slots:
+                self._arm()
 
 
 def _wake(waiter: asyncio.Future) -> None:

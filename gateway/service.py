@@ -41,8 +41,10 @@ async def run_gateway(site: SiteConfig) -> None:
         log.info("gateway %s/%s running: %d devices, broker %s:%d", site.site.id, site.site.gateway_id,
                  len(gateway.adapters), site.mqtt.host, site.mqtt.port)
         settle = asyncio.create_task(settle_heap_later(settle_delay([d.poll_interval for d in site.devices])))
-        await until_signalled()
-        settle.cancel()
+        try:
+            await until_signalled()
+        finally:
+            settle.cancel()
         log.info("stopping")
 
 

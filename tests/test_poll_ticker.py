@@ -39,7 +39,28 @@ async def test_polls_due_in_one_slot_resume_together_and_never_before_their_time
     assert woke[-1][2] > max(same_slot)  # a later slot: a later wake-up
 
 
-async def test_a_poll_interval_too_short_for_the_slots_sleeps_on_its_own_timer():
+async def test_a_late_timer_does_not_resume_the_next_slot_early():
+    ticker = PollTicker(asyncio.get_running_loop())
+    slot_start = (math.floor(time.monotonic() / SLOT_S) + 3) * SLOT_S
+    first, second = slot_start + 0.1 * SLOT_S, slot_start + 1.9 * SLOT_S  # two slots in a row, late in the second
+    woke: dict[str, float] = {}
+
+    async def poll(name: str, due: float):
+        await ticker.wait_until(due)
+        woke[name] = time.monotonic()
+
+    tasks = [asyncio.create_task(poll("first", first)), asyncio.create_task(poll("second", second))]
+    await asyncio.sleep(0)
+    time.sleep(max(0.0, second - 0.3 * SLOT_S - time.monotonic()))  # a busy loop: the first slot's timer fires late
+    await asyncio.gather(*tasks)
+    assert woke["first"] >= first and woke["second"] >= second
+
+
+async def test_a_poll_interval_too_short_for_the_slots_sleeps_on_its_own_timer(monkeypatch):
+    def no_ticker(loop):
+        raise AssertionError("the shared ticker was used")
+
+    monkeypatch.setattr("adapters.base._ticker", no_ticker)
     due = time.monotonic() + 0.01
     await sleep_until(due, interval=0.1)
     assert time.monotonic() >= due

@@ -60,8 +60,10 @@ class LoopClient(paho.Client):
         """One ``recv`` of what the socket holds, every whole packet in it handled (the loop's reader)."""
         try:
             data = super()._sock_recv(RECV_SIZE)
-        except (BlockingIOError, OSError, ConnectionError):
-            data = b""  # nothing, or a failure: paho's own read below finds and reports it
+        except BlockingIOError:  # nothing yet (a spurious wake-up, or TLS wants more of a record)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except (OSError, ConnectionError):
+            data = b""  # a failure: paho's own read below finds and reports it
         if not data:
             return self.loop_read()
         self._inbox, self._inbox_at, self._feeding = data, 0, True
