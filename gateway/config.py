@@ -42,6 +42,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"  # ids that become topic levels and tag values
+
+
 class AreaKind(str, Enum):
     LONGWALL_FACE = "longwall_face"
     HEADING = "heading"
@@ -51,11 +54,11 @@ class AreaKind(str, Enum):
 
 
 class Site(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    id: str = Field(pattern=ID_PATTERN)
     name: str = ""
-    gateway_id: str = Field("gateway-1", pattern=r"^[A-Za-z0-9_-]+$",
+    gateway_id: str = Field("gateway-1", pattern=ID_PATTERN,
                             description="this gateway, when a site runs several")
-    district: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+    district: str | None = Field(None, pattern=ID_PATTERN,
                                  description="the district broker (and bridge) this gateway publishes to: "
                                              "`minegw deploy acl` groups gateways by it")
 
@@ -64,7 +67,7 @@ RESERVED_AREA_IDS = ("gateway", "command", "network")  # third level of the gate
 
 
 class Area(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="'gateway', 'command' and 'network' are reserved")
+    id: str = Field(pattern=ID_PATTERN, description="'gateway', 'command' and 'network' are reserved")
     kind: AreaKind
     name: str = ""
     zones: list[str] = []

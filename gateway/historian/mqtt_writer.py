@@ -34,6 +34,8 @@ from gateway.historian.errors import AuthError, DataError, RetryableError
 from gateway.mqtt.aioloop import LoopDriver
 from gateway.mqtt.client import make_client
 
+CREDENTIALS_REFUSED = {0x86, 0x87}  # CONNACK: bad user name or password, not authorized (3.1.1: 4, 5)
+
 log = logging.getLogger(__name__)
 
 # The wire's limit per message, less room for the PUBLISH packet's own header (topic, packet id,
@@ -216,8 +218,10 @@ class MqttHistorianWriter:
 
     def _on_connect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
         client.drop_out_messages()  # before paho re-sends them: the sink retries their batch itself
-        if reason.is_failure:
-            self._on_loop(self._set_state, False, None, str(reason))
+        if reason.is_failure:  # credentials refused: AuthError; busy, unavailable, quota: retried
+            refused = reason.value in CREDENTIALS_REFUSED
+            self._on_loop(self._set_state, False, None if refused else f"refused: {reason}",
+                          str(reason) if refused else None)
             return
         if self._driver is not None:
             self._driver.connected()

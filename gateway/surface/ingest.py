@@ -56,8 +56,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, ValidationError, model_validator
 
-from gateway.config import (Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict, error_location,
-                            error_message, expand_env, read_config_file)
+from gateway.config import (ID_PATTERN, Area, ConfigError, HistorianConfig, MqttConfig, Site, SiteConfig, Strict,
+                            error_location, error_message, expand_env, read_config_file)
 from gateway.core.errors import UserError
 from gateway.historian.sink import HistorianSink, Row
 from gateway.core.logutil import ThrottledWarning
@@ -68,17 +68,17 @@ from gateway.mqtt.client import make_client  # the gateway's client factory: cre
 
 log = logging.getLogger(__name__)
 
-_ID = r"^[A-Za-z0-9_-]+$"
 
 
 # ---- configuration ----------------------------------------------------------------------------
 
 class IngestSettings(Strict):
-    id: str = Field("ingest-1", pattern=_ID, description="this worker: MQTT client id minegw-ingest-<id>, health tag")
-    group: str = Field("minegw-ingest", pattern=_ID, description="shared-subscription group: workers of one "
+    id: str = Field("ingest-1", pattern=ID_PATTERN,
+                    description="this worker: MQTT client id minegw-ingest-<id>, health tag")
+    group: str = Field("minegw-ingest", pattern=ID_PATTERN, description="shared-subscription group: workers of one "
                                                                    "group share the messages")
     sites: list[str] = Field(["+"], min_length=1, description="site ids to ingest; '+' means every site")
-    site: str = Field("surface", pattern=_ID, description="site tag of this worker's own gateway_health points")
+    site: str = Field("surface", pattern=ID_PATTERN, description="site tag of this worker's own gateway_health points")
     session_expiry: int = Field(3600, ge=0, le=7 * 86400, description="seconds the broker keeps a crashed "
                                                                       "worker's session and queues its share")
     receive_maximum: int = Field(1000, ge=1, le=65535, description="messages in flight to this worker (not yet "
@@ -99,7 +99,7 @@ class IngestSettings(Strict):
 
     @model_validator(mode="after")
     def _sites(self) -> "IngestSettings":
-        bad = [s for s in self.sites if s != "+" and not re.match(_ID, s)]
+        bad = [s for s in self.sites if s != "+" and not re.match(ID_PATTERN, s)]
         if bad:
             raise ValueError(f"sites: {', '.join(map(repr, bad))} is neither a site id nor '+'")
         return self
@@ -126,7 +126,7 @@ class IngestConfig(Strict):
             ("gateway", gw) for gateways in self.writers.values() for gw in gateways] + [
             (what, name) for gateways in self.writers.values() for scope in gateways.values()
             for what, names in (("area", scope.areas), ("ring", scope.rings)) for name in names]
-        bad = [f"{what} {name!r}" for what, name in ids if not re.match(_ID, name)]
+        bad = [f"{what} {name!r}" for what, name in ids if not re.match(ID_PATTERN, name)]
         if bad:
             raise ValueError(f"writers: {', '.join(bad)}: not an id (letters, digits, - and _)")
         if self.ingest.site in self.writers:
@@ -384,7 +384,7 @@ class IngestWorker:
         except BlockingIOError:
             self._lockfile.close()
             raise UserError(f"another ingest worker uses {self.cfg.historian.buffer.path}: give each worker its own "
-                            "historian.buffer.path (e.g. with ${MINEGW_INGEST_ID} in it)") from None
+                            "historian.buffer.path (e.g. with ${MINEGW_INGESTID_PATTERN} in it)") from None
 
     def _unlock_buffer(self) -> None:
         if self._lockfile is not None:

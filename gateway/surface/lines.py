@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from gateway.config import Strict
+from gateway.historian.sink import Row
 
-Row = tuple[float, str]  # (sample time, line): what the buffer takes (gateway.historian.sink.Row)
 
-_ID = r"^[A-Za-z0-9_-]+$"
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 # measurements the gateway's sink queues as events: the buffer drops them last when it is full
