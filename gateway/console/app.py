@@ -188,6 +188,8 @@ class ConsoleApp(App):
 
     def redraw(self) -> None:
         now = time.time()
+        if not self.screen_stack:  # the app is closing (a refresh or a message came after its last screen went)
+            return
         if isinstance(self.screen, DeviceScreen):
             self.screen.redraw()
             return
