@@ -104,7 +104,10 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
                          "stream_fps": 15.0, "stream_kbps": 512.0}, compact=compact)  # stream health: docs/video.md
         p.data("cam-1", {"motion": True}, compact=compact, poll_ms=0.0)
         p.data("bn-1", {"playing": True, "playing_message": 1, "playing_priority": 3}, compact=compact)
-        screen = await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15")
+        await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15")
+        screen = await until(pilot, lambda: next((t for t in [screen_text(pilot.app)]
+                                                  if any(line.count("█") > 50 for line in t.splitlines())), None),
+                             what="the face strip drawn")
         # areas: the worst machine status (running shearer + stopped AFC -> running; a belt in fault)
         assert any(f"{FACE}  running" in line for line in screen.splitlines())
         assert any(f"{BELT}  fault" in line for line in screen.splitlines())
