@@ -48,8 +48,8 @@ async def main(args) -> None:
             await asyncio.sleep(0.01)
         first = cfg.devices[0]
         sink.on_reading(first, reading(first.id))
-        topic, builder = sink._data[first.id]
-        payload = builder.build(reading(first.id))
+        publisher = sink._data[first.id]
+        topic, payload = publisher.data_topic, publisher.build(reading(first.id))[0]
         step = args.burst / args.rate
 
         async def run(duration: float) -> int:

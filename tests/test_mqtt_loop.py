@@ -4,7 +4,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.contract import DataMessage, GatewayStatus, Topics
 from gateway.mqtt import MqttSink, make_client
@@ -113,4 +117,137 @@ async def test_what_one_loop_iteration_publishes_goes_out_joined_and_whole(mosqu
         assert client.writes < 60  # joined (a QoS 0 message goes alone): paho alone writes each packet on its own
     finally:
         live.close()
+        await asyncio.to_thread(driver.close, 2.0)
+
+
+class PahoBuilds(LoopClient):
+    """Counts the PUBLISH packets paho's own ``_send_publish`` builds (the short path builds its own)."""
+    paho_builds = 0
+
+    def _send_publish(self, *args, **kwargs):
+        self.paho_builds += 1
+        return super()._send_publish(*args, **kwargs)
+
+
+def _queued(client: paho.Client, publish) -> tuple[list[bytes], object]:
+    """The packets ``publish(client)`` queues, as if connected (a socket object no byte is written to)."""
+    client._sock = object()
+    client.on_socket_register_write = lambda *_: None  # paho then queues, and writes nothing itself
+    client.max_inflight_messages_set(0)  # as the MQTT sink sets it: its own window limits what is in flight
+    try:
+        info = publish(client)
+    finally:
+        client._sock = None
+    return [bytes(p["packet"]) for p in client._out_packet], info
+
+
+@pytest.mark.parametrize("protocol", [paho.MQTTv5, paho.MQTTv311])
+def test_a_qos1_publish_is_built_byte_for_byte_as_paho_builds_it(protocol):
+    """The loop client's short QoS 1 path queues the very packet paho queues: remaining lengths of one to four
+    bytes, retain, MQTT 5 properties (dropped in 3.1.1), a non-ASCII topic. QoS 0 and 2, a str payload and a
+    wildcard topic take paho's path (the last raises, as paho does)."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.CorrelationData = b"req-7"
+    props.UserProperty = ("signer", "li.na")
+    topic = "minegw/pit-7/工作面/shearer-1/data"
+    head = 2 + len(topic.encode()) + 2  # topic length, topic, packet id: a payload of 127 - head fills one byte
+    for size in (0, 1, 127 - head - 1, 127 - head + 1, 16_383 - head + 1, 2_097_151 - head + 1):
+        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        for retain in (False, True):
+            for properties in (None, props):
+                ours, info = _queued(PahoBuilds(CallbackAPIVersion.VERSION2, protocol=protocol),
+                                     lambda c: c.publish(topic, payload, 1, retain, properties))
+                theirs, _ = _queued(paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol),
+                                    lambda c: c.publish(topic, payload, 1, retain, properties))
+                assert ours == theirs and len(ours) == 1, (size, retain, properties)
+                assert info.mid == 1 and info.rc == paho.MQTT_ERR_SUCCESS and not info.is_published()
+    for qos, payload in ((0, b"x"), (2, b"x"), (1, "text")):
+        client = PahoBuilds(CallbackAPIVersion.VERSION2, protocol=protocol)
+        _queued(client, lambda c: c.publish(topic, payload, qos))
+        assert client.paho_builds == 1
+    with pytest.raises(ValueError):
+        _queued(PahoBuilds(CallbackAPIVersion.VERSION2, protocol=protocol), lambda c: c.publish("a/+/b", b"x", 1))
+
+
+class CountingAcks(PahoBuilds):
+    """Counts the PUBACKs handled before paho's packet reader (those leading what one recv brought)."""
+    leading_acks, _leading = 0, False
+
+    def _take_pubacks(self, data: bytes) -> bytes:
+        self._leading = True
+        try:
+            return super()._take_pubacks(data)
+        finally:
+            self._leading = False
+
+    def _acked(self, mid: int, *reason):
+        self.leading_acks += self._leading
+        return super()._acked(mid, *reason)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_short_path_publishes_arrive_and_their_acks_release_wait_for_publish(mosquitto, protocol):
+    """Through a real broker: short-path QoS 1 messages arrive whole, retained and with their properties; every
+    publish's info is released by its PUBACK (``wait_for_publish`` on another thread too); the PUBACKs are
+    handled before paho's reader; the paho-path publishes in between (QoS 0 and 2) still complete."""
+    site = make_site(mosquitto, protocol=protocol)
+    topic = f"{site.mqtt.topic_prefix}/short"
+    got, subscribed = [], threading.Event()
+    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    sub.on_connect = lambda c, *_: c.subscribe(topic, qos=2)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda c, u, m: got.append((m.payload, m.qos, getattr(m.properties, "CorrelationData", None)))
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    client = make_client(site.mqtt, f"short-{protocol}", client_class=CountingAcks)
+    client.max_inflight_messages_set(0)
+    connected, acked = asyncio.Event(), []
+    client.on_connect = lambda *_: connected.set()
+    client.on_publish = lambda c, u, mid, reason, props: acked.append((mid, reason.value))
+    driver = LoopDriver(client, asyncio.get_running_loop(), lambda: None, 0.1, 0.5)
+    client.connect_async(mosquitto.host, mosquitto.port)
+    driver.start()
+    try:
+        assert await asyncio.to_thread(subscribed.wait, 5)
+        await asyncio.wait_for(connected.wait(), 5)
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = b"req-7"
+        sent = [(n.to_bytes(2, "big") * (1 + n * 97), 1) for n in range(120)]
+        infos = [client.publish(topic, payload, qos, properties=props if n == 7 else None)
+                 for n, (payload, qos) in enumerate(sent)]
+        assert client.paho_builds == 0
+        await asyncio.to_thread(infos[-1].wait_for_publish, 10)
+        await until(lambda: len(acked) == len(sent))
+        assert all(info.is_published() for info in infos) and client.leading_acks == len(sent)
+        await until(lambda: len(got) == len(sent))
+        assert [(p, q) for p, q, _ in got] == sent
+        assert [c for _, _, c in got][7] == (b"req-7" if protocol == "5" else None)
+        mixed = [(b"qos0", 0), (b"qos2", 2), (b"qos1", 1)]
+        infos += [client.publish(topic, payload, qos) for payload, qos in mixed]
+        await until(lambda: len(got) == len(sent) + len(mixed) and len(acked) == len(sent) + len(mixed))
+        assert client.paho_builds == 2 and all(info.is_published() for info in infos)
+        assert sorted((p, q) for p, q, _ in got[len(sent):]) == sorted(mixed)  # QoS 0 may overtake
+        assert {reason for _, reason in acked} == {0}
+        leading, nobody = client.leading_acks, [client.publish(f"{topic}/nobody", b"x", 1) for _ in range(50)]
+        await until(lambda: len(acked) == len(sent) + len(mixed) + len(nobody))
+        # MQTT 5: "no matching subscribers" (0x10), a success with a reason code, skips paho's reader too
+        assert [reason for _, reason in acked[-len(nobody):]] == [0x10 if protocol == "5" else 0] * len(nobody)
+        assert client.leading_acks == leading + len(nobody) and all(info.is_published() for info in nobody)
+        kept = client.publish(topic, b"kept", 1, retain=True)
+        await asyncio.to_thread(kept.wait_for_publish, 10)
+        late = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        retained = []
+        late.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        late.on_message = lambda c, u, m: retained.append((m.payload, m.retain))
+        late.connect(mosquitto.host, mosquitto.port)
+        late.loop_start()
+        try:
+            await until(lambda: retained)
+            assert retained == [(b"kept", True)]
+        finally:
+            late.loop_stop()
+            late.disconnect()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
         await asyncio.to_thread(driver.close, 2.0)

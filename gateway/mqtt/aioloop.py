@@ -19,6 +19,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -33,6 +34,7 @@ RECV_SIZE = 65536  # bytes taken from the socket per wake-up
 PUBACK_HEADER = 0x40  # fixed header byte of a PUBACK
 PUBLISH, DISCONNECT = 0x30, 0xE0  # packet types (high nibble of the fixed header)
 JOIN_MAX = 65536  # bytes joined into one write
+TOPIC_CACHE_MAX = 4096  # checked topics kept as bytes (a gateway's data topics; beyond this the cache restarts)
 
 
 class LoopClient(paho.Client):
@@ -41,11 +43,15 @@ class LoopClient(paho.Client):
     - ``read_available()`` takes what the socket holds with one ``recv`` and lets paho parse it from memory:
       paho itself asks the socket for one byte (the packet type), then each remaining-length byte, then the
       rest, so an acknowledgement cost three system calls and a fourth to learn the socket was empty.
-    - A PUBACK of two bytes (MQTT 3.1.1, and MQTT 5's success without properties, what brokers send) is
-      handed to ``on_publish`` with one shared success reason and empty properties, not two new objects each.
+    - A PUBACK without properties (two bytes in MQTT 3.1.1 and MQTT 5's success; MQTT 5 with a reason code)
+      is handed to ``on_publish`` with one shared reason per code and empty properties, not two new objects
+      each; those leading what one ``recv`` brought skip paho's packet reader too.
     - Packets waiting to be written go out joined, in one ``send`` (paho sends each on its own), but for
       those paho must see written one by one: a QoS 0 PUBLISH (its ``on_publish``) and DISCONNECT.
-    Anything else takes paho's own path."""
+    - A QoS 1 ``publish`` while connected, with neither paho limit set (the MQTT sink keeps its own window),
+      builds its PUBLISH in one go, with the topic checked once per topic and a message whose info shares
+      one condition (paho makes a lock and a condition per message, and formats a debug line nobody reads).
+    Anything else takes paho's own path, and so does a PUBACK in the middle of other packets."""
 
     _ACKED = ReasonCode(PacketTypes.PUBACK)  # success; never changed by its readers
     _NO_PROPERTIES = Properties(PacketTypes.PUBACK)
@@ -55,6 +61,7 @@ class LoopClient(paho.Client):
         self._inbox = b""  # bytes read by read_available and not yet parsed
         self._inbox_at = 0
         self._feeding = False  # inside read_available: an empty inbox means "no more for now"
+        self._topics: dict[str, bytes] = {}  # topic -> its UTF-8 bytes, once paho's check passed
 
     def read_available(self) -> MQTTErrorCode:
         """One ``recv`` of what the socket holds, every whole packet in it handled (the loop's reader)."""
@@ -66,6 +73,10 @@ class LoopClient(paho.Client):
             data = b""  # a failure: paho's own read below finds and reports it
         if not data:
             return self.loop_read()
+        if data[0] == PUBACK_HEADER and self._in_packet["command"] == 0:  # between packets: PUBACKs lead
+            data = self._take_pubacks(data)
+            if not data:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
         self._inbox, self._inbox_at, self._feeding = data, 0, True
         try:
             rc = MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -111,17 +122,147 @@ class LoopClient(paho.Client):
                 joined.append(packet)
         out.extendleft(reversed(joined))
 
+    def _take_pubacks(self, data: bytes) -> bytes:
+        """Handle the PUBACKs ``data`` starts with, without paho's packet reader; what follows them. Those
+        without properties: two bytes, or in MQTT 5 a reason code too (0x10 "no matching subscribers": a
+        success Mosquitto sends for a topic nobody subscribed), with an empty property length or none."""
+        at, size, v5 = 0, len(data), self._protocol == paho.MQTTv5
+        while at + 4 <= size and data[at] == PUBACK_HEADER:
+            length = data[at + 1]
+            if length == 2:
+                reason = self._ACKED
+            elif v5 and at + 2 + length <= size and (length == 3 or (length == 4 and data[at + 5] == 0)):
+                reason = _puback_reason(data[at + 4])
+                if reason is None:  # not a PUBACK reason: paho's reader reports it
+                    break
+            else:
+                break
+            rc = self._acked(data[at + 2] << 8 | data[at + 3], reason)
+            at += 2 + length
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        if at:
+            with self._msgtime_mutex:  # the keep-alive's view: the broker spoke
+                self._last_bytes_received = time.monotonic()
+        return data[at:]
+
     def _handle_pubackcomp(self, cmd) -> MQTTErrorCode:
         packet = self._in_packet
         if cmd != "PUBACK" or packet["command"] != PUBACK_HEADER or len(packet["packet"]) != 2:
             return super()._handle_pubackcomp(cmd)
         data = packet["packet"]
-        mid = data[0] << 8 | data[1]
-        self._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        return self._acked(data[0] << 8 | data[1])
+
+    def _acked(self, mid: int, reason: ReasonCode = _ACKED) -> MQTTErrorCode:
+        """A PUBACK without properties for ``mid``."""
+        self._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", mid)
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, self._ACKED, self._NO_PROPERTIES)
+                return self._do_on_publish(mid, reason, self._NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload=None, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> paho.MQTTMessageInfo:
+        if (qos != 1 or type(payload) is not bytes or self._sock is None or self._max_inflight_messages
+                or self._max_queued_messages or len(payload) > MAX_FAST_PAYLOAD):
+            return super().publish(topic, payload, qos, retain, properties)
+        topic_bytes = self._topics.get(topic)
+        if topic_bytes is None:
+            if self._protocol != paho.MQTTv5 and not topic:
+                raise ValueError("Invalid topic.")
+            topic_bytes = topic.encode("utf-8")
+            self._raise_for_invalid_topic(topic_bytes)
+            if len(self._topics) >= TOPIC_CACHE_MAX:
+                self._topics.clear()
+            self._topics[topic] = topic_bytes
+        mid = self._mid_generate()
+        message = _Message(mid, topic_bytes, payload, retain, properties)
+        with self._out_message_mutex:
+            if mid in self._out_messages:  # 65 535 messages unacknowledged: paho's answer
+                message.info.rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return message.info
+            self._out_messages[mid] = message
+            self._inflight_messages += 1
+            self._queue_publish(message)
+        return message.info
+
+    def _queue_publish(self, message: paho.MQTTMessage) -> None:
+        """``message``'s PUBLISH, as paho's ``_send_publish`` builds it, queued for the writer."""
+        topic, payload, mid = message._topic, message.payload, message.mid
+        if self._protocol == paho.MQTTv5:
+            props = b"\x00" if message.properties is None else message.properties.pack()
+        else:
+            props = b""
+        packet = bytearray((PUBLISH | 2 | (1 if message.retain else 0),))  # QoS 1
+        _remaining_length(packet, 2 + len(topic) + 2 + len(props) + len(payload))
+        packet += len(topic).to_bytes(2, "big")
+        packet += topic
+        packet += mid.to_bytes(2, "big")
+        packet += props
+        packet += payload
+        self._out_packet.append({"command": PUBLISH, "mid": mid, "qos": 1, "pos": 0, "to_process": len(packet),
+                                 "packet": packet, "info": message.info})
+        self._call_socket_register_write()
+
+    def _easy_log(self, level, fmt: str, *args) -> None:
+        """paho formats a debug line per packet: not unless someone reads them."""
+        if level == paho.MQTT_LOG_DEBUG and self.on_log is None and (
+                self._logger is None or not self._logger.isEnabledFor(logging.DEBUG)):
+            return
+        super()._easy_log(level, fmt, *args)
+
+
+MAX_FAST_PAYLOAD = 1 << 20  # larger payloads take paho's path (its size check included)
+_PUBACK_REASONS: dict[int, ReasonCode] = {0: LoopClient._ACKED}  # one shared object per code; never changed
+
+
+def _puback_reason(code: int) -> ReasonCode | None:
+    """The shared reason ``code`` of a PUBACK, or None when a PUBACK cannot carry it."""
+    reason = _PUBACK_REASONS.get(code)
+    if reason is None:
+        try:
+            reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
+        except (KeyError, ValueError):
+            return None
+        _PUBACK_REASONS[code] = reason
+    return reason
+
+
+class _Info(paho.MQTTMessageInfo):
+    """paho's message info with one condition shared by all: ``wait_for_publish`` still works (everyone is
+    woken, each checks its own flag), without a lock and a condition made per message."""
+
+    __slots__ = ()
+    _SHARED = threading.Condition()
+
+    def __init__(self, mid: int):  # noqa: D107 - paho's fields, the condition shared
+        self.mid, self._published, self._condition = mid, False, self._SHARED
+        self.rc, self._iterpos = MQTTErrorCode.MQTT_ERR_SUCCESS, 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()
+
+
+class _Message(paho.MQTTMessage):
+    """A QoS 1 message in flight, as paho's ``publish`` leaves it (state: waiting for its PUBACK)."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int, topic: bytes, payload: bytes, retain: bool, properties: Properties | None):
+        self.timestamp, self.state, self.dup, self.mid, self._topic = time.monotonic(), paho.mqtt_ms_wait_for_puback, \
+            False, mid, topic
+        self.payload, self.qos, self.retain, self.info, self.properties = payload, 1, retain, _Info(mid), properties
+
+
+def _remaining_length(packet: bytearray, length: int) -> None:
+    """MQTT's variable-length integer (at most 268 435 455: the payload limit keeps below it)."""
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        packet.append(byte | 0x80 if length else byte)
+        if not length:
+            return
 
 
 def _joinable(packet: dict) -> bool:
