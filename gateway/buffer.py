@@ -10,8 +10,8 @@ docs/historian.md, "Durable buffer and back-fill", for durability and ordering.
 
 Durability: ``synchronous=FULL`` in WAL mode fsyncs the WAL at every commit, so a
 committed ``put`` survives a kill -9 and a power cut. Callers batch their puts
-(the historian sink commits at most every ``historian.buffer.commit_interval``, 50 ms),
-so that is at most about twenty fsyncs a second.
+(the historian sink commits once per poll slot, at least ¾ of ``historian.buffer.commit_interval``
+apart), so that is about twenty fsyncs a second, at most 27.
 
 Threads: every method takes one lock around the one connection, so a writer thread
 and the event loop thread may share an instance; the sink keeps all calls on one

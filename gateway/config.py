@@ -102,10 +102,11 @@ class BufferConfig(Strict):
 
 
 class HistorianBufferConfig(BufferConfig):
-    """The historian's buffer: a :class:`BufferConfig` and how often at most it commits (one fsync each)."""
+    """The historian's buffer: a :class:`BufferConfig` and how long a line waits at most for its commit."""
 
-    commit_interval: float = Field(0.05, ge=0, le=1, description="seconds at least between two commits; "
-                                   "a commit runs as soon as lines wait and this has passed since the last one")
+    commit_interval: float = Field(0.05, ge=0, le=1, description="seconds a line waits at most for its commit; "
+                                   "a commit runs once the lines stop coming for 5 ms or the first waited this "
+                                   "long, at least 3/4 of this after the previous one began")
 
 
 MAX_SILENCE_S = 25.0  # the mine's polling rule: every signal reaches the surface at least this often

@@ -6,6 +6,7 @@ import sqlite3
 from collections import Counter
 
 from gateway.blockcodec import COLUMNS
+from gateway.config import HistorianBufferConfig
 from gateway.historian.sink import HistorianSink
 from tests.test_historian_sink import (
     SITE,
@@ -80,5 +81,41 @@ async def test_a_backlog_draining_is_not_compacted_one_waiting_for_influxdb_is(m
         assert counts(influx, "compaction", "shearer", "speed") == {d.id: 2001 if d is shearers[0] else 2000
                                                                     for d in shearers}
         assert set(Counter(line for line in writer.landed if line.startswith("shearer,")).values()) == {1}
+    finally:
+        await sink.stop()
+
+
+async def test_a_commit_takes_a_poll_slots_answers_together_and_a_stream_without_pause_still_commits(
+        influxdb, tmp_path):
+    """A poll slot's answers come over a few loop iterations: one commit takes them all, not the first alone
+    (the rest would wait a whole commit_interval for the next one, and the live sinks with them); lines that
+    never pause are still committed within about commit_interval of the first."""
+    cfg = historian(influxdb, "settle", tmp_path, flush_interval=60)
+    cfg = cfg.model_copy(update={"buffer": HistorianBufferConfig(path=cfg.buffer.path, commit_interval=0.5)})
+    sink = HistorianSink(cfg, SITE, health_interval=600)
+    devices = [device(f"shearer-{n}") for n in range(10)]
+    await sink.start()
+    try:
+        await until(lambda: sink.health()["buffered"] == 1)  # the "started" gateway_status line
+        for slot in range(3):
+            await asyncio.sleep(0.45)  # past the spacing after the previous commit: the next may begin at once
+            before = sink.commits
+            for d in devices:  # the answers, one a loop iteration
+                sink.on_reading(d, reading(d.id, slot))
+                await asyncio.sleep(0)
+            await sink.when_committed()  # the commit that took the last one
+            assert sink.commits - before == 1, f"slot {slot}: its answers took {sink.commits - before} commits"
+            assert sink.health()["buffered"] == 1 + 10 * (slot + 1)
+
+        loop = asyncio.get_running_loop()
+        first = None
+        end = loop.time() + 2.0  # four commit intervals of lines without a pause
+        i = 3
+        while loop.time() < end:
+            sink.on_reading(devices[0], reading(devices[0].id, i))
+            first = first or sink.when_committed()
+            i += 1
+            await asyncio.sleep(0)
+        assert first.done(), "lines coming without a pause were not committed within four commit intervals"
     finally:
         await sink.stop()

@@ -1,10 +1,11 @@
 """The historian sink: readings and states → line protocol → durable buffer → InfluxDB.
 
 Tasks and threads: the asyncio loop only builds lines and appends them to a list.
-A commit task hands that list to the buffer (one transaction, one fsync) as soon as
-lines wait and the previous commit has finished, at least ``historian.buffer.commit_interval``
-after the previous one began (under load, commits batch by themselves); a drain task takes batches from the buffer and awaits
-``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
+A commit task hands that list to the buffer (one transaction, one fsync) once the lines
+stop coming for a moment (a poll slot's answers are in) or the first has waited
+``historian.buffer.commit_interval``, the previous commit finished and three quarters of the
+interval passed since it began (under load, commits batch by themselves); a drain task takes
+batches from the buffer and awaits ``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
 so the loop never waits on SQLite or the disk. See docs/historian.md.
 
 Every health tick writes ``gateway_health`` (this sink's counters, and those of the sources
@@ -54,6 +55,8 @@ class HistorianSink(Sink):
 
     name = "historian"
     durable = True  # the other sinks get a reading once its commit ran (when_committed)
+    SETTLE_S = 0.005  # a commit waits until no line came for this long (a poll slot's answers are in) ...
+    COMMIT_SPACING = 0.75  # ... and begins at least this fraction of commit_interval after the previous one
     IDLE_COMMIT_S = 0.1  # lines queued without a wake-up (from another thread: the surface ingest) wait at most this
     REFUSED_RETRY_S = 0.1  # while the buffer file refuses commits, a probe of PROBE_LINES this often at most
     PENDING_LIMIT = 200_000  # lines held in memory while the buffer file cannot be written; oldest dropped beyond
@@ -268,30 +271,45 @@ class HistorianSink(Sink):
         self._wake.set()
 
     async def _commit_loop(self) -> None:
-        """Commit as soon as lines wait, the previous commit is done and ``commit_interval`` has passed
-        since it began: a reading waits for about one commit; under load each commit takes all that
-        came during the previous one. While the file refuses commits, retry every ``REFUSED_RETRY_S``."""
+        """Commit once the lines stop coming for ``SETTLE_S`` (a poll slot's answers are in) or the first
+        of them has waited ``commit_interval``, whichever is first; commits begin at least
+        ``COMMIT_SPACING`` of the interval apart. Committing on the first line of a slot would leave the
+        rest of its answers waiting a whole interval for the next commit (and the live sinks with them,
+        see :meth:`when_committed`). While the file refuses commits, retry every ``REFUSED_RETRY_S``."""
         loop = asyncio.get_running_loop()
         interval = self.cfg.buffer.commit_interval
+        began = loop.time()
         while True:
+            first_line = began  # lines that came during the previous commit or the pause after it
             if not self._wake.is_set():
                 try:
                     async with asyncio.timeout(self.IDLE_COMMIT_S):
                         await self._wake.wait()
-                except TimeoutError:
-                    pass
+                    first_line = loop.time()
+                except TimeoutError:  # lines put without a wake-up (the surface ingest): no settling
+                    first_line = -interval
+            await self._settle(loop, first_line + interval)
             self._wake.clear()
             began = loop.time()
             stored = await self.commit()
             if not stored:  # lines left in memory: the next try needs no new line to wake it
                 self._wake.set()
-            pause = interval if stored else max(interval, self.REFUSED_RETRY_S)
+            pause = interval * self.COMMIT_SPACING if stored else max(interval, self.REFUSED_RETRY_S)
             if (left := began + pause - loop.time()) > 0:
                 await asyncio.sleep(left)
 
+    async def _settle(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Until no line came for ``SETTLE_S``, or ``deadline``."""
+        seen = -1
+        while self.SETTLE_S and (waiting := len(self._pending) + len(self._pending_events)) != seen:
+            if (left := deadline - loop.time()) <= 0:
+                return
+            seen = waiting
+            await asyncio.sleep(min(self.SETTLE_S, left))
+
     async def commit(self) -> bool:
         """Hand the lines queued so far to the buffer file (one transaction); the commit task calls it
-        as soon as lines wait (at most every ``historian.buffer.commit_interval``).
+        once they settle, within ``historian.buffer.commit_interval`` of the first (see ``_commit_loop``).
 
         True when they are all on disk (or there were none); False when the file refused them, or
         took only the first ``PROBE_LINES`` (its first success after refusing): the rest wait in

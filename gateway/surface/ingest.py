@@ -182,6 +182,7 @@ class _IngestSink(HistorianSink):
         self._counters = counters
 
     writes_heartbeat = False  # not a gateway: the gateways' own status comes through MQTT (gateway_status)
+    SETTLE_S, COMMIT_SPACING = 0, 1.0  # messages of many gateways never pause: a commit every commit_interval
 
     def put_gateway_status(self, online: bool, reason: str) -> None:
         """Not a gateway (see ``writes_heartbeat``)."""
