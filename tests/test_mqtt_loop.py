@@ -144,8 +144,8 @@ def _queued(client: paho.Client, publish) -> tuple[list[bytes], object]:
 @pytest.mark.parametrize("protocol", [paho.MQTTv5, paho.MQTTv311])
 def test_a_qos1_publish_is_built_byte_for_byte_as_paho_builds_it(protocol):
     """The loop client's short QoS 1 path queues the very packet paho queues: remaining lengths of one to four
-    bytes, retain, MQTT 5 properties (dropped in 3.1.1), a non-ASCII topic. QoS 0 and 2 and a str payload take paho's path;
-    a wildcard topic raises, as paho does."""
+    bytes, retain, MQTT 5 properties (dropped in 3.1.1), a non-ASCII topic. QoS 0 and 2 and a str payload take
+    paho's path; a wildcard topic raises, as paho does."""
     props = Properties(PacketTypes.PUBLISH)
     props.CorrelationData = b"req-7"
     props.UserProperty = ("signer", "li.na")

@@ -5,8 +5,8 @@ A commit task hands that list to the buffer (one transaction, one fsync) once th
 stop coming for a moment (a poll slot's answers are in) or the first has waited
 ``historian.buffer.commit_interval``, the previous commit finished and three quarters of the
 interval passed since it began (under load, commits batch by themselves); a drain task takes
-batches from the buffer and awaits ``writer.write``. Every buffer call runs on one thread of its own ("historian-db"),
-so the loop never waits on SQLite or the disk. See docs/historian.md.
+batches from the buffer and awaits ``writer.write``. Every buffer call runs on one thread of its
+own ("historian-db"), so the loop never waits on SQLite or the disk. See docs/historian.md.
 
 Every health tick writes ``gateway_health`` (this sink's counters, and those of the sources
 given to ``add_health_source``, e.g. the MQTT sink's) and ``device_health`` (poll health per
