@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from benchproc import (BENCH, HOST, PY, REPO, BenchError, Child, Processes, free_ports, group_cpu_seconds,
-                       group_cpu_split, group_rss_peak_kb, mosquitto_binary, wait_port)
+                       group_cpu_split, group_rss_peak_kb, mosquitto_binary, process_cpu_seconds, wait_port)
 
 PEER = Path(os.environ.get("MINEGW_NODERED_PEER", "/work/shared/peers/nodered"))
 KEPT_UP = 0.995  # share of the expected tags/s delivered that counts as keeping up
@@ -111,6 +111,15 @@ class Run:
         self.sub: Child | None = None
         self.others: dict[str, int] = {}
 
+    @property
+    def sim_procs(self) -> int:
+        """Simulator processes: ``--sim-procs``, or 2 from 500 devices on (a mine's devices answer in
+        parallel; one process answering 500-1 000 in turn, and its garbage collector's pauses once a
+        gateway's connections are gone, would be counted as the gateway's latency: bench/README.md)."""
+        if self.args.sim_procs:
+            return self.args.sim_procs
+        return 2 if self.n >= 500 and (os.cpu_count() or 1) >= 2 else 1
+
     def start(self) -> None:
         n, args, workdir, procs = self.n, self.args, self.workdir, self.procs
         profile_path = workdir / "bench_machine.yaml"
@@ -136,7 +145,8 @@ class Run:
         broker = procs.start("mosquitto", [mosquitto_binary(), "-c", str(conf)])
         wait_port(mqtt_port, 10, broker)
         sim = procs.start("simulators", [PY, "-m", "gateway.cli", "sim", str(self.site_path),
-                                         "--control", f"{HOST}:{control_port}", *args.sim_arg])
+                                         "--control", f"{HOST}:{control_port}", "--procs", str(self.sim_procs),
+                                         *args.sim_arg])
         for port in sorted({d["port"] for d in self.site["devices"]}):
             wait_port(port, args.start_timeout, sim)
         self.sim = sim
@@ -199,7 +209,8 @@ class Run:
     def cpu(self, pgid: int) -> dict[str, float]:
         user, system = group_cpu_split(pgid)
         return {"gateway": user + system, "gateway_sys": system,
-                **{k: group_cpu_seconds(v) for k, v in self.others.items()}}
+                **{k: group_cpu_seconds(v) for k, v in self.others.items()},
+                **({"influxd": process_cpu_seconds(self.args.influxd_pid)} if self.args.influxd_pid else {})}
 
     def measure(self, name: str, source: str, child: Child, pgid: int, worker: bool, profile: Path | None) -> dict:
         args, interval = self.args, self.args.interval
@@ -284,8 +295,9 @@ class Run:
             "latency_ms": {k: _r(v) for k, v in report["latency_ms"].items()},
             "latency_after_poll_ms": {k: _r(v) for k, v in report["latency_after_poll_ms"].items()},
             "rss_peak_mb": round(rss_kb / 1024, 1) if rss_kb else None,
-            "sim_cpu_s_per_s": round((cpu1["simulators"] - cpu0["simulators"]) / wall, 3),
-            "other_cpu_pct": {k: round((cpu1[k] - cpu0[k]) / wall * 100, 1) for k in self.others},
+            "sim_cpu_s_per_s": round((cpu1["simulators"] - cpu0["simulators"]) / wall, 3), "sim_procs": self.sim_procs,
+            "other_cpu_pct": {k: round((cpu1[k] - cpu0[k]) / wall * 100, 1) for k in cpu1 if k in cpu0
+                              and not k.startswith("gateway")},
             "expected_polls": expected_polls,
             "delivered_polls": report["unique_polled_in_window"],
             "missing_polls": expected_polls - report["unique_polled_in_window"],
@@ -364,8 +376,9 @@ def print_table(rows: list[dict]) -> None:
         ("peak RSS MB", lambda r: f"{r['rss_peak_mb']:.0f}" if r["rss_peak_mb"] else "-"),
         ("GW CPU%", lambda r: f"{r['cpu_pct']:.0f}"),
         ("GW user/sys %", lambda r: f"{r['cpu_pct'] - r.get('cpu_sys_pct', 0):.1f}/{r.get('cpu_sys_pct', 0):.1f}"),
-        ("sim CPU s/s", lambda r: f"{r['sim_cpu_s_per_s']:.2f}"),
-        ("broker/sub CPU%", lambda r: "/".join(f"{r['other_cpu_pct'][k]:.0f}" for k in ("mosquitto", "subscriber"))),
+        ("sim CPU s/s (procs)", lambda r: f"{r['sim_cpu_s_per_s']:.2f} ({r['sim_procs']})"),
+        ("broker/sub/influxd CPU%", lambda r: "/".join(f"{r['other_cpu_pct'][k]:.0f}" for k in
+                                                       ("mosquitto", "subscriber", "influxd") if k in r["other_cpu_pct"])),
         ("missing polls", lambda r: str(r["missing_polls"])),
         ("not good", lambda r: str(sum(r["not_good_samples"].values()))),
     ]
@@ -428,14 +441,17 @@ def parse_args(argv: list[str] | None):
                     help="py-spy record minegw over the window: FILE.n<N>.<gateway>.txt, hot spots printed")
     ap.add_argument("--cprofile", default=None, metavar="FILE",
                     help="with --gateway worker: cProfile of its main thread, FILE.n<N>.<gateway>.prof")
+    ap.add_argument("--sim-procs", type=int, default=0, metavar="N",
+                    help="processes the simulators are spread over (default: 2 from 500 devices on, else 1)")
     ap.add_argument("--sim-arg", action="append", default=[], metavar="ARG",
-                    help="extra argument for `minegw sim` (repeat: --sim-arg=--procs --sim-arg=2)")
+                    help="extra argument for `minegw sim` (repeat: --sim-arg=--seed --sim-arg=3)")
     ap.add_argument("--start-timeout", type=float, default=60.0, help="seconds for simulators/gateways to come up")
     ap.add_argument("--stop-timeout", type=float, default=30.0, help="seconds a gateway may take to stop")
     ap.add_argument("--drain", type=float, default=None, help="longest wait for in-flight messages (10)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary files (site, profile, logs)")
     args = ap.parse_args(argv)
     quick = args.quick
+    args.influxd_pid = None  # with --historian start: its CPU is printed beside the broker's
     args.devices = args.devices or ([20] if quick else [200, 500, 1000])
     args.seconds = args.seconds or (10.0 if quick else 30.0)
     args.warmup = args.warmup if args.warmup is not None else (3.0 if quick else 5.0)
@@ -469,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             from tests.conftest import Influx  # the test suite's influxd: own directory, own ports
             influx = Influx(Path(tempfile.mkdtemp(prefix="minegw-bench-influx-")))
             influx.start()
-            args.historian = influx.url
+            args.historian, args.influxd_pid = influx.url, influx.process.pid
         for n in args.devices:
             workdir = Path(tempfile.mkdtemp(prefix=f"minegw-bench-n{n}-"))
             print(f"== N={n}: {n} devices x {args.points} points every {args.interval:g} s, "

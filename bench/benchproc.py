@@ -262,6 +262,17 @@ def group_cpu_split(pgid: int) -> tuple[float, float]:
             sum(int(f[12]) for _pid, _stat, f in stats) / tick)  # field 15: stime
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime+stime of one process (one not in a session of its own: the bench's influxd); 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def group_rss_peak_kb(pgid: int) -> int:
     """Sum of VmHWM over a process group's processes (worker processes count; shared pages twice)."""
     total = 0

@@ -25,6 +25,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from gateway.core.heap import settle_heap
 from simulators.site import SiteSimulator, site_parts
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ async def _serve_part(site: Any, part: tuple[int, int], seed: int, scenario: Any
     except Exception as exc:  # noqa: BLE001 - reported to part 0, which fails the start
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    settle_heap()  # as part 0 does (gateway/service.py): a full collection stops every device's answers
     conn.send(("ready", sims.control_address))
     parent_gone = asyncio.Event()
     loop = asyncio.get_running_loop()
