@@ -362,6 +362,9 @@ def print_progress(r: dict) -> None:
           f"({r['wall_s']} s)", flush=True)
 
 
+OTHERS = ("mosquitto", "subscriber", "influxd")  # CPU % printed beside the gateway's
+
+
 def print_table(rows: list[dict]) -> None:
     cols = [
         ("N", lambda r: str(r["devices"])),
@@ -377,8 +380,8 @@ def print_table(rows: list[dict]) -> None:
         ("GW CPU%", lambda r: f"{r['cpu_pct']:.0f}"),
         ("GW user/sys %", lambda r: f"{r['cpu_pct'] - r.get('cpu_sys_pct', 0):.1f}/{r.get('cpu_sys_pct', 0):.1f}"),
         ("sim CPU s/s (procs)", lambda r: f"{r['sim_cpu_s_per_s']:.2f} ({r['sim_procs']})"),
-        ("broker/sub/influxd CPU%", lambda r: "/".join(f"{r['other_cpu_pct'][k]:.0f}" for k in
-                                                       ("mosquitto", "subscriber", "influxd") if k in r["other_cpu_pct"])),
+        ("broker/sub/influxd CPU%", lambda r: "/".join(f"{r['other_cpu_pct'][k]:.0f}" for k in OTHERS
+                                                       if k in r["other_cpu_pct"])),
         ("missing polls", lambda r: str(r["missing_polls"])),
         ("not good", lambda r: str(sum(r["not_good_samples"].values()))),
     ]
