@@ -29,6 +29,7 @@ could not be carried out. Every process it starts is stopped on the way out (Ctr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -109,7 +111,7 @@ class Run:
     def __init__(self, n: int, args, workdir: Path, procs: Processes):
         self.n, self.args, self.workdir, self.procs = n, args, workdir, procs
         self.sub: Child | None = None
-        self.others: dict[str, int] = {}
+        self.others: dict[str, Callable[[], float]] = {}  # CPU seconds so far of what runs beside the gateway
 
     @property
     def sim_procs(self) -> int:
@@ -156,7 +158,10 @@ class Run:
                                               "--topic", f"{prefix}/+/+/data", "--topic", "nodered/+/data"],
                                json_stdout=True, stdin=True)
         self.sub.expect("subscribed", 15)
-        self.others = {"simulators": sim.proc.pid, "mosquitto": broker.proc.pid, "subscriber": self.sub.proc.pid}
+        self.others = {name: functools.partial(group_cpu_seconds, child.proc.pid)  # each in a session of its own
+                       for name, child in (("simulators", sim), ("mosquitto", broker), ("subscriber", self.sub))}
+        if args.influxd_pid:  # the bench's influxd shares the bench's process group
+            self.others["influxd"] = functools.partial(process_cpu_seconds, args.influxd_pid)
 
     # -- the gateways ----------------------------------------------------------------
     def minegw(self, name: str, historian: str | None) -> dict:
@@ -209,8 +214,7 @@ class Run:
     def cpu(self, pgid: int) -> dict[str, float]:
         user, system = group_cpu_split(pgid)
         return {"gateway": user + system, "gateway_sys": system,
-                **{k: group_cpu_seconds(v) for k, v in self.others.items()},
-                **({"influxd": process_cpu_seconds(self.args.influxd_pid)} if self.args.influxd_pid else {})}
+                **{name: read() for name, read in self.others.items()}}
 
     def measure(self, name: str, source: str, child: Child, pgid: int, worker: bool, profile: Path | None) -> dict:
         args, interval = self.args, self.args.interval
@@ -296,8 +300,7 @@ class Run:
             "latency_after_poll_ms": {k: _r(v) for k, v in report["latency_after_poll_ms"].items()},
             "rss_peak_mb": round(rss_kb / 1024, 1) if rss_kb else None,
             "sim_cpu_s_per_s": round((cpu1["simulators"] - cpu0["simulators"]) / wall, 3), "sim_procs": self.sim_procs,
-            "other_cpu_pct": {k: round((cpu1[k] - cpu0[k]) / wall * 100, 1) for k in cpu1 if k in cpu0
-                              and not k.startswith("gateway")},
+            "other_cpu_pct": {k: round((cpu1[k] - cpu0[k]) / wall * 100, 1) for k in self.others},
             "expected_polls": expected_polls,
             "delivered_polls": report["unique_polled_in_window"],
             "missing_polls": expected_polls - report["unique_polled_in_window"],

@@ -228,19 +228,21 @@ def wait_port(port: int, timeout: float, child: Child) -> None:
     raise BenchError(f"{child.name}: nothing listens on {HOST}:{port} after {timeout:g} s{child.tail()}")
 
 
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """/proc/PID/stat and its fields after the command name (field 3 on); None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat, stat[stat.rfind(")") + 2:].split()
+
+
 def _group_stats(pgid: int) -> list[tuple[int, str, list[str]]]:
     out = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[2]) == pgid:  # field 5: pgrp
-            out.append((int(entry), stat, fields))
+        if entry.isdigit() and (got := _stat(entry)) and int(got[1][2]) == pgid:  # field 5: pgrp
+            out.append((int(entry), *got))
     return out
 
 
@@ -264,13 +266,9 @@ def group_cpu_split(pgid: int) -> tuple[float, float]:
 
 def process_cpu_seconds(pid: int) -> float:
     """utime+stime of one process (one not in a session of its own: the bench's influxd); 0 once gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
+    if (got := _stat(pid)) is None:
         return 0.0
-    fields = stat[stat.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(got[1][11]) + int(got[1][12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15: utime, stime
 
 
 def group_rss_peak_kb(pgid: int) -> int:
