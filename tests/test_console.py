@@ -104,7 +104,10 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
                          "stream_fps": 15.0, "stream_kbps": 512.0}, compact=compact)  # stream health: docs/video.md
         p.data("cam-1", {"motion": True}, compact=compact, poll_ms=0.0)
         p.data("bn-1", {"playing": True, "playing_message": 1, "playing_priority": 3}, compact=compact)
-        await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15")
+        # a DataTable sizes its columns when the app is next idle, after a Static shows the same message:
+        # wait for the widest cells too
+        await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15",
+                    "support_number=40  haulage_speed=6.2  methane=0.45")
         screen = await until(pilot, lambda: next((t for t in [screen_text(pilot.app)]
                                                   if any(line.count("█") > 50 for line in t.splitlines())), None),
                              what="the face strip drawn")
@@ -315,12 +318,14 @@ async def test_a_real_gateway_over_simulators(mosquitto, payload):
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: all(d.online and d.status_code is not None for d in app.model.devices.values()),
                         timeout=15, what="both machines online with a status")
-            screen = await shows(pilot, "gateway-1  online", "uplink connected")
+            await shows(pilot, "gateway-1  online", "uplink connected")
             shearer = app.model.devices["shearer-1"]
             assert shearer.kind == "shearer" and "haulage_speed" in shearer.signals
             assert app.model.devices["belt-1"].signals["speed"].unit == "m/s"
-            assert any(line.split()[1:4] == ["shearer-1", "face", "shearer"] for line in screen.splitlines()
-                       if line.startswith("│  shearer-1"))
+            # the devices table lays its rows out when the app is next idle, after the panels above
+            await until(pilot, lambda: any(line.split()[1:4] == ["shearer-1", "face", "shearer"]
+                                           for line in screen_text(app).splitlines() if line.startswith("│  shearer-1")),
+                        what="the shearer's row in the devices table")
             assert app.model.problems == []
     finally:
         await gateway.stop()
