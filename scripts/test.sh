@@ -14,10 +14,11 @@ command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # the report tests
 # video (docs/video.md): GStreamer's RTSP server and x264 for the camera simulator, ffprobe for the
 # tests, and what PyGObject builds against
 command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
+# (libgstpango: the camera simulator's clockoverlay, in gstreamer1.0-x, which --no-install-recommends leaves out)
 ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib /usr/lib/*/gstreamer-1.0/libgstx264.so \
-   /usr/lib/*/gstreamer-1.0/libgstvideoparsersbad.so >/dev/null 2>&1 ||
+   /usr/lib/*/gstreamer-1.0/libgstvideoparsersbad.so /usr/lib/*/gstreamer-1.0/libgstpango.so >/dev/null 2>&1 ||
   need_apt+=(gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-             gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav)
+             gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-x)
 pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null || need_apt+=(libgirepository1.0-dev libcairo2-dev pkg-config gcc)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (apt-get)"

@@ -29,7 +29,7 @@ from gateway.runtime import Gateway
 from gateway.video.health import HealthSample, StreamHealth, probe
 from gateway.video.picture import HealthRules, PictureJudge, measure
 from simulators.onvif import CameraSimulator, OnvifSimServer
-from simulators.onvif.stream import RtspSimServer
+from simulators.onvif.stream import RtspSimServer, pipeline, verify_launch
 from simulators.site import SiteSimulator, send_fault
 from tests.mqtt_util import MqttCollector
 from tests.test_onvif import PASSWORD, SOAP12, onvif_schema, zeep_operations
@@ -69,6 +69,13 @@ async def test_ffprobe_reads_each_profile_at_the_uri_onvif_hands_out():
     assert (sub["codec_name"], sub["width"], sub["height"], sub["r_frame_rate"]) == ("h264", 640, 360, "15/1")
     assert all(s["codec_name"] == "h264" for s in both)
     assert rtsp.sessions_started["/cam-tp3/sub"] <= 3  # not one per viewer: 2 at most for 3 probes in 2 rounds
+
+
+def test_a_gstreamer_element_the_machine_lacks_is_named_at_start():
+    cam = CameraSimulator("cam-tp3", {"admin": PASSWORD})
+    verify_launch(pipeline(cam, cam.profiles[0]))  # what this machine has builds the camera's picture
+    with pytest.raises(OSError, match='no element "nosuchoverlay".*docs/video.md'):
+        verify_launch("( videotestsrc is-live=true ! nosuchoverlay ! fakesink )")
 
 
 async def test_a_refused_stream_is_reported_with_a_reason_and_comes_back():

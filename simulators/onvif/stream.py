@@ -67,6 +67,17 @@ def pipeline(camera: CameraSimulator, profile: StreamProfile) -> str:
             f"! videoscale ! video/x-raw,width={w},height={h} ! lens.sink_1 )")
 
 
+def verify_launch(line: str) -> None:
+    """Build ``line`` once, not playing: a GStreamer element the machine lacks (the clock overlay is
+    in Debian's gstreamer1.0-x, which ``--no-install-recommends`` leaves out) is an OSError naming
+    it at start, not a ``503`` to every client."""
+    try:
+        Gst.parse_launch(line.strip()[1:-1])  # a factory's launch line is one bin in parentheses
+    except GLib.Error as exc:
+        raise OSError(f"RTSP: GStreamer cannot build the camera picture: {exc.message} "
+                      "(the packages: docs/video.md)") from None
+
+
 def _apply(bin_: Gst.Bin, faults: dict[str, FaultParams], profile: StreamProfile) -> None:
     """Set a running mount's picture to what the camera's faults say (and back when cleared)."""
     bin_.get_by_name("src").set_property("horizontal-speed", 0 if "frozen" in faults else SCROLL_PX)
@@ -115,6 +126,8 @@ class RtspSimServer:
     async def start(self) -> None:
         if self._server is not None:
             return
+        if (first := next(iter(self.cameras.values()), None)) is not None:  # every mount has the same elements
+            verify_launch(pipeline(first, first.profiles[0]))
         server = GstRtspServer.RTSPServer()
         server.set_address(self.bind_host or self.host)
         server.set_service(str(self.port))
