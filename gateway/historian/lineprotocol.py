@@ -18,7 +18,7 @@ import json
 import math
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Mapping, Sequence
 
 import orjson
@@ -143,13 +143,14 @@ def point_head(measurement: str, tags: Mapping[str, str]) -> str:
 
 def _texts(values: Sequence[Value]) -> list[str]:
     """Finite floats, ints and bools as field_value writes them (ints without their i), in one call:
-    orjson writes a float as repr does (shortest round trip) but for one-digit negative exponents ("1e-7",
-    repr "1e-07"), and bools as true/false. Texts with a negative exponent go the per-value way."""
+    orjson writes a float as repr does (shortest round trip), and bools as true/false, but below 1e-4,
+    where repr has an exponent ("1e-05", "1e-06") and orjson none or a shorter one ("0.00001", "1e-6"):
+    those go the per-value way."""
     try:
         body = orjson.dumps(values)[1:-1].decode()
     except TypeError:  # an int beyond 64 bits (InfluxDB refuses its line; the sink dead-letters it)
         body = "e-"
-    if "e-" not in body:
+    if "e-" not in body and "0.0000" not in body:
         return body.split(",")
     return [("true" if v else "false") if type(v) is bool else repr(v) for v in values]
 
@@ -180,7 +181,7 @@ class SchemaFields:
     samples are all good with finite floats, ints and bools costs a few calls. ``keys`` is None when only
     the per-sample way (:func:`sample_fields`) gives the exact bytes (duplicate signals, unwritable names)."""
 
-    __slots__ = ("bools", "keys", "last", "pieces", "signals", "types")
+    __slots__ = ("keys", "signals", "template", "types")
 
     def __init__(self, signals: Sequence[str]):
         self.signals = tuple(signals)
@@ -191,8 +192,7 @@ class SchemaFields:
             except ValueError:  # raised again by the per-sample way, for the fields it writes
                 pass
         self.types: tuple | None = None
-        self.pieces: list[str] | None = None
-        self.last, self.bools = "", ()
+        self.template: str | None = None  # "key=%s,key=%si,...": % the values' texts, for the types of .types
 
     def text(self, values: Sequence[Value], qualities: Sequence[Quality | None] | None = None) -> str:
         """``k=v,...`` for one value per signal (needs ``keys``); ``qualities`` None when all are good."""
@@ -200,18 +200,17 @@ class SchemaFields:
             types = tuple(map(type, values))
             if types != self.types:
                 self._retype(types)
-            if self.pieces is not None and _finite(values):
-                return "".join(chain.from_iterable(zip(self.pieces, _texts(values)))) + self.last
+            if self.template is not None and _finite(values):
+                return self.template % tuple(_texts(values))
         return fields_text(self.keys, values, qualities)
 
     def _retype(self, types: tuple) -> None:
-        self.types, self.pieces = types, None
+        self.types, self.template = types, None
         if self.keys is None or not types or not all(t in _FAST_TYPES for t in types):
             return
         after = ["i" if t is int else "" for t in types]  # int fields end in i: 7i
-        self.pieces = [self.keys[0] + "="] + [f"{a},{k}=" for a, k in zip(after, self.keys[1:])]
-        self.last = after[-1]
-        self.bools = tuple(i for i, t in enumerate(types) if t is bool)
+        pieces = [self.keys[0] + "="] + [f"{a},{k}=" for a, k in zip(after, self.keys[1:])] + [after[-1]]
+        self.template = "%s".join(p.replace("%", "%%") for p in pieces)
 
 
 class ReadingLines:
