@@ -84,10 +84,10 @@ def test_lines_write_floats_as_repr_does_about_its_exponents():
     """repr writes 1e-05 where orjson writes 0.00001, 1e-06 where it writes 1e-6: the lines stay byte for byte
     (a % in a key stays one too)."""
     lines, schema = ReadingLines("s", "a", "k"), Schema(["a", "b", "c", "load%", "n", "on"], [""] * 6)
-    for x in (1e-5, 9.9e-5, 1e-4, 1.5e-7, 1e16, 2.5):
+    for x in (1e-5, 9.9e-5, 1e-4, 1.5e-7, 1e16, 2.5, 10.00001):
         r = Reading("d", T0, 1.0, schema=schema, values=[x, -x, 0.5, 1e300, 7, True])
         assert lines.lines(r) == lines_per_sample("s", "a", "k", r)
-        assert "0.0000" not in lines.lines(r)[0]
+        assert "=0.0000" not in lines.lines(r)[0] and "=-0.0000" not in lines.lines(r)[0]
 
 
 def test_empty_readings_and_names_line_protocol_refuses():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import repeat
@@ -128,6 +129,7 @@ def reading_lines(site: str, area: str, kind: str, reading: Reading) -> list[str
 
 _FAST_TYPES = (float, int, bool)  # exact types a reading of only good samples may hold for the fast path
 _FAST_SET = frozenset(_FAST_TYPES)
+_BELOW_1E_4 = re.compile(r"(?:^|,)-?0\.0000")  # a text of orjson's that repr writes with an exponent
 _QUALITY_FIELDS = {q: f'{QUALITY_SUFFIX}="{q.value}"' for q in Quality}  # after the escaped signal key
 
 
@@ -150,7 +152,7 @@ def _texts(values: Sequence[Value]) -> list[str]:
         body = orjson.dumps(values)[1:-1].decode()
     except TypeError:  # an int beyond 64 bits (InfluxDB refuses its line; the sink dead-letters it)
         body = "e-"
-    if "e-" not in body and "0.0000" not in body:
+    if "e-" not in body and not ("0.0000" in body and _BELOW_1E_4.search(body)):  # 10.00001 is written alike
         return body.split(",")
     return [("true" if v else "false") if type(v) is bool else repr(v) for v in values]
 
