@@ -35,4 +35,7 @@ VENV=${MINEGW_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,video]'
 export PATH="$PWD/$VENV/bin:/usr/sbin:$PATH"
-exec "$VENV/bin/python" -m pytest "$@"
+# Two pytest workers (pytest-xdist) by default: most tests wait on real servers, so two share two cores
+# well (the suite takes about half the time). A file stays on one worker (its module fixtures run once);
+# every worker starts its own Mosquitto, InfluxDB and snmpd on free ports. MINEGW_TEST_WORKERS=0: one process.
+exec "$VENV/bin/python" -m pytest -n "${MINEGW_TEST_WORKERS:-2}" --dist loadfile "$@"

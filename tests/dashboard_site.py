@@ -43,7 +43,7 @@ import pytest
 from gateway.contract import BroadcastReply, CommandReply, Topics
 from gateway.config import SiteConfig, parse_site
 from gateway.buffer import DurableBuffer
-from gateway.core.model import utcnow
+from gateway.core.model import Quality, utcnow
 from gateway.historian.influx import make_writer
 from gateway.historian.lineprotocol import uplink_status_line
 from gateway.historian.sink import HistorianSink
@@ -179,6 +179,7 @@ class Watch(RecordingSink):
     def __init__(self) -> None:
         super().__init__("dashboard-watch")
         self.latest: dict[str, dict[str, Any]] = {}  # device -> signal -> last value
+        self.good: dict[str, dict[str, Any]] = defaultdict(dict)  # the same, of good samples only
         self.derived = 0  # *_setting_load samples derived from the roof pressure
         self.events: dict[str, set] = defaultdict(set)  # device -> values of event signals seen (cameras)
 
@@ -187,6 +188,8 @@ class Watch(RecordingSink):
         values = self.latest.setdefault(device.id, {})
         for s in reading.samples:
             values[s.signal] = s.value
+            if s.quality is Quality.GOOD:
+                self.good[device.id][s.signal] = s.value
             if s.signal.endswith("_setting_load"):
                 self.derived += 1
             if s.signal == "motion":
@@ -336,6 +339,8 @@ class _Fill:
         broadcast-node-bn-belt-main) and then confirms again."""
         w = self.watch
         self.sims.simulator("belt-main-1").set_fault("out_of_range", signal="drive_drum_temperature", value=65.0)
+        # the historian must hold a good reading of the belt before it slips (a loaded machine's first ones are stale)
+        await w.until("belt-main-2 read running", lambda: w.good["belt-main-2"].get("slip") is False)
         self.sims.simulator("belt-main-2").set_fault("slip", ratio=0.4)
         await self.camera_motion("belt-transfer-cam")
         await w.until("belt alarms", lambda: w.alarm_state("belt-1-drum-hot") == "active_unack"

@@ -58,9 +58,11 @@ def test_demo_on_amqtt_writes_the_historian_to_influxdb(influxdb, tmp_path):
 
 
 def test_demo_hint_works_broker_log_stays_out_and_ctrl_c_prints_the_summary():
+    # Ctrl-C as from a terminal, even when the suite runs as a background job (whose children ignore SIGINT)
     demo = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--headless", "--embedded", "amqtt"],
                             cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=os.environ | {"COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
+                            env=os.environ | {"COLUMNS": "250", "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = demo.stdout.readline()
         hint = shlex.split(first.split("watch it: ", 1)[1])  # as a shell would pass it
