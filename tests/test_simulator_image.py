@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.modbus.profile import Profile, Table
+from adapters.modbus.profile import Point, Profile, Table
+from simulators.modbus.image import TableImage
 from simulators.modbus.server import DeviceSimulator
 from tests.test_simulator import ManualClock, read, served
 
@@ -122,3 +123,19 @@ async def test_a_read_of_part_of_a_table_gets_those_registers():
         whole = sim.full_image(3.0)[Table.INPUT_REGISTER]
         assert await read(client, 1, Table.INPUT_REGISTER, 5, 7) == whole[5:12]
         assert await read(client, 1, Table.INPUT_REGISTER, 0, len(whole)) == whole
+
+
+def test_tables_of_the_same_types_share_a_conversion_and_a_zero_offset_keeps_its_sign():
+    """The generated conversions are shared by equal points, but 0.0 and -0.0 are not equal there:
+    -0.0 - 0.0 is -0.0 and -0.0 - -0.0 is 0.0, which a float32 register tells apart."""
+    def image(offset: float) -> tuple[Point, TableImage]:
+        point = Point(name="p", table=Table.INPUT_REGISTER, address=0, type="float32", offset=offset)
+        return point, TableImage(Table.INPUT_REGISTER, [point], 2)
+
+    for offset, zero in ((0.0, [0x8000, 0]), (-0.0, [0, 0]), (0.0, [0x8000, 0])):
+        point, table = image(offset)
+        table.update({"p": -0.0})  # the whole table
+        assert table.words == point.encode(-0.0) == zero
+        table.update({"p": 2.5}, ["p"])  # one point
+        table.update({"p": -0.0}, ["p"])
+        assert table.words == zero

@@ -3,14 +3,17 @@
 A :class:`TableImage` holds what one table serves, from address 0: registers (or bools
 for a bit table), plus the bits packed 16 to a register as pymodbus stores them. It is
 compiled once from the profile: one ``struct.Struct`` for the whole table (every point's
-type in address order, gaps as pad bytes, big-endian) and one per point, with the word
-and byte orders folded in as fix-ups of the few points that need them. ``update``
+type in address order, gaps as pad bytes, big-endian) and one per point, a generated
+function that turns the table's values into what they pack (scale, offset, rounding), and
+the word and byte orders folded in as fix-ups of the few points that need them. ``update``
 re-encodes only the points whose value changed: one by one when they are few, the whole
 table in one ``pack`` when they are many. The result is exactly what
 :meth:`adapters.modbus.profile.Point.encode` gives point by point (the tests compare).
 """
 from __future__ import annotations
 
+import functools
+import operator
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,16 +28,36 @@ _CODE = {DataType.INT16: "h", DataType.UINT16: "H", DataType.INT32: "i", DataTyp
 _INTEGER = frozenset("hHiI")
 
 
-def _converter(p: Point) -> Callable[[Any], Any]:
-    """Engineering value -> the argument ``struct.pack`` takes for the point (as codec.encode makes it)."""
-    if p.type is DataType.STRING:
-        return lambda v: str(v).encode("ascii")[:p.length]
-    if p.type is DataType.BOOL:
-        return lambda v: 1 if v else 0
-    scale, offset = p.scale, p.offset
-    if _CODE[p.type] in _INTEGER:
-        return lambda v: round((v - offset) / scale)  # an int, as int(round(...)) in codec.encode
-    return lambda v: (v - offset) / scale
+def _conversion(dtype: DataType, i: int) -> str:
+    """The expression that turns value ``v{i}`` into the argument ``struct.pack`` takes for the
+    point, as codec.encode makes it; its constants are the names ``s{i}``, ``o{i}``, ``n{i}``."""
+    if dtype is DataType.STRING:
+        return f"str(v{i}).encode('ascii')[:n{i}]"
+    if dtype is DataType.BOOL:
+        return f"(1 if v{i} else 0)"
+    if _CODE[dtype] in _INTEGER:
+        return f"round((v{i} - o{i}) / s{i})"  # an int, as int(round(...)) in codec.encode
+    return f"(v{i} - o{i}) / s{i}"
+
+
+def _converter(points: list[Point]) -> Callable[..., tuple]:
+    """(value, value, ...) of the points -> the arguments of their ``struct.pack``.
+
+    Generated like dataclasses' ``__init__``, so a table's full re-encode is one call with one
+    expression per point rather than a call per point; shared by every device (and point) of the
+    same types and scales. The generated text holds none of the profile's text: only v0, s0, o0, n0..."""
+    return _compiled(tuple((p.type, repr(p.scale), repr(p.offset), p.length) for p in points))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(conversions: tuple[tuple[DataType, str, str, int], ...]) -> Callable[..., tuple]:
+    namespace: dict[str, Any] = {}
+    for i, (_, scale, offset, length) in enumerate(conversions):  # repr: 0.0 and -0.0 are two keys
+        namespace.update({f"s{i}": float(scale), f"o{i}": float(offset), f"n{i}": length})
+    arguments = ", ".join(f"v{i}" for i in range(len(conversions)))
+    expressions = "".join(f"{_conversion(dtype, i)}, " for i, (dtype, *_) in enumerate(conversions))
+    exec(f"def convert({arguments}):\n    return ({expressions})\n", namespace)
+    return namespace["convert"]
 
 
 def _code(p: Point) -> str:
@@ -52,7 +75,7 @@ class _Slot:
 
     def __init__(self, p: Point):
         self.name, self.address, self.end = p.name, p.address, p.address + p.width
-        self.convert = _converter(p)
+        self.convert = _converter([p])  # value -> (the argument of pack,)
         self.pack = struct.Struct(">" + _code(p)).pack
         self.unpack = struct.Struct(f">{p.width}H").unpack
         self.byte_swap = p.order.byte_swap and p.type is not DataType.BOOL
@@ -91,6 +114,8 @@ class TableImage:
             at = p.address + p.width
         fmt += f"{2 * (size - at)}x" * (size > at)
         self._pack = struct.Struct(fmt).pack
+        self._convert = _converter(points)
+        self._values = operator.itemgetter(*self.names) if len(points) > 1 else lambda v: (v[self.names[0]],)
         self._unpack = struct.Struct(f">{size}H").unpack
         self._fixups = [s for s in self._slots.values() if s.word_swap or s.byte_swap]
 
@@ -101,6 +126,8 @@ class TableImage:
         """Re-encode the points named in ``changed`` (default: all) from ``values``.
 
         Raises struct.error or OverflowError (the image unchanged) when a value does not fit its type."""
+        if not self.names:
+            return
         names = self.names if changed is None else [n for n in changed if n in self._known]
         if not names:
             return
@@ -111,8 +138,7 @@ class TableImage:
         elif 4 * len(names) < len(self.names):
             self._update_points(values, names)
         else:
-            slots = self._slots
-            words = list(self._unpack(self._pack(*[slots[n].convert(values[n]) for n in self.names])))
+            words = list(self._unpack(self._pack(*self._convert(*self._values(values)))))
             for slot in self._fixups:
                 slot.fix(words)
             self.words[:] = words
@@ -121,7 +147,7 @@ class TableImage:
         encoded = []
         for name in names:  # all encoded before any is stored: a value that does not fit changes nothing
             slot = self._slots[name]
-            encoded.append((slot, slot.unpack(slot.pack(slot.convert(values[name])))))
+            encoded.append((slot, slot.unpack(slot.pack(*slot.convert(values[name])))))
         for slot, words in encoded:
             self.words[slot.address:slot.end] = words
             slot.fix(self.words)

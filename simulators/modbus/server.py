@@ -103,9 +103,9 @@ def _block(table: Table, size: int) -> SimData:
 _GONE = object()
 
 
-def _changed(old: Any, new: Any) -> bool:
-    """Whether a point must be encoded again: a different value, or a zero of the other sign."""
-    return old != new or (new == 0 and repr(old) != repr(new))
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The points that must be encoded again: a different value, or a zero of the other sign."""
+    return [n for n, v in new.items() if (o := old.get(n, _GONE)) != v or (v == 0 and repr(o) != repr(v))]
 
 
 def _monotonic_clock() -> Callable[[], float]:
@@ -242,7 +242,9 @@ class DeviceSimulator(FaultHolder):
             return
         values = self.served_values(t)
         old = self._served
-        changed = None if old is None else [n for n, v in values.items() if _changed(old.get(n, _GONE), v)]
+        changed = None if old is None else _changed(old, values)
+        if changed is not None and len(changed) == len(values):
+            changed = None  # every point: no table need pick its own out of the list
         self._served = None  # a value that does not fit its type: encode everything again next time
         for image in self._tables.values():
             image.update(values, changed)

@@ -32,7 +32,7 @@ class GenericModel(MachineModel):
         pass  # stateless: a function of t
 
     def _outputs(self, t: float) -> dict[str, Any]:
-        out = dict(self._fixed)
-        for name, mid, amp, phase, omega in self._waves:
-            out[name] = mid + amp * math.sin(omega * t + phase)
+        sin = math.sin
+        out = {name: mid + amp * sin(omega * t + phase) for name, mid, amp, phase, omega in self._waves}
+        out.update(self._fixed)
         return out
