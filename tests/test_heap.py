@@ -11,7 +11,9 @@ async def test_the_heap_of_the_start_is_frozen_out_of_the_collector():
     kept = [[k] for k in range(10_000)]  # objects that live as long as the process
     try:
         frozen = settle_heap()
-        assert frozen >= len(kept) and gc.get_freeze_count() == frozen
+        # the count it returns is the collector's; a frozen object freed since (by another thread: pytest-xdist's
+        # channel) leaves the permanent generation, so the count may only have fallen a little
+        assert frozen >= len(kept) and frozen - 100 <= gc.get_freeze_count() <= frozen
         assert not any(inner is kept[0] for inner in gc.get_objects())  # the collector no longer walks them
         gc.unfreeze()
         await settle_heap_later(0.01)
