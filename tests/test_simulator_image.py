@@ -125,7 +125,7 @@ async def test_a_read_of_part_of_a_table_gets_those_registers():
         assert await read(client, 1, Table.INPUT_REGISTER, 0, len(whole)) == whole
 
 
-def test_tables_of_the_same_types_share_a_conversion_and_a_zero_offset_keeps_its_sign():
+def test_an_offset_of_minus_zero_is_not_taken_for_zero_by_the_shared_conversions():
     """The generated conversions are shared by equal points, but 0.0 and -0.0 are not equal there:
     -0.0 - 0.0 is -0.0 and -0.0 - -0.0 is 0.0, which a float32 register tells apart."""
     def image(offset: float) -> tuple[Point, TableImage]:

@@ -115,7 +115,8 @@ class TableImage:
         fmt += f"{2 * (size - at)}x" * (size > at)
         self._pack = struct.Struct(fmt).pack
         self._convert = _converter(points)
-        self._values = operator.itemgetter(*self.names) if len(points) > 1 else lambda v: (v[self.names[0]],)
+        names = self.names  # the values in address order, as a tuple (itemgetter of one name gives no tuple)
+        self._values = operator.itemgetter(*names) if len(names) > 1 else lambda v: tuple(v[n] for n in names)
         self._unpack = struct.Struct(f">{size}H").unpack
         self._fixups = [s for s in self._slots.values() if s.word_swap or s.byte_swap]
 
