@@ -36,6 +36,7 @@ VENV=${MINEGW_VENV:-.venv}
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,video]'
 export PATH="$PWD/$VENV/bin:/usr/sbin:$PATH"
 # Two pytest workers (pytest-xdist) by default: most tests wait on real servers, so two share two cores
-# well (the suite takes about half the time). A file stays on one worker (its module fixtures run once);
-# every worker starts its own Mosquitto, InfluxDB and snmpd on free ports. MINEGW_TEST_WORKERS=0: one process.
-exec "$VENV/bin/python" -m pytest -n "${MINEGW_TEST_WORKERS:-2}" --dist loadfile "$@"
+# well (the suite takes about half the time). Every worker starts its own Mosquitto, InfluxDB and snmpd on
+# free ports. `--dist load`, not loadfile: xdist 3.8's file and scope schedulers hang for good once a worker
+# dies (pytest-xdist#784, #1378); load reports the test it died in and goes on. MINEGW_TEST_WORKERS=0: one process.
+exec "$VENV/bin/python" -m pytest -n "${MINEGW_TEST_WORKERS:-2}" --dist load "$@"
