@@ -320,7 +320,7 @@ async def test_minegw_write_signs_with_the_operators_key(running, mosquitto):
         proc = await asyncio.create_subprocess_exec(*base, *args, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE, env=env)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode, " ".join((out.decode() + err.decode()).split())  # rich wraps long lines
+        return proc.returncode, out.decode() + err.decode()
 
     code, text = await run("--key", str(b.operators.files["bob"]), "--", "shearer-1", "haulage_speed_setpoint", "-4.5")
     assert code == 0 and text.startswith("ok: shearer-1.haulage_speed_setpoint=-4.5"), text

@@ -2,6 +2,7 @@
 query returns data of the expected shape from a real InfluxDB filled by the simulators and the gateway."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -114,12 +115,13 @@ def test_the_committed_json_is_what_build_writes(tmp_path):
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted(BUILT)
     (tmp_path / f"{common.UID_BELT}.json").write_text("{}")
     (tmp_path / "minegw-old.json").write_text("{}")
+    narrow = os.environ | {"COLUMNS": "40"}  # each problem stays one line, a path longer than the terminal too
     check = subprocess.run([sys.executable, "-m", "gateway.cli", "dashboards", "build", "--dir", str(tmp_path),
-                            "--check"], capture_output=True, text=True, cwd=ROOT)
+                            "--check"], capture_output=True, text=True, cwd=ROOT, env=narrow)
     assert check.returncode == 1
-    said = " ".join(check.stderr.split())  # rich wraps long lines
-    assert f"{common.UID_BELT}.json: differs from the build" in said
-    assert "minegw-old.json: no such dashboard in the code" in said
+    said = check.stderr.splitlines()
+    assert f"{tmp_path}/{common.UID_BELT}.json: differs from the build" in said
+    assert f"{tmp_path}/minegw-old.json: no such dashboard in the code" in said
 
 
 # ---- every query against the real historian ----

@@ -4,8 +4,16 @@ import os
 import shlex
 import signal
 import subprocess
+import socket
 import sys
 
+import pytest
+
+from gateway import signing
+from gateway.config import MqttConfig
+from gateway.core.errors import UserError
+from gateway.demo import site as demo_site
+from gateway.demo.run import PORT_TRIES, DemoOptions, start_simulators
 from tests.test_cli import ROOT, assert_one_clean_error, minegw
 
 ALL_KINDS = {"shearer", "face_conveyor", "roof_pressure", "roadheader", "belt_conveyor", "camera", "broadcast_node",
@@ -93,3 +101,33 @@ def test_shearer_gas_fault_raises_methane_at_its_rate_and_lets_it_fall_back():
     assert abs(model.values(25.0)["methane"] - 1.3) < 0.01  # the level reached, held
     model.clear_fault("gas", t=25.0)
     assert model.values(45.0)["methane"] < 0.5  # back to the background
+
+
+
+@pytest.mark.parametrize("races", [1, PORT_TRIES])
+async def test_the_demo_takes_other_ports_when_one_is_taken_before_its_simulator_binds_it(tmp_path, races):
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another program's, bound after the demo looked
+    taken.bind((demo_site.HOST, 0))
+    taken_port = taken.getsockname()[1]
+    public = signing.public_text(signing.new_private_key())
+    attempts = []
+
+    def site_on_free_ports():
+        attempts.append(len(attempts) + 1)
+        site = demo_site.demo_site(MqttConfig(), tmp_path, public)
+        if len(attempts) <= races:  # the race lost: a port the demo found free is taken by now
+            site.devices[-1].port = taken_port
+        return site
+
+    with taken:
+        if races == PORT_TRIES:
+            with pytest.raises(UserError, match=f"{PORT_TRIES} sets of ports tried.*ups-1: cannot listen on udp"):
+                await start_simulators(DemoOptions(), tmp_path, site_on_free_ports)
+            assert attempts == [1, 2, 3]
+            return
+        site, sims = await start_simulators(DemoOptions(), tmp_path, site_on_free_ports)
+        try:
+            assert attempts == [1, 2] and site.devices[-1].port != taken_port
+            assert all(server.listening for server in sims.servers)
+        finally:
+            await sims.stop()

@@ -16,12 +16,13 @@ from rich.markup import escape
 from gateway.config import ConfigError, load_site
 from gateway.core.errors import UserError
 
-out = Console()
-err = Console(stderr=True)
+# Lines are never cut at the width: a path or a key must stay one string to copy and to grep.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(1)
 
 
@@ -47,9 +48,9 @@ def load(path: Path):
 
 
 def print_problems(exc: ConfigError) -> None:
-    err.print(f"[bold red]{escape(exc.path)}[/]: {len(exc.problems)} problem(s)", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]{escape(exc.path)}[/]: {len(exc.problems)} problem(s)", highlight=False)
     for p in exc.problems:
-        err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)  # one line each, whatever the width
+        err.print(f"  {p}", highlight=False, markup=False)
     raise typer.Exit(1)
 
 

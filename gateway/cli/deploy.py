@@ -35,7 +35,7 @@ def deploy_acl(broker: str = typer.Argument(..., help="underground (a district b
 def put(text: str, output: Path | None, check: bool, command: str) -> None:
     """Print ``text``, write it to ``output``, or (``check``) exit 1 when ``output`` holds something else."""
     if output is None:
-        out.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+        out.print(text, end="", highlight=False, markup=False)
     elif check:
         if not output.exists() or output.read_text() != text:
             fail(f"{output} differs from what the site files give: run minegw deploy {command} ... -o {output}")

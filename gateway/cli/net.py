@@ -42,4 +42,4 @@ def net_walk(host: str = typer.Argument(..., help="the switch or UPS (name or ad
     except (ValueError, UserError) as exc:
         fail(str(exc))
     client = SnmpClient(host, port, auth, timeout=timeout, retries=retries)
-    run(walk_command(lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True), client, oid))
+    run(walk_command(lambda line: out.print(line, highlight=False, markup=False), client, oid))

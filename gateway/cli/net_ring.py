@@ -48,7 +48,7 @@ def ring_command(config: Path = CONFIG,
         diagnosis = diagnose_ring(r, views, site.network.gateway_switch, attachments)
         states.append(diagnosis.state)
         for line in ring_picture(r, views, diagnosis, {s: a.state.reason for s, a in answers.items()}):
-            out.print(line, highlight=False, soft_wrap=True)
+            out.print(line, highlight=False)
     if any(state != "closed" for state in states):
         raise typer.Exit(1)  # scripts can tell a healthy ring
 
@@ -62,7 +62,7 @@ def reach_command(config: Path = CONFIG,
     devices = [d for d in site.devices if d.enabled]
     rows = asyncio.run(reach_rows(devices, timeout))
     for line in reach_table(rows):
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False)
     if any(not ok for _, _, ok, _, _ in rows):
         raise typer.Exit(1)
 

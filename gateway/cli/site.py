@@ -23,16 +23,16 @@ def config_check(file: Path = typer.Argument(..., help="site YAML file"),
 
     site = load(file)
     out.print(f"[green]ok[/] {file}: site {site.site.id}, {len(site.areas)} areas, "
-              f"{len(site.devices)} devices", highlight=False, soft_wrap=True)
+              f"{len(site.devices)} devices", highlight=False)
     for line in paper_check(site.network):
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False)
     if live and site.network.rings:
         import asyncio
 
         from rich.markup import escape
         problems = asyncio.run(live_cabling(site))
         for p in problems:
-            out.print(f"[red]live:[/] {escape(p)}", highlight=False, soft_wrap=True)
+            out.print(f"[red]live:[/] {escape(p)}", highlight=False)
         if problems:
             raise typer.Exit(1)
         out.print("[green]live:[/] every ring port sees the neighbour on paper", highlight=False)
@@ -115,7 +115,7 @@ def demo(seconds: Optional[float] = typer.Option(None, "--seconds", "--duration"
     summary = []
     run(_collect(run_demo(opts), summary))
     if summary and headless:
-        out.print("\n".join(summary[0].lines()), highlight=False, markup=False, soft_wrap=True)
+        out.print("\n".join(summary[0].lines()), highlight=False, markup=False)
 
 
 async def _collect(coro, into: list) -> None:

@@ -14,12 +14,15 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from gateway import signing
 from gateway.config import MqttConfig, SiteConfig
+from gateway.core.errors import UserError
 from gateway.demo.broker import Broker, start_broker
 from gateway.demo.site import OPERATOR, demo_site
 from gateway.demo.story import Action, Story
@@ -31,6 +34,7 @@ from gateway.operator import Operator
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
+PORT_TRIES = 3
 
 
 @dataclass
@@ -84,8 +88,6 @@ def make_operator_key(state_dir: Path) -> tuple[Path, str]:
 
 
 async def run_demo(opts: DemoOptions) -> Summary:
-    from simulators.site import SiteSimulator
-
     async with AsyncExitStack() as stack:
         state_dir = opts.state_dir or Path(tempfile.mkdtemp(prefix="minegw-demo-"))
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,11 +99,8 @@ async def run_demo(opts: DemoOptions) -> Summary:
         else:
             broker = await start_broker(stack, state_dir, opts.embedded)
         key_file, public = make_operator_key(state_dir)
-        site = demo_site(broker.mqtt, state_dir, public, opts.influx)
-        sims = SiteSimulator(site, seed=opts.seed, control_port=0, onvif_discovery_port=None,
-                             opcua_time_scale=opts.face_time_scale, opcua_certificate_dir=state_dir / "opcua-pki",
-                             rtsp_port=0 if opts.video else None)
-        await sims.start()
+        site, sims = await start_simulators(opts, state_dir, partial(demo_site, broker.mqtt, state_dir, public,
+                                                                      opts.influx))
         stack.push_async_callback(sims.stop)
         historian = HistorianSink(site.historian, site, writer=None if opts.influx else BufferOnly())
         await stack.enter_async_context(Gateway(site, [MqttSink(site.mqtt, site), historian]))
@@ -125,6 +124,25 @@ async def run_demo(opts: DemoOptions) -> Summary:
     if opts.summary_json:
         opts.summary_json.write_text(json.dumps(summary.as_dict(), indent=1))
     return summary
+
+
+async def start_simulators(opts: DemoOptions, state_dir: Path, site_on_free_ports: Callable[[], SiteConfig]):
+    """The demo site and its simulators, serving. A port found free can be taken by another program before
+    its simulator binds it: the demo then takes another set of free ports, up to PORT_TRIES times."""
+    from simulators.site import SiteSimulator
+
+    for attempt in range(1, PORT_TRIES + 1):
+        site = site_on_free_ports()
+        sims = SiteSimulator(site, seed=opts.seed, control_port=0, onvif_discovery_port=None,
+                             opcua_time_scale=opts.face_time_scale, opcua_certificate_dir=state_dir / "opcua-pki",
+                             rtsp_port=0 if opts.video else None)
+        try:
+            await sims.start()
+            return site, sims
+        except OSError as exc:
+            if attempt == PORT_TRIES:
+                raise UserError(f"the demo's simulators cannot start ({PORT_TRIES} sets of ports tried): {exc}")
+            log.warning("%s: taking other free ports", exc)
 
 
 def log_to_file(stack: AsyncExitStack, path: Path) -> None:
