@@ -27,13 +27,13 @@ Event = Union[Reading, DeviceState, Inventory]
 
 
 # -- one poll timer for every device of an event loop -------------------------------------
-# seconds: polls due within one slot are resumed together, up to this much after their time. 50 ms, not 20: at
-# 200 devices ten polls share a slot instead of four, and their answers, publishes and PUBACKs then share loop
-# iterations and system calls (−30 to −40 % CPU per tag at 200 and 1 000 devices, bench/README.md); 50 ms late
-# on a 1 s poll is nothing beside the 10-30 s cycles monitoring asks for.
-SLOT_S = 0.05
+# seconds: polls due within one slot are resumed together, up to this much after their time. 100 ms: at 200
+# devices twenty polls share a slot, and their answers, publishes, PUBACKs and the historian's commit then share
+# loop iterations and system calls (20 -> 50 ms: −30 to −40 % CPU per tag; 50 -> 100 ms: −8 to −20 %, and half
+# the commits; bench/README.md); 100 ms late on a 1 s poll is nothing beside the 10-30 s cycles monitoring asks for.
+SLOT_S = 0.1
 FIRE_EARLY_S = 0.001  # asyncio may run a timer up to its clock resolution early: this much is "due"
-MIN_INTERVAL_SLOTS = 8  # shorter intervals than this many slots (0.4 s) keep a timer of their own
+MIN_INTERVAL_SLOTS = 8  # shorter intervals than this many slots (0.8 s) keep a timer of their own
 
 
 class PollTicker:
