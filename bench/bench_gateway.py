@@ -201,12 +201,14 @@ class Run:
         self.sub.send(command)
         return self.sub.expect(event, 15)
 
-    def first_data(self, source: str, child: Child) -> None:
+    def first_data(self, source: str, child: Child, since: float) -> None:
+        """Until a message of a poll made at ``since`` or later came: the gateway before this one (of the same
+        source: minegw, then minegw with the historian) sent the same topics until it stopped."""
         deadline = time.monotonic() + self.args.start_timeout
         while time.monotonic() < deadline:
             if child.proc.poll() is not None:
                 raise BenchError(f"{child.name} exited ({child.proc.returncode}){child.tail()}")
-            if self.ask(f"phase {self.args.interval} {source}", "phase")["messages"]:
+            if self.ask(f"phase {self.args.interval} {source} {since}", "phase")["messages"]:
                 return
             time.sleep(0.5)
         raise BenchError(f"{child.name}: no data within {self.args.start_timeout:g} s{child.tail()}")
@@ -218,14 +220,14 @@ class Run:
 
     def measure(self, name: str, source: str, child: Child, pgid: int, worker: bool, profile: Path | None) -> dict:
         args, interval = self.args, self.args.interval
-        t_start = time.monotonic()
-        self.first_data(source, child)
+        t_start, since = time.monotonic(), time.time()
+        self.first_data(source, child, since)
         spy = None
         if worker:  # the worker opens its window itself (half an interval off the polls' phase)
             child.expect("window", args.warmup + 30)
         else:
             time.sleep(args.warmup)
-            phase = self.ask(f"phase {interval} {source}", "phase")["phase"] or 0.0
+            phase = self.ask(f"phase {interval} {source} {since}", "phase")["phase"] or 0.0
             now = time.time()
             time.sleep((phase + interval / 2 - now) % interval)
         cpu0, w0 = self.cpu(pgid), time.time()

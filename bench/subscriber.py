@@ -6,7 +6,8 @@ its poll-start ``ts``, its device and its sample count and qualities, and answer
 commands read from stdin, one per line, with one JSON line on stdout:
 
     report T0 T1 [SOURCE]   statistics over the window [T0, T1) (epoch seconds)
-    phase INTERVAL [SOURCE] the polls' mean phase (seconds into the interval) over the last 2 intervals
+    phase INTERVAL [SOURCE [SINCE]]  the polls' mean phase (seconds into the interval) over the last 2
+                            intervals, of polls made at SINCE (epoch seconds) or later
     quit                    disconnect and exit
 
 SOURCE is ``minegw`` (default: every topic but ``nodered/...``) or ``nodered`` (the Node-RED
@@ -95,9 +96,9 @@ class Recorder:
         with self.lock:
             self.rows.append(row)
 
-    def phase(self, interval: float, source: str = "minegw") -> dict:
+    def phase(self, interval: float, source: str = "minegw", since: float = 0.0) -> dict:
         with self.lock:
-            rows = [r for r in self.rows[-20000:] if r[7] == source]
+            rows = [r for r in self.rows[-20000:] if r[7] == source and r[1] >= since]
         last = max((r[0] for r in rows), default=0.0)
         angles = [2 * math.pi * (r[1] % interval) / interval for r in rows if r[0] >= last - 2 * interval]
         if not angles:
@@ -185,7 +186,7 @@ def main() -> None:
             if parts[0] == "report":
                 emit(rec.report(float(parts[1]), float(parts[2]), *parts[3:4]))
             elif parts[0] == "phase":
-                emit(rec.phase(float(parts[1]), *parts[2:3]))
+                emit(rec.phase(float(parts[1]), *parts[2:3], *map(float, parts[3:4])))
             elif parts[0] == "quit":
                 break
     finally:
