@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import signing
 from gateway.config import MqttConfig, SiteConfig
@@ -32,6 +33,9 @@ from gateway.historian.sink import HistorianSink
 from gateway.mqtt import MqttSink
 from gateway.operator import Operator
 from gateway.runtime import Gateway
+
+if TYPE_CHECKING:
+    from simulators.site import SiteSimulator
 
 log = logging.getLogger(__name__)
 PORT_TRIES = 3
@@ -126,7 +130,8 @@ async def run_demo(opts: DemoOptions) -> Summary:
     return summary
 
 
-async def start_simulators(opts: DemoOptions, state_dir: Path, site_on_free_ports: Callable[[], SiteConfig]):
+async def start_simulators(opts: DemoOptions, state_dir: Path,
+                           site_on_free_ports: Callable[[], SiteConfig]) -> tuple[SiteConfig, SiteSimulator]:
     """The demo site and its simulators, serving. A port found free can be taken by another program before
     its simulator binds it: the demo then takes another set of free ports, up to PORT_TRIES times."""
     from simulators.site import SiteSimulator
@@ -141,7 +146,8 @@ async def start_simulators(opts: DemoOptions, state_dir: Path, site_on_free_port
             return site, sims
         except OSError as exc:
             if attempt == PORT_TRIES:
-                raise UserError(f"the demo's simulators cannot start ({PORT_TRIES} sets of ports tried): {exc}")
+                raise UserError(f"the demo's simulators cannot start ({PORT_TRIES} sets of ports tried): "
+                                f"{exc}") from None
             log.warning("%s: taking other free ports", exc)
 
 
