@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import free_port, log_tail
+from tests.util import OnFreshPorts, PortTaken, free_port, log_tail
 from tests.snmpd import snmpd  # noqa: F401  (the Net-SNMP agent fixture)
 
 
@@ -36,7 +36,7 @@ def mosquitto_binary() -> str:
     pytest.skip(message)
 
 
-class Mosquitto:
+class Mosquitto(OnFreshPorts):
     """One Mosquitto process on 127.0.0.1 with a config of our own; the port stays the same across restarts."""
 
     host = "127.0.0.1"
@@ -65,15 +65,20 @@ class Mosquitto:
         ]
         self.conf.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 5.0) -> None:
+    def _take_fresh_ports(self) -> None:
+        self.port = free_port(self.host)
+
+    def _start_once(self, timeout: float = 5.0) -> None:
         self._write_conf()
         self.process = subprocess.Popen([self.binary, "-c", str(self.conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
-                                   f"{self.process.stderr.read().decode()}{self.log_tail()}")
+                code, said = self.process.returncode, self.process.stderr.read().decode() + self.log_tail()
+                self.stop()
+                failure = PortTaken if "Address already in use" in said else RuntimeError
+                raise failure(f"mosquitto exited with {code}: {said}")
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
                 return
@@ -156,7 +161,7 @@ def influxd_binary() -> str:
     pytest.skip(message)
 
 
-class Influx:
+class Influx(OnFreshPorts):
     """One influxd (1.x) on 127.0.0.1 with its data in ``workdir``; the ports stay the same across restarts.
 
     With ``auth=True`` authentication is on and ``admin`` (an admin user) exists.
@@ -200,7 +205,10 @@ class Influx:
             lines += [f"[{name}]", *(f"  {s}" for s in settings)]
         self.conf.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 10.0) -> None:
+    def _take_fresh_ports(self) -> None:
+        self.port, self.rpc_port = free_port(self.host), free_port(self.host)
+
+    def _start_once(self, timeout: float = 10.0) -> None:
         self._write_conf()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen([self.binary, "-config", str(self.conf)],
@@ -208,7 +216,9 @@ class Influx:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"influxd exited with {self.process.returncode}{self.log_tail()}")
+                said = self.log_tail()
+                failure = PortTaken if "address already in use" in said else RuntimeError
+                raise failure(f"influxd exited with {self.process.returncode}{said}")
             try:
                 self.request("GET", "/ping", auth=False)
                 break

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import log_tail
+from tests.util import OnFreshPorts, PortTaken, log_tail
 
 SNMPD_PATHS = ("/usr/sbin/snmpd", "/usr/local/sbin/snmpd")
 
@@ -36,7 +36,7 @@ def snmpd_binary() -> str:
     pytest.skip(message)
 
 
-class Snmpd:
+class Snmpd(OnFreshPorts):
     """One snmpd on 127.0.0.1: ``community`` (v2c, read-only) and ``v3_user`` (authPriv, SHA/AES)."""
 
     host = "127.0.0.1"
@@ -59,7 +59,10 @@ class Snmpd:
             f"sysName {self.sys_name}",
         ]) + "\n")
 
-    def start(self, timeout: float = 5.0) -> None:
+    def _take_fresh_ports(self) -> None:
+        self.port = free_udp_port(self.host)
+
+    def _start_once(self, timeout: float = 5.0) -> None:
         self._write_conf()
         (self.workdir / "persist").mkdir(exist_ok=True)
         # No MIB files (they only add noise to the log); USM keys kept in our own directory.
@@ -71,7 +74,9 @@ class Snmpd:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"snmpd exited with {self.process.returncode}{self.log_tail()}")
+                said = self.log_tail()
+                failure = PortTaken if "Error opening specified endpoint" in said else RuntimeError
+                raise failure(f"snmpd exited with {self.process.returncode}{said}")
             if self._answers():
                 return
             time.sleep(0.05)

@@ -137,6 +137,10 @@ class ShippedBroker(Mosquitto):
         self.conf_d.mkdir()
         self._conf = conf
 
+    def _take_fresh_ports(self) -> None:
+        super()._take_fresh_ports()
+        self.tls_port, self.cert_port = free_port(self.host), free_port(self.host)
+
     def _write_conf(self) -> None:
         # as root, mosquitto would switch to user "mosquitto" and lose our files; log everything
         self.conf.write_text(f"user {getpass.getuser()}\nlog_type all\n" + self._conf(self))

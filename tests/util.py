@@ -38,6 +38,32 @@ def free_port(host: str = "127.0.0.1") -> int:
             return port
 
 
+class PortTaken(RuntimeError):
+    """A server could not bind its port: another process (the other pytest worker's client, say) took it
+    between ``free_port()`` finding it free and the server binding it."""
+
+
+class OnFreshPorts:
+    """A test server's first ``start()`` tries other free ports when its own was taken (``PortTaken``), up to
+    ``PORT_TRIES`` times; once it has run, a restart keeps its port (the tests hold its address).
+    Subclasses implement ``_start_once(...)`` (what ``start`` is given) and ``_take_fresh_ports()``."""
+
+    PORT_TRIES = 3
+    _has_run = False
+
+    def start(self, *args, **options) -> None:
+        for attempt in range(1, self.PORT_TRIES + 1):
+            try:
+                self._start_once(*args, **options)
+            except PortTaken:
+                if self._has_run or attempt == self.PORT_TRIES:
+                    raise
+                self._take_fresh_ports()
+            else:
+                self._has_run = True
+                return
+
+
 class Operators:
     """Operators' signing keys for the command path: key files, the site file's ``commands.operators``,
     and signed commands (gateway/signing.py)."""
