@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import OnFreshPorts, PortTaken, log_tail
+from tests.util import OnFreshPorts, PortTaken, free_port, log_tail
 
 SNMPD_PATHS = ("/usr/sbin/snmpd", "/usr/local/sbin/snmpd")
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_port(host, socket.SOCK_DGRAM)
 
 
 def snmpd_binary() -> str:

@@ -25,9 +25,7 @@ V3 = ["-v3", "-l", "authPriv", "-u", "minegw", "-a", "SHA", "-A", "auth-key-123"
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return free_port(HOST, socket.SOCK_DGRAM)
 
 
 def ring_site(switches: int = 4) -> dict:

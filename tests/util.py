@@ -1,7 +1,10 @@
 """Small helpers shared by the tests."""
 import asyncio
+import os
+import random
 import socket
 import time
+from pathlib import Path
 
 from gateway.sinks import Sink
 
@@ -24,18 +27,46 @@ async def until(condition, timeout: float = 20.0, what: str = "", step: float = 
 
 
 _HANDED_OUT: set[int] = set()
+_PICK = random.Random()  # its own: tests that seed the module's random get the same ports problem-free
+PORTS_FROM = 10_000
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now and not handed out before in this session: the kernel may give a port just
-    closed again, so two calls could name one port for two servers of one site."""
-    while True:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports begin: what it gives client sockets (connect, sendto) of any process."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _worker_ports() -> range:
+    """This pytest worker's share of the ports below the ephemeral range (all of them without pytest-xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    size = (_ephemeral_low() - PORTS_FROM) // count
+    return range(PORTS_FROM + index * size, PORTS_FROM + (index + 1) * size)
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port free now (TCP, or UDP with ``kind=socket.SOCK_DGRAM``), not handed out before in this session.
+
+    Picked below the kernel's ephemeral range, in this worker's share of it: a port the kernel handed out
+    (``bind(0)``) could be given to another process's client socket before the server that was to bind it
+    does, and another worker never picks from this share."""
+    ports = _worker_ports()
+    for _ in range(10 * len(ports)):
+        port = _PICK.choice(ports)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 class PortTaken(RuntimeError):
