@@ -3,8 +3,8 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -101,7 +101,6 @@ def test_shearer_gas_fault_raises_methane_at_its_rate_and_lets_it_fall_back():
     assert abs(model.values(25.0)["methane"] - 1.3) < 0.01  # the level reached, held
     model.clear_fault("gas", t=25.0)
     assert model.values(45.0)["methane"] < 0.5  # back to the background
-
 
 
 @pytest.mark.parametrize("races", [1, PORT_TRIES])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import parse_site
 from simulators.site import SiteSimulator, send_fault
+from tests.snmpd import free_udp_port
 from tests.util import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("snmpget") is None, reason="needs Net-SNMP (apt-get install snmp)")
@@ -22,10 +22,6 @@ IF_HIGH_SPEED, LLDP_REM = "1.3.6.1.2.1.31.1.1.1.15", "1.0.8802.1.1.2.1.4.1.1"
 MRP_STATE, MRP_OPEN_COUNT = "1.0.62439.1.1.1.1.10.1", "1.0.62439.1.1.1.1.15.1"
 UPS_SOURCE, UPS_MINUTES, UPS_INPUT_V = "1.3.6.1.2.1.33.1.4.1.0", "1.3.6.1.2.1.33.1.2.3.0", "1.3.6.1.2.1.33.1.3.3.1.3.1"
 V3 = ["-v3", "-l", "authPriv", "-u", "minegw", "-a", "SHA", "-A", "auth-key-123", "-x", "AES", "-X", "priv-key-123"]
-
-
-def free_udp_port() -> int:
-    return free_port(HOST, socket.SOCK_DGRAM)
 
 
 def ring_site(switches: int = 4) -> dict:

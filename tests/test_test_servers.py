@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import Influx, Mosquitto
 from tests.snmpd import Snmpd
-from tests.util import PortTaken, free_port
+from tests.util import PORTS_FROM, PortTaken, free_port
 
 
 def _squatter(kind: int = socket.SOCK_STREAM) -> socket.socket:
@@ -57,8 +57,8 @@ def test_free_ports_are_below_the_ephemeral_range_in_this_workers_share_and_neve
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
     ports = [free_port(), free_port(kind=socket.SOCK_DGRAM), *(free_port() for _ in range(50))]
-    share = (low - 10_000) // 2
-    assert all(10_000 + share <= p < 10_000 + 2 * share for p in ports)
+    share = (low - PORTS_FROM) // 2
+    assert all(PORTS_FROM + share <= p < PORTS_FROM + 2 * share for p in ports)
     assert len(set(ports)) == len(ports)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", ports[1]))  # free for UDP as promised
