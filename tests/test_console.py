@@ -105,9 +105,10 @@ async def test_main_screen_shows_every_panel(site, publisher, compact):
         p.data("cam-1", {"motion": True}, compact=compact, poll_ms=0.0)
         p.data("bn-1", {"playing": True, "playing_message": 1, "playing_priority": 3}, compact=compact)
         # a DataTable sizes its columns when the app is next idle, after a Static shows the same message:
-        # wait for the widest cells too
+        # wait for the widest cells too, and for each message published above (bn-1's is the last)
         await shows(pilot, "shearer at support 40", "motion at ", "speed=3.15",
-                    "support_number=40  haulage_speed=6.2  methane=0.45")
+                    "support_number=40  haulage_speed=6.2  methane=0.45", "obscured 15 fps 512 kbps",
+                    "bn-1 ▶ evacuation (emergency)")
         screen = await until(pilot, lambda: next((t for t in [screen_text(pilot.app)]
                                                   if any(line.count("█") > 50 for line in t.splitlines())), None),
                              what="the face strip drawn")
