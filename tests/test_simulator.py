@@ -308,6 +308,24 @@ async def test_slow_fault_delays_every_response():
         assert time.monotonic() - started < 0.2
 
 
+async def test_a_slow_unit_does_not_hold_up_another_on_the_same_port():
+    """Every request is a task of its own: one unit's slow answer leaves the port's other units answering."""
+    slow, quick = DeviceSimulator("belt-1", "belt_conveyor", 1), DeviceSimulator("belt-2", "belt_conveyor", 2)
+    async with served(slow, quick) as (server, client):
+        other = AsyncModbusTcpClient(HOST, port=server.port, timeout=2, retries=0)
+        assert await other.connect()
+        try:
+            slow.set_fault("slow", delay=1.5)
+            waiting = asyncio.create_task(read(client, 1, Table.INPUT_REGISTER, 0, 2))
+            await asyncio.sleep(0.1)
+            for _ in range(3):
+                await read(other, 2, Table.INPUT_REGISTER, 0, 2)
+            assert not waiting.done()  # answered three times while unit 1's first answer waits
+            assert len(await waiting) == 2
+        finally:
+            other.close()
+
+
 async def test_exception_fault_answers_with_its_code():
     sim = DeviceSimulator("afc", "face_conveyor")
     async with served(sim) as (_, client):

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import Field
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from adapters.modbus.profile import Point, Profile, Table, load_profile
@@ -347,6 +348,29 @@ async def _no_such_unit(*_request: Any) -> ExcCodes:
 
 
 # -- one TCP endpoint ---------------------------------------------------------------------
+class _LoopRequestHandler(ServerRequestHandler):
+    """pymodbus's connection handler, with each request run as a task of the loop.
+
+    pymodbus hands every request to its own loop through ``run_coroutine_threadsafe``, as if
+    from another thread: a concurrent future, a self-pipe write and one more wake-up of the
+    loop per request. The handler always runs on the loop's thread, so a task does the same.
+    """
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+    def handle_later(self) -> None:
+        task = self.loop.create_task(self.handle_request())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _SimTcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _LoopRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 class ModbusSimServer(FaultFollowingServer):
     """One host:port serving one ``SimDevice`` per unit id.
 
@@ -389,13 +413,13 @@ class ModbusSimServer(FaultFollowingServer):
         server, self._server = self._server, None
         await server.shutdown()  # closes the listening socket and every connection
 
-    async def _listen(self) -> ModbusTcpServer:
+    async def _listen(self) -> _SimTcpServer:
         devices = [s.sim_device() for s in self.simulators]
         if all(s.unit_id != 0 for s in self.simulators):  # pymodbus' id 0 catches unknown unit ids
             sizes = {t: max(s.sizes[t] for s in self.simulators) for t in SIM_TABLES}
             blocks = tuple([_block(t, sizes[t])] for t in SIM_TABLES)
             devices.append(SimDevice(id=0, simdata=blocks, action=_no_such_unit))
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        server = _SimTcpServer(devices, address=(self.host, self.port))
         try:
             await server.serve_forever(background=True)
         except RuntimeError:
