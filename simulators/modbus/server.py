@@ -367,6 +367,8 @@ class _LoopRequestHandler(ServerRequestHandler):
 
 
 class _SimTcpServer(ModbusTcpServer):
+    """pymodbus's TCP server, each connection served by a :class:`_LoopRequestHandler`."""
+
     def callback_new_connection(self) -> ServerRequestHandler:
         return _LoopRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
