@@ -120,6 +120,16 @@ async def sleep_until(when: float, interval: float) -> None:
     await _ticker(asyncio.get_running_loop()).wait_until(when)
 
 
+def next_poll_due(due: float, interval: float) -> float:
+    """When the poll after the one due at ``due`` is due: an interval on, or, if this poll overran into the
+    next, the first tick of the device's schedule still ahead (missed ticks are skipped, never bunched up)."""
+    due += interval
+    now = time.monotonic()
+    if due < now:
+        due = now + interval - (now - due) % interval
+    return due
+
+
 def expire_later(delay: float, expire: Callable[[asyncio.Future], None], waiter: asyncio.Future) -> None:
     """``expire(waiter)`` after ``delay`` seconds unless ``waiter`` is done by then: a request's time-out, on
     the shared ticker (up to a slot late) when ``delay`` spans :data:`MIN_INTERVAL_SLOTS` slots, else on a

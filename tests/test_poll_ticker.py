@@ -1,12 +1,15 @@
 """The shared poll timer (adapters/base.py PollTicker): polls due in one slot resume together, none
-before its time, in the order of their slots; a cancelled wait leaves the others alone."""
+before its time, in the order of their slots; a cancelled wait leaves the others alone; a poll that overran
+skips the ticks it missed."""
 from __future__ import annotations
 
 import asyncio
 import math
 import time
 
-from adapters.base import SLOT_S, PollTicker, expire_later, sleep_until
+import pytest
+
+from adapters.base import SLOT_S, PollTicker, expire_later, next_poll_due, sleep_until
 
 
 async def test_polls_due_in_one_slot_resume_together_and_never_before_their_time():
@@ -88,3 +91,11 @@ async def test_a_request_time_out_expires_what_is_unanswered_and_leaves_the_answ
         await asyncio.sleep(SLOT_S)  # the answered one's turn has passed too
         assert expired == [unanswered] and answered.result() == b"answer"
         expired.clear()
+
+
+def test_the_next_poll_keeps_the_schedule_and_skips_the_ticks_a_slow_poll_missed():
+    now = time.monotonic()
+    assert next_poll_due(now - 0.2, 1.0) == pytest.approx(now + 0.8, abs=0.05)  # in time: one interval on
+    # a poll due 2.7 s ago took 2.7 s: ticks due 1.7 and 0.7 s ago are skipped, the next of the schedule is
+    # 0.3 s ahead (never now, never a burst of catch-up polls)
+    assert next_poll_due(now - 2.7, 1.0) == pytest.approx(now + 0.3, abs=0.05)

@@ -15,7 +15,7 @@ import time
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.base import PollColumns, PolledAdapter, sleep_until
+from adapters.base import PollColumns, PolledAdapter, next_poll_due, sleep_until
 from gateway.core.backoff import Backoff
 from gateway.core.model import Quality, Reading, Schema, Value, WriteResult, utcnow
 
@@ -99,10 +99,7 @@ class ModbusAdapter(PolledAdapter):
                 continue
             backoff.reset()
             await self.poll_once(deadline=next_due + interval)
-            next_due += interval
-            now = time.monotonic()
-            if next_due < now:  # overran: skip the missed ticks rather than bunch up
-                next_due = now + interval - (now - next_due) % interval
+            next_due = next_poll_due(next_due, interval)
             await sleep_until(next_due, interval)  # one timer for all devices (adapters/base.py PollTicker)
 
     async def _connect(self) -> bool:

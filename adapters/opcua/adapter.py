@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from adapters.base import LinkedAdapter
+from adapters.base import LinkedAdapter, next_poll_due, sleep_until
 from gateway.core.backoff import Backoff
 from gateway.core.model import DeviceStatus, Inventory, Quality, Reading, Sample, Value, WriteResult, utcnow
 
@@ -341,11 +341,8 @@ class Link:
             except (ConnectionError, OSError, asyncio.TimeoutError, UaError) as exc:
                 self.lose(f"read failed: {describe(exc, self.config)}", timeout=_is_timeout(exc))
                 return
-            next_due += interval
-            now = time.monotonic()
-            if next_due < now:  # overran: skip the missed ticks rather than bunch up
-                next_due = now + interval - (now - next_due) % interval
-            await asyncio.sleep(next_due - now)
+            next_due = next_poll_due(next_due, interval)
+            await sleep_until(next_due, interval)  # one timer for all devices (adapters/base.py PollTicker)
 
     async def _poll_once(self, deadline: float) -> None:
         started, started_at = time.monotonic(), utcnow()

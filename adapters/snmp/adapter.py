@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from adapters.base import PollColumns, PolledAdapter
+from adapters.base import PollColumns, PolledAdapter, next_poll_due, sleep_until
 from gateway.core.backoff import Backoff
 from gateway.core.model import Quality, Reading, Value, WriteResult, utcnow
 
@@ -62,11 +62,8 @@ class SnmpAdapter(PolledAdapter):
                 next_due = time.monotonic()
                 continue
             backoff.reset()
-            next_due += interval
-            now = time.monotonic()
-            if next_due < now:  # overran: skip the missed ticks rather than bunch up
-                next_due = now + interval - (now - next_due) % interval
-            await asyncio.sleep(next_due - now)
+            next_due = next_poll_due(next_due, interval)
+            await sleep_until(next_due, interval)  # one timer for all devices (adapters/base.py PollTicker)
 
     async def poll_once(self, deadline: float | None = None) -> Reading | None:
         """Ask the device once and emit one reading; ``None`` if it did not answer."""
